@@ -1,0 +1,118 @@
+"""Typed events the agent loop emits while a run unfolds.
+
+Each event is a frozen dataclass whose ``type`` is also the SSE event name and
+the name of the template partial that renders it. The loop hands events to an
+:class:`EventSink`; it knows nothing about where they go (SQLite, a terminal,
+a benchmark's counter).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar, Protocol
+
+
+def _now() -> float:
+    return time.time()
+
+
+@dataclass(frozen=True)
+class Event:
+    """Base of every event; ``at`` is a Unix timestamp in seconds."""
+
+    type: ClassVar[str] = "event"
+    at: float = field(default_factory=_now, kw_only=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["type"] = self.type
+        return data
+
+
+@dataclass(frozen=True)
+class RunStarted(Event):
+    type: ClassVar[str] = "run_started"
+    model: str
+    provider: str
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class MessageAdded(Event):
+    """A complete message joined the conversation (system, user, assistant or tool)."""
+
+    type: ClassVar[str] = "message"
+    role: str
+    content: str
+    tool_calls: tuple[dict[str, Any], ...] = ()
+    tool_call_id: str | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class TokenDelta(Event):
+    """A piece of assistant text as the model streams it."""
+
+    type: ClassVar[str] = "token"
+    text: str
+    round: int = 0
+
+
+@dataclass(frozen=True)
+class ToolCallStarted(Event):
+    type: ClassVar[str] = "tool_call_started"
+    call_id: str
+    name: str
+    arguments: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ToolCallFinished(Event):
+    type: ClassVar[str] = "tool_call_finished"
+    call_id: str
+    name: str
+    arguments: dict[str, Any]
+    result: str | None
+    error: str | None
+    latency_ms: float
+    cost_lines: tuple[dict[str, Any], ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True)
+class LLMCallFinished(Event):
+    """One model call completed; carries usage for cost and token totals."""
+
+    type: ClassVar[str] = "llm_call_finished"
+    model: str
+    provider: str
+    input_tokens: int
+    output_tokens: int
+    latency_ms: float
+    round: int = 0
+    finish_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class RunFinished(Event):
+    type: ClassVar[str] = "run_finished"
+    response: str
+
+
+@dataclass(frozen=True)
+class RunFailed(Event):
+    type: ClassVar[str] = "run_failed"
+    error: str
+
+
+TERMINAL_TYPES = frozenset({RunFinished.type, RunFailed.type, "run_interrupted"})
+
+
+class EventSink(Protocol):
+    """Where the loop sends its events. ``emit`` may persist before returning."""
+
+    async def emit(self, event: Event) -> None: ...

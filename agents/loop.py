@@ -1,0 +1,173 @@
+"""The tool-calling agent loop.
+
+Ask the model; if it asks for tools, run them and feed the results back;
+repeat until it answers in plain text or the round limit is reached. On the
+last round tools are withheld so the model has to answer. Every step is
+emitted as an event to the sink; a failing tool becomes a failed tool call
+and the run goes on, a failing model call fails the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from agents.events import (
+    EventSink,
+    LLMCallFinished,
+    MessageAdded,
+    RunFailed,
+    RunFinished,
+    RunStarted,
+    TokenDelta,
+    ToolCallFinished,
+    ToolCallStarted,
+)
+from agents.providers.base import Completion, GenerationParams, Provider, ToolCallRequest
+from agents.tools import Tool
+
+MAX_TOOL_RESULT_CHARS = 4000
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What to run: the prompt and every knob a replay may override."""
+
+    prompt: str
+    model: str
+    temperature: float = 0.7
+    max_tokens: int = 512
+    system_prompt: str | None = None
+    tools: tuple[str, ...] | None = None  # None: every configured tool
+    max_rounds: int = 4
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def params(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("prompt")
+        data["tools"] = list(self.tools) if self.tools is not None else None
+        return data
+
+
+def _tool_message(call: ToolCallRequest, content: str) -> dict[str, Any]:
+    return {"role": "tool", "content": content, "tool_call_id": call.id, "name": call.name}
+
+
+def _assistant_message(completion: Completion) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": completion.text}
+    if completion.tool_calls:
+        message["tool_calls"] = [
+            {
+                "id": c.id,
+                "type": "function",
+                "function": {"name": c.name, "arguments": json.dumps(c.arguments)},
+            }
+            for c in completion.tool_calls
+        ]
+    return message
+
+
+async def _call_tool(tool: Tool | None, call: ToolCallRequest, sink: EventSink) -> str:
+    """Run one tool call, emit its start and finish, return what the model is told."""
+    await sink.emit(ToolCallStarted(call_id=call.id, name=call.name, arguments=call.arguments))
+    started = time.perf_counter()
+    result: str | None = None
+    error: str | None = None
+    cost_lines: tuple[dict[str, Any], ...] = ()
+    if tool is None:
+        error = f"unknown tool {call.name!r}"
+    elif "__error__" in call.arguments:
+        error = str(call.arguments["__error__"])
+    else:
+        try:
+            output = await asyncio.wait_for(asyncio.to_thread(tool, call.arguments), tool.timeout_s)
+            result = output.text[:MAX_TOOL_RESULT_CHARS]
+            cost_lines = output.cost_lines
+        except asyncio.TimeoutError:
+            error = f"timed out after {tool.timeout_s:g}s"
+        except Exception as exc:  # noqa: BLE001 - any tool failure is data, not a crash
+            error = f"{type(exc).__name__}: {exc}"[:1000]
+    latency_ms = (time.perf_counter() - started) * 1000
+    await sink.emit(
+        ToolCallFinished(
+            call_id=call.id,
+            name=call.name,
+            arguments=call.arguments,
+            result=result,
+            error=error,
+            latency_ms=latency_ms,
+            cost_lines=cost_lines,
+        )
+    )
+    return result if error is None else f"ERROR: {error}"
+
+
+async def run_agent(
+    request: RunRequest, provider: Provider, tools: list[Tool], sink: EventSink
+) -> str | None:
+    """Run the agent to completion; return the final answer, or None if it failed."""
+    by_name = {t.name: t for t in tools}
+    await sink.emit(RunStarted(model=request.model, provider=provider.name, params=request.params()))
+    messages: list[dict[str, Any]] = []
+    if request.system_prompt:
+        messages.append({"role": "system", "content": request.system_prompt})
+        await sink.emit(MessageAdded(role="system", content=request.system_prompt))
+    messages.append({"role": "user", "content": request.prompt})
+    await sink.emit(MessageAdded(role="user", content=request.prompt))
+
+    params = GenerationParams(
+        model=request.model, temperature=request.temperature, max_tokens=request.max_tokens
+    )
+    try:
+        for round_ in range(max(1, request.max_rounds)):
+            last_round = round_ == request.max_rounds - 1
+            specs = [] if last_round else [t.spec for t in tools]
+            started = time.perf_counter()
+            completion: Completion | None = None
+            async for item in provider.stream(messages, specs, params):
+                if isinstance(item, Completion):
+                    completion = item
+                elif item:
+                    await sink.emit(TokenDelta(text=item, round=round_))
+            if completion is None:
+                raise RuntimeError("provider ended without a completion")
+            await sink.emit(
+                LLMCallFinished(
+                    model=completion.model or request.model,
+                    provider=provider.name,
+                    input_tokens=completion.input_tokens,
+                    output_tokens=completion.output_tokens,
+                    latency_ms=(time.perf_counter() - started) * 1000,
+                    round=round_,
+                    finish_reason=completion.finish_reason,
+                )
+            )
+            assistant = _assistant_message(completion)
+            messages.append(assistant)
+            await sink.emit(
+                MessageAdded(
+                    role="assistant",
+                    content=completion.text,
+                    tool_calls=tuple(assistant.get("tool_calls", ())),
+                )
+            )
+            if not completion.tool_calls:
+                await sink.emit(RunFinished(response=completion.text))
+                return completion.text
+            for call in completion.tool_calls:
+                content = await _call_tool(by_name.get(call.name), call, sink)
+                messages.append(_tool_message(call, content))
+                await sink.emit(
+                    MessageAdded(
+                        role="tool", content=content, tool_call_id=call.id, name=call.name
+                    )
+                )
+        raise RuntimeError(f"no final answer within {request.max_rounds} rounds")
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the run fails cleanly, the process goes on
+        await sink.emit(RunFailed(error=f"{type(exc).__name__}: {exc}"[:2000]))
+        return None

@@ -1,0 +1,1 @@
+"""Model providers: a local llama.cpp model and the Mistral API."""

@@ -1,0 +1,88 @@
+"""What a model call costs.
+
+Mistral prices are USD per million tokens, input and output, as published on
+the date in ``PRICES_AS_OF``. A model missing from the table is *unpriced*:
+the run shows that it has an unknown cost instead of a silent $0. Local
+models cost nothing and say so (``free``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+PRICES_AS_OF = "2026-11-01"
+
+# model family -> (input, output) USD per 1M tokens
+MISTRAL_PRICES: dict[str, tuple[float, float]] = {
+    "mistral-large": (2.0, 6.0),
+    "mistral-medium": (0.4, 2.0),
+    "mistral-small": (0.1, 0.3),
+    "magistral-medium": (2.0, 5.0),
+    "magistral-small": (0.5, 1.5),
+    "devstral-medium": (0.4, 2.0),
+    "devstral-small": (0.1, 0.3),
+    "codestral": (0.3, 0.9),
+    "ministral-8b": (0.1, 0.1),
+    "ministral-3b": (0.04, 0.04),
+    "open-mistral-nemo": (0.15, 0.15),
+    "pixtral-large": (2.0, 6.0),
+    "pixtral-12b": (0.15, 0.15),
+    "mistral-saba": (0.2, 0.6),
+}
+
+FREE, PRICED, UNPRICED, PARTIAL = "free", "priced", "unpriced", "partial"
+
+_VERSION_SUFFIX = re.compile(r"-(latest|\d{4}|\d{2}-\d{2})$")
+
+
+@dataclass(frozen=True)
+class Cost:
+    usd: float | None
+    status: str  # free | priced | unpriced
+
+
+def mistral_family(model: str) -> str:
+    """``mistral-small-2503`` and ``mistral-small-latest`` are both ``mistral-small``."""
+    name = model.strip().lower()
+    if name.startswith("ft:"):  # fine-tuned models: ft:open-mistral-7b:xxx:yyy
+        name = name.split(":")[1]
+    while True:
+        stripped = _VERSION_SUFFIX.sub("", name)
+        if stripped == name:
+            return name
+        name = stripped
+
+
+def llm_cost(provider: str, model: str, input_tokens: int, output_tokens: int) -> Cost:
+    if provider == "local":
+        return Cost(0.0, FREE)
+    price = MISTRAL_PRICES.get(mistral_family(model)) if provider == "mistral" else None
+    if price is None:
+        return Cost(None, UNPRICED)
+    usd = (input_tokens * price[0] + output_tokens * price[1]) / 1_000_000
+    return Cost(usd, PRICED)
+
+
+def merge_status(current: str | None, new: str) -> str:
+    """Combine the cost status of a run with that of one more call."""
+    if current is None or current == new:
+        return new
+    statuses = {current, new}
+    if UNPRICED in statuses or PARTIAL in statuses:
+        return UNPRICED if statuses <= {FREE, UNPRICED} else PARTIAL
+    return PRICED  # free + priced
+
+
+def format_cost(usd: float | None, status: str | None) -> str:
+    """How a cost reads on a page: never a bare $0 for an unknown price."""
+    if status is None:
+        return "—"
+    if status == FREE:
+        return "$0 (local)"
+    if status == UNPRICED:
+        return "unpriced"
+    amount = f"${(usd or 0):.6f}".rstrip("0").rstrip(".") if (usd or 0) < 0.01 else f"${usd:.4f}"
+    if amount == "$":
+        amount = "$0"
+    return f"≥ {amount} (partly unpriced)" if status == PARTIAL else amount

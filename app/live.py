@@ -1,0 +1,126 @@
+"""In-process broker that fans a run's events out to live subscribers.
+
+The recorder publishes only after an event is committed, so a subscriber
+that first reads stored events and then drains its queue (skipping sequence
+numbers it already has) sees every event exactly once. A subscriber that
+falls too far behind is marked ``overflowed`` and catches up from SQLite.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from app.store import Store
+
+
+@dataclass(frozen=True)
+class LiveEvent:
+    run_id: str
+    seq: int
+    type: str
+    payload: dict[str, Any]
+    run: dict[str, Any] | None = None  # the run row after this event, when totals changed
+
+
+@dataclass(eq=False)  # identity equality: subscriptions live in sets
+class Subscription:
+    run_id: str
+    queue: asyncio.Queue[LiveEvent] = field(default_factory=lambda: asyncio.Queue(maxsize=5000))
+    overflowed: bool = False
+
+
+class Broker:
+    """Subscribers per run id (``"*"`` subscribes to every run)."""
+
+    def __init__(self) -> None:
+        self._subs: dict[str, set[Subscription]] = {}
+
+    @contextmanager
+    def subscribe(self, run_id: str) -> Iterator[Subscription]:
+        sub = Subscription(run_id)
+        self._subs.setdefault(run_id, set()).add(sub)
+        try:
+            yield sub
+        finally:
+            subs = self._subs.get(run_id)
+            if subs is not None:
+                subs.discard(sub)
+                if not subs:
+                    del self._subs[run_id]
+
+    def publish(self, event: LiveEvent) -> None:
+        for key in (event.run_id, "*"):
+            for sub in self._subs.get(key, ()):
+                try:
+                    sub.queue.put_nowait(event)
+                except asyncio.QueueFull:
+                    sub.overflowed = True
+
+    def subscriber_count(self, run_id: str) -> int:
+        return len(self._subs.get(run_id, ()))
+
+
+TERMINAL_TYPES = frozenset({"run_finished", "run_failed", "run_interrupted"})
+TOTALS_TYPES = TERMINAL_TYPES | {"run_started", "llm_call_finished", "tool_call_finished"}
+CATCH_UP_BATCH = 1000
+
+
+async def follow_run(
+    store: "Store", broker: Broker, run_id: str, after_seq: int = 0, keepalive_s: float = 15.0
+) -> AsyncIterator[LiveEvent | None]:
+    """Every event of a run after ``after_seq``, exactly once, stored ones first, then live.
+
+    Subscribes before reading SQLite, so an event committed meanwhile is either
+    in the stored batch or in the queue (duplicates are skipped by sequence
+    number). Yields None every ``keepalive_s`` of silence so the caller can
+    send a keep-alive; stops after the run's terminal event.
+    """
+    from app.store.runs import events_after, get_run
+
+    with broker.subscribe(run_id) as sub:
+        last = after_seq
+
+        async def catch_up() -> AsyncIterator[LiveEvent]:
+            nonlocal last
+            run = await store.read(get_run, run_id)
+            while True:
+                rows = await store.read(events_after, run_id, last, CATCH_UP_BATCH)
+                for row in rows:
+                    last = row["seq"]
+                    # Stored events carry today's totals: the run row as it is now.
+                    row_run = run if row["type"] in TOTALS_TYPES else None
+                    yield LiveEvent(run_id, row["seq"], row["type"], row["payload"], row_run)
+                if len(rows) < CATCH_UP_BATCH:
+                    return
+
+        async for event in catch_up():
+            yield event
+            if event.type in TERMINAL_TYPES:
+                return
+        while True:
+            try:
+                event = await asyncio.wait_for(sub.queue.get(), keepalive_s)
+            except asyncio.TimeoutError:
+                yield None
+                continue
+            if sub.overflowed or event.seq > last + 1:
+                # Fell behind or missed something: SQLite has it all.
+                sub.overflowed = False
+                while not sub.queue.empty():
+                    sub.queue.get_nowait()
+                async for stored in catch_up():
+                    yield stored
+                    if stored.type in TERMINAL_TYPES:
+                        return
+                continue
+            if event.seq <= last:
+                continue
+            last = event.seq
+            yield event
+            if event.type in TERMINAL_TYPES:
+                return

@@ -1,0 +1,119 @@
+"""The app factory: ``create_app(settings)`` builds the whole studio.
+
+Tests and benchmarks pass their own settings (a temporary data dir, an
+agent config pointing at a local fake Mistral server) and, if they need one,
+extra providers: that is the only seam.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from litestar import Litestar, MediaType, Request, Response
+from litestar.contrib.jinja import JinjaTemplateEngine
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.exceptions import HTTPException, NotFoundException
+from litestar.openapi import OpenAPIConfig
+from litestar.response import Template
+from litestar.static_files import create_static_files_router
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from litestar.template.config import TemplateConfig
+
+from app.live import Broker
+from app.render import STATIC_DIR, make_environment
+from app.runs import InputError, Runner
+from app.settings import Settings
+from app.store import Store
+from app.store.events import interrupt_unfinished
+from app.web.api import HealthController, RunsAPI
+from app.web.deps import DEPENDENCIES
+from app.web.pages import PagesController
+
+log = logging.getLogger("agentop")
+
+
+def _wants_html(request: Request) -> bool:
+    return not request.url.path.startswith(("/api/", "/v1/", "/schema")) and "text/html" in (
+        request.headers.get("accept", "")
+    )
+
+
+def _error_response(request: Request, status: int, message: str, extra: Any = None) -> Response:
+    if _wants_html(request):
+        return Template(
+            "error.html",
+            context={"status": status, "message": message},
+            status_code=status,
+        ).to_asgi_response(request.app, request)  # type: ignore[return-value]
+    body: dict[str, Any] = {"status_code": status, "detail": message}
+    if extra:
+        body["extra"] = extra
+    return Response(body, status_code=status, media_type=MediaType.JSON)
+
+
+def handle_input_error(request: Request, exc: InputError) -> Response:
+    return _error_response(request, 400, str(exc))
+
+
+def handle_http_error(request: Request, exc: HTTPException) -> Response:
+    return _error_response(request, exc.status_code, exc.detail, getattr(exc, "extra", None))
+
+
+def handle_unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return _error_response(request, HTTP_500_INTERNAL_SERVER_ERROR, "internal server error")
+
+
+def create_app(settings: Settings | None = None, extra_providers: list[Any] | None = None) -> Litestar:
+    settings = settings or Settings.from_env()
+    jinja = make_environment()
+
+    async def start(app: Litestar) -> None:
+        store = Store(settings.db_path)
+        interrupted = store.write_sync(interrupt_unfinished, time.time())
+        if interrupted:
+            log.warning("marked %d run(s) interrupted by the last stop", len(interrupted))
+        app.state.store = store
+        app.state.broker = Broker()
+        app.state.runner = Runner(
+            store,
+            app.state.broker,
+            settings.agents(),
+            settings.data_dir,
+            extra_providers=extra_providers,
+            max_concurrent=settings.max_concurrent_runs,
+        )
+
+    async def stop(app: Litestar) -> None:
+        runner = getattr(app.state, "runner", None)
+        if runner is not None:
+            await runner.shutdown()
+        store = getattr(app.state, "store", None)
+        if store is not None:
+            store.close()
+
+    return Litestar(
+        route_handlers=[
+            HealthController,
+            RunsAPI,
+            PagesController,
+            create_static_files_router(path="/static", directories=[STATIC_DIR]),
+        ],
+        dependencies={name: Provide(fn, sync_to_thread=False) for name, fn in DEPENDENCIES.items()},
+        template_config=TemplateConfig(engine=JinjaTemplateEngine.from_environment(jinja)),
+        on_startup=[start],
+        on_shutdown=[stop],
+        state=State({"settings": settings, "jinja": jinja}),
+        exception_handlers={
+            InputError: handle_input_error,
+            HTTPException: handle_http_error,
+            NotFoundException: handle_http_error,
+            Exception: handle_unexpected,
+        },
+        request_max_body_size=settings.max_body_bytes,
+        openapi_config=OpenAPIConfig(title="AgentOp-Studio", version="0.1.0", path="/schema"),
+        debug=False,
+    )

@@ -1,0 +1,231 @@
+"""Starting runs: validate input, pick the provider, run the agent as a task.
+
+Runs execute in-process as asyncio tasks. A run that is cancelled (server
+shutting down) is recorded as interrupted; a run left running by a crash is
+marked interrupted at the next start (see ``app.store.events``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agents.config import AgentConfig
+from agents.loop import RunRequest, run_agent
+from agents.providers.base import Provider
+from agents.providers.local import LocalProvider
+from agents.providers.mistral import MistralProvider, RetryPolicy
+from agents.tools import Tool, load_tool
+from app.live import Broker
+from app.recorder import Recorder
+from app.store import Store
+from app.store.runs import create_run
+
+log = logging.getLogger(__name__)
+
+MAX_PROMPT_CHARS = 100_000
+MAX_SYSTEM_CHARS = 20_000
+
+
+class InputError(ValueError):
+    """Bad input from a user or API client; becomes a 4xx with this message."""
+
+
+@dataclass(frozen=True)
+class RunInput:
+    request: RunRequest
+    session: str | None = None
+
+
+def _number(data: dict[str, Any], key: str, kind: type, low: float, high: float) -> Any:
+    value = data.get(key)
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise InputError(f"{key} must be a number")
+    try:
+        number = kind(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{key} must be a number, got {value!r}") from None
+    if isinstance(number, float) and not math.isfinite(number):
+        raise InputError(f"{key} must be a finite number")
+    if kind is int and isinstance(value, float) and value != int(value):
+        raise InputError(f"{key} must be a whole number")
+    if not low <= number <= high:
+        raise InputError(f"{key} must be between {low:g} and {high:g}")
+    return number
+
+
+def parse_run_input(data: Any, config: AgentConfig, known_tools: list[str]) -> RunInput:
+    """Turn a JSON body or form into a RunRequest, or raise InputError saying what is wrong."""
+    if not isinstance(data, dict):
+        raise InputError("the body must be a JSON object")
+    prompt = data.get("prompt")
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise InputError("prompt is required and must be a non-empty string")
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise InputError(f"prompt is longer than {MAX_PROMPT_CHARS} characters")
+    model = data.get("model") or config.resolved_default_model
+    if not isinstance(model, str) or len(model) > 200:
+        raise InputError("model must be a string")
+    system = data.get("system_prompt")
+    if system is not None and not isinstance(system, str):
+        raise InputError("system_prompt must be a string")
+    if system and len(system) > MAX_SYSTEM_CHARS:
+        raise InputError(f"system_prompt is longer than {MAX_SYSTEM_CHARS} characters")
+    session = data.get("session")
+    if session is not None and (not isinstance(session, str) or len(session) > 200):
+        raise InputError("session must be a string of at most 200 characters")
+    tools = data.get("tools")
+    if tools is not None:
+        if isinstance(tools, str):
+            tools = [tools]
+        if not isinstance(tools, list) or not all(isinstance(t, str) for t in tools):
+            raise InputError("tools must be a list of tool names")
+        unknown = sorted(set(tools) - set(known_tools))
+        if unknown:
+            raise InputError(
+                f"unknown tool(s): {', '.join(unknown)}; available: {', '.join(known_tools)}"
+            )
+    temperature = _number(data, "temperature", float, 0.0, 2.0)
+    max_tokens = _number(data, "max_tokens", int, 1, 32768)
+    max_rounds = _number(data, "max_rounds", int, 1, 20)
+    request = RunRequest(
+        prompt=prompt,
+        model=model,
+        temperature=config.temperature if temperature is None else temperature,
+        max_tokens=max_tokens or config.max_tokens,
+        system_prompt=system or None,
+        tools=tuple(tools) if tools is not None else None,
+        max_rounds=max_rounds or config.max_rounds,
+    )
+    return RunInput(request=request, session=(session or "").strip() or None)
+
+
+class Runner:
+    """Owns the providers, the tools and the tasks of runs in progress."""
+
+    def __init__(
+        self,
+        store: Store,
+        broker: Broker,
+        config: AgentConfig,
+        data_dir: Path,
+        extra_providers: list[Any] | None = None,
+        max_concurrent: int = 8,
+    ) -> None:
+        self.store = store
+        self.broker = broker
+        self.config = config
+        self.data_dir = data_dir
+        self.local = LocalProvider(list(config.local_models))
+        self.mistral: MistralProvider | None = None
+        if config.mistral.api_key:
+            self.mistral = MistralProvider(
+                api_key=config.mistral.api_key,
+                server_url=config.mistral.server_url or None,
+                retry=RetryPolicy(
+                    initial_ms=config.mistral.retry_initial_ms,
+                    max_elapsed_ms=config.mistral.retry_max_elapsed_ms,
+                ),
+                timeout_ms=config.mistral.timeout_ms,
+            )
+        # Extra providers (tests, benchmarks) answer for the models they list.
+        self.extra_providers = list(extra_providers or [])
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+        self._slots = asyncio.Semaphore(max_concurrent)
+
+    @property
+    def tool_names(self) -> list[str]:
+        return list(self.config.tools)
+
+    def model_choices(self) -> list[tuple[str, str]]:
+        extra = [(m, p.name) for p in self.extra_providers for m in getattr(p, "models", ())]
+        return self.config.model_choices() + extra
+
+    def provider_for(self, model: str) -> Provider:
+        for provider in self.extra_providers:
+            if model in getattr(provider, "models", ()):
+                return provider
+        if self.local.has_model(model):
+            return self.local
+        if self.mistral is not None:
+            return self.mistral
+        names = ", ".join(m for m, _ in self.model_choices()) or "none"
+        raise InputError(
+            f"unknown model {model!r}; available: {names}. "
+            "Set MISTRAL_API_KEY to run Mistral models."
+        )
+
+    def tools_for(self, names: tuple[str, ...] | None) -> list[Tool]:
+        wanted = self.tool_names if names is None else list(names)
+        base = {"data_dir": str(self.data_dir)}
+        return [load_tool(n, {**base, **self.config.tools.get(n, {})}) for n in wanted]
+
+    async def start(
+        self, run_input: RunInput, source: str = "studio", parent_run_id: str | None = None
+    ) -> dict[str, Any]:
+        """Create the run row and start the agent in the background."""
+        request = run_input.request
+        provider = self.provider_for(request.model)
+        tools = self.tools_for(request.tools)
+        run_id = uuid.uuid4().hex[:16]
+        run = await self.store.write(
+            create_run,
+            {
+                "id": run_id,
+                "session_id": run_input.session,
+                "parent_run_id": parent_run_id,
+                "model": request.model,
+                "provider": provider.name,
+                "params": request.params(),
+                "prompt": request.prompt,
+                "source": source,
+                "started_at": time.time(),
+            },
+        )
+        task = asyncio.create_task(self._execute(run_id, request, provider, tools))
+        self.tasks[run_id] = task
+        task.add_done_callback(lambda _t: self.tasks.pop(run_id, None))
+        return run
+
+    async def _execute(
+        self, run_id: str, request: RunRequest, provider: Provider, tools: list[Tool]
+    ) -> None:
+        recorder = Recorder(self.store, self.broker, run_id)
+        try:
+            async with self._slots:
+                await run_agent(request, provider, tools, recorder)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(
+                    recorder.emit_dict(
+                        {
+                            "type": "run_interrupted",
+                            "at": time.time(),
+                            "error": "interrupted: the server stopped during the run",
+                        }
+                    )
+                )
+            raise
+        except Exception:  # noqa: BLE001 - a recorder failure must not kill the server
+            log.exception("run %s crashed outside the agent loop", run_id)
+
+    async def wait(self, run_id: str, timeout: float | None = None) -> None:
+        task = self.tasks.get(run_id)
+        if task is not None:
+            await asyncio.wait_for(asyncio.shield(task), timeout)
+
+    async def shutdown(self) -> None:
+        tasks = list(self.tasks.values())
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)

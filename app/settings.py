@@ -1,0 +1,43 @@
+"""Settings of the studio process, read from the environment.
+
+Agent settings (models, tools, keys) live in ``agents/config.yaml``; this file
+covers where data goes and how the web process behaves.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from agents.config import AgentConfig, load_config
+
+
+@dataclass
+class Settings:
+    data_dir: Path = field(default_factory=lambda: Path("data"))
+    agent_config_path: Path | None = None
+    max_body_bytes: int = 1_000_000
+    max_concurrent_runs: int = 8
+    agent_config: AgentConfig | None = None  # loaded from agent_config_path when None
+
+    @classmethod
+    def from_env(cls, **overrides: object) -> "Settings":
+        env = os.environ
+        values: dict[str, object] = {
+            "data_dir": Path(env.get("AGENTOP_DATA_DIR") or "data"),
+            "agent_config_path": Path(env["AGENTOP_CONFIG"]) if env.get("AGENTOP_CONFIG") else None,
+            "max_body_bytes": int(env.get("AGENTOP_MAX_BODY_BYTES") or 1_000_000),
+            "max_concurrent_runs": int(env.get("AGENTOP_MAX_CONCURRENT_RUNS") or 8),
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)  # type: ignore[arg-type]
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "agentop.db"
+
+    def agents(self) -> AgentConfig:
+        if self.agent_config is None:
+            self.agent_config = load_config(self.agent_config_path)
+        return self.agent_config

@@ -1,0 +1,202 @@
+"""Append one event to a run's log and project it onto the run's tables.
+
+Runs on the writer thread inside one transaction: the event row, the derived
+rows (messages, tool calls, spans) and the running totals on the run row
+commit together, so pages and the API never see a half-recorded step.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlite_utils import Database
+
+from app.costs import llm_cost, merge_status
+from app.store.runs import get_run
+
+# Events after which the run row's totals or status changed.
+TOTALS_EVENTS = frozenset(
+    {
+        "run_started",
+        "llm_call_finished",
+        "tool_call_finished",
+        "run_finished",
+        "run_failed",
+        "run_interrupted",
+    }
+)
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def record_event(
+    db: Database, run_id: str, seq: int, event: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Store ``event`` as number ``seq`` of ``run_id``.
+
+    Returns the payload as stored (LLM calls gain their cost) and the run row
+    when its totals or status changed, else None.
+    """
+    kind = event["type"]
+    at = float(event["at"])
+    if kind == "llm_call_finished":
+        cost = llm_cost(
+            event["provider"], event["model"], event["input_tokens"], event["output_tokens"]
+        )
+        event = {**event, "cost_usd": cost.usd, "cost_status": cost.status}
+    db.execute(
+        "insert into events (run_id, seq, type, at, payload) values (?, ?, ?, ?, ?)",
+        [run_id, seq, kind, at, _json(event)],
+    )
+    db.execute("update runs set last_seq = ? where id = ?", [seq, run_id])
+    project = _PROJECTIONS.get(kind)
+    if project is not None:
+        project(db, run_id, seq, at, event)
+    return event, (get_run(db, run_id) if kind in TOTALS_EVENTS else None)
+
+
+def _run_started(db: Database, run_id: str, seq: int, at: float, e: dict[str, Any]) -> None:
+    db.execute(
+        "update runs set status = 'running', model = ?, provider = ?, params = ? where id = ?",
+        [e["model"], e["provider"], _json(e["params"]), run_id],
+    )
+    db.execute(
+        "insert into spans (run_id, span_id, kind, name, start_at, status, attributes)"
+        " values (?, 'agent', 'agent', 'agent run', ?, 'running', ?)",
+        [run_id, at, _json({"model": e["model"], "provider": e["provider"]})],
+    )
+
+
+def _message(db: Database, run_id: str, seq: int, at: float, e: dict[str, Any]) -> None:
+    db.execute(
+        "insert into messages (run_id, seq, role, content, tool_calls, tool_call_id, name, at)"
+        " values (?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            run_id,
+            seq,
+            e["role"],
+            e["content"],
+            _json(list(e.get("tool_calls") or [])),
+            e.get("tool_call_id"),
+            e.get("name"),
+            at,
+        ],
+    )
+
+
+def _tool_started(db: Database, run_id: str, seq: int, at: float, e: dict[str, Any]) -> None:
+    db.execute(
+        "insert into tool_calls (run_id, call_id, seq, name, arguments, status, started_at)"
+        " values (?, ?, ?, ?, ?, 'running', ?)",
+        [run_id, e["call_id"], seq, e["name"], _json(e["arguments"]), at],
+    )
+
+
+def _tool_finished(db: Database, run_id: str, seq: int, at: float, e: dict[str, Any]) -> None:
+    status = "ok" if e.get("error") is None else "error"
+    db.execute(
+        "update tool_calls set result = ?, error = ?, status = ?, latency_ms = ?, ended_at = ?,"
+        " cost_lines = ? where run_id = ? and call_id = ?",
+        [
+            e.get("result"),
+            e.get("error"),
+            status,
+            e["latency_ms"],
+            at,
+            _json(list(e.get("cost_lines") or [])),
+            run_id,
+            e["call_id"],
+        ],
+    )
+    db.execute(
+        "insert into spans (run_id, span_id, parent_span_id, kind, name, start_at, end_at,"
+        " status, attributes) values (?, ?, 'agent', 'tool', ?, ?, ?, ?, ?)",
+        [
+            run_id,
+            f"tool:{e['call_id']}",
+            e["name"],
+            at - e["latency_ms"] / 1000,
+            at,
+            status,
+            _json({"arguments": e["arguments"], "error": e.get("error")}),
+        ],
+    )
+    db.execute(
+        "update runs set tool_calls = tool_calls + 1, tool_errors = tool_errors + ? where id = ?",
+        [0 if status == "ok" else 1, run_id],
+    )
+
+
+def _llm_finished(db: Database, run_id: str, seq: int, at: float, e: dict[str, Any]) -> None:
+    db.execute(
+        "insert into spans (run_id, span_id, parent_span_id, kind, name, start_at, end_at,"
+        " status, input_tokens, output_tokens, cost_usd, attributes)"
+        " values (?, ?, 'agent', 'llm', ?, ?, ?, 'ok', ?, ?, ?, ?)",
+        [
+            run_id,
+            f"llm:{seq}",
+            e["model"],
+            at - e["latency_ms"] / 1000,
+            at,
+            e["input_tokens"],
+            e["output_tokens"],
+            e["cost_usd"],
+            _json({"round": e.get("round"), "finish_reason": e.get("finish_reason")}),
+        ],
+    )
+    current = db.execute("select cost_status from runs where id = ?", [run_id]).fetchone()[0]
+    db.execute(
+        "update runs set input_tokens = input_tokens + ?, output_tokens = output_tokens + ?,"
+        " cost_usd = cost_usd + ?, cost_status = ? where id = ?",
+        [
+            e["input_tokens"],
+            e["output_tokens"],
+            e["cost_usd"] or 0.0,
+            merge_status(current, e["cost_status"]),
+            run_id,
+        ],
+    )
+
+
+def _ended(status: str):
+    def project(db: Database, run_id: str, seq: int, at: float, e: dict[str, Any]) -> None:
+        db.execute(
+            "update runs set status = ?, response = coalesce(?, response), error = ?,"
+            " ended_at = ?, latency_ms = (? - started_at) * 1000 where id = ?",
+            [status, e.get("response"), e.get("error"), at, at, run_id],
+        )
+        db.execute(
+            "update spans set end_at = ?, status = ? where run_id = ? and span_id = 'agent'",
+            [at, status, run_id],
+        )
+
+    return project
+
+
+_PROJECTIONS = {
+    "run_started": _run_started,
+    "message": _message,
+    "tool_call_started": _tool_started,
+    "tool_call_finished": _tool_finished,
+    "llm_call_finished": _llm_finished,
+    "run_finished": _ended("succeeded"),
+    "run_failed": _ended("failed"),
+    "run_interrupted": _ended("interrupted"),
+}
+
+
+def interrupt_unfinished(db: Database, at: float) -> list[str]:
+    """Mark runs a crash left queued or running as interrupted; return their ids."""
+    ids = [r["id"] for r in db.query("select id from runs where status in ('queued', 'running')")]
+    for run_id in ids:
+        seq = db.execute("select last_seq from runs where id = ?", [run_id]).fetchone()[0] + 1
+        record_event(
+            db,
+            run_id,
+            seq,
+            {"type": "run_interrupted", "at": at, "error": "interrupted: the server stopped"},
+        )
+    return ids

@@ -1,0 +1,147 @@
+"""Versioned schema migrations, applied in order on start.
+
+Each migration is a function decorated with ``@migration("name")``; applied
+names are recorded in ``_migrations`` so each runs once. Append new ones at
+the end of this file; never edit one that has shipped.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from sqlite_utils import Database
+
+MigrationFn = Callable[[Database], None]
+MIGRATIONS: list[tuple[str, MigrationFn]] = []
+
+
+def migration(name: str) -> Callable[[MigrationFn], MigrationFn]:
+    def register(fn: MigrationFn) -> MigrationFn:
+        MIGRATIONS.append((name, fn))
+        return fn
+
+    return register
+
+
+def apply_migrations(db: Database) -> list[str]:
+    """Apply every migration not yet recorded; return the names applied now."""
+    db["_migrations"].create(
+        {"name": str, "applied_at": float}, pk="name", if_not_exists=True
+    )
+    done = {row["name"] for row in db["_migrations"].rows}
+    applied = []
+    for name, fn in MIGRATIONS:
+        if name in done:
+            continue
+        with db.atomic():
+            fn(db)
+            db["_migrations"].insert({"name": name, "applied_at": time.time()})
+        applied.append(name)
+    return applied
+
+
+@migration("0001_core")
+def core(db: Database) -> None:
+    db["runs"].create(
+        {
+            "id": str,
+            "session_id": str,
+            "parent_run_id": str,
+            "status": str,
+            "model": str,
+            "provider": str,
+            "params": str,
+            "prompt": str,
+            "response": str,
+            "started_at": float,
+            "ended_at": float,
+            "latency_ms": float,
+            "input_tokens": int,
+            "output_tokens": int,
+            "cost_usd": float,
+            "cost_status": str,  # free | priced | unpriced | partial
+            "tool_calls": int,
+            "tool_errors": int,
+            "error": str,
+            "source": str,  # studio | cli | otlp
+            "last_seq": int,
+        },
+        pk="id",
+        not_null={"status", "started_at"},
+        defaults={
+            "input_tokens": 0,
+            "output_tokens": 0,
+            "cost_usd": 0.0,
+            "tool_calls": 0,
+            "tool_errors": 0,
+            "last_seq": 0,
+            "source": "studio",
+        },
+    )
+    db["events"].create(
+        {"run_id": str, "seq": int, "type": str, "at": float, "payload": str},
+        pk=("run_id", "seq"),
+        foreign_keys=[("run_id", "runs", "id")],
+    )
+    db["messages"].create(
+        {
+            "id": int,
+            "run_id": str,
+            "seq": int,
+            "role": str,
+            "content": str,
+            "tool_calls": str,
+            "tool_call_id": str,
+            "name": str,
+            "at": float,
+        },
+        pk="id",
+        foreign_keys=[("run_id", "runs", "id")],
+    )
+    db["tool_calls"].create(
+        {
+            "id": int,
+            "run_id": str,
+            "call_id": str,
+            "seq": int,
+            "name": str,
+            "arguments": str,
+            "result": str,
+            "error": str,
+            "status": str,  # running | ok | error
+            "latency_ms": float,
+            "cost_usd": float,
+            "cost_lines": str,
+            "started_at": float,
+            "ended_at": float,
+        },
+        pk="id",
+        foreign_keys=[("run_id", "runs", "id")],
+    )
+    db["spans"].create(
+        {
+            "id": int,
+            "run_id": str,
+            "span_id": str,
+            "parent_span_id": str,
+            "kind": str,  # agent | llm | tool
+            "name": str,
+            "start_at": float,
+            "end_at": float,
+            "status": str,
+            "input_tokens": int,
+            "output_tokens": int,
+            "cost_usd": float,
+            "attributes": str,
+        },
+        pk="id",
+        foreign_keys=[("run_id", "runs", "id")],
+    )
+    db["runs"].create_index(["started_at"])
+    db["runs"].create_index(["status", "started_at"])
+    db["runs"].create_index(["session_id", "started_at"])
+    db["runs"].create_index(["parent_run_id"])
+    db["messages"].create_index(["run_id", "seq"])
+    db["tool_calls"].create_index(["run_id", "call_id"], unique=True)
+    db["spans"].create_index(["run_id", "span_id"])

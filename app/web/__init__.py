@@ -1,0 +1,1 @@
+"""HTTP layer: thin Litestar handlers over the domain functions in ``app``."""

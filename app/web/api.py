@@ -1,0 +1,96 @@
+"""JSON API under /api: health, start runs, list and read them, follow their events."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from litestar import Controller, Request, get, post
+from litestar.exceptions import NotFoundException
+from litestar.params import Parameter
+from litestar.response import ServerSentEvent
+
+from app.live import Broker
+from app.runs import Runner, parse_run_input
+from app.store import Store
+from app.store.runs import count_runs, get_run, list_runs, run_detail
+from app.web.events import resume_point, run_event_stream
+
+
+@dataclass
+class RunCreate:
+    """Body of ``POST /api/runs``; only ``prompt`` is required."""
+
+    prompt: str
+    model: str | None = None
+    temperature: float | None = None
+    system_prompt: str | None = None
+    session: str | None = None
+    max_tokens: int | None = None
+    max_rounds: int | None = None
+    tools: list[str] | None = None
+
+
+@dataclass
+class RunCreated:
+    run_id: str
+    status: str
+
+
+async def _existing_run(store: Store, run_id: str) -> dict[str, Any]:
+    run = await store.read(get_run, run_id)
+    if run is None:
+        raise NotFoundException(f"run {run_id!r} not found")
+    return run
+
+
+class HealthController(Controller):
+    path = "/api/health"
+
+    @get("/", summary="Liveness check (no auth)")
+    async def health(self) -> dict[str, str]:
+        return {"status": "ok"}
+
+
+class RunsAPI(Controller):
+    path = "/api/runs"
+    tags = ["runs"]
+
+    @post("/", summary="Start a run in the background", status_code=201)
+    async def create(self, data: RunCreate, runner: Runner) -> RunCreated:
+        run_input = parse_run_input(asdict(data), runner.config, runner.tool_names)
+        run = await runner.start(run_input, source="api")
+        return RunCreated(run_id=run["id"], status=run["status"])
+
+    @get("/", summary="List runs, newest first")
+    async def index(
+        self,
+        store: Store,
+        limit: int = Parameter(default=50, ge=1, le=500),
+        offset: int = Parameter(default=0, ge=0),
+    ) -> dict[str, Any]:
+        runs = await store.read(list_runs, limit, offset)
+        total = await store.read(count_runs)
+        return {"runs": runs, "total": total, "limit": limit, "offset": offset}
+
+    @get("/{run_id:str}", summary="A run with its messages, tool calls and spans")
+    async def show(self, run_id: str, store: Store) -> dict[str, Any]:
+        detail = await store.read(run_detail, run_id)
+        if detail is None:
+            raise NotFoundException(f"run {run_id!r} not found")
+        return detail
+
+    @get(
+        "/{run_id:str}/events",
+        summary="Server-sent events of a run, resumable with Last-Event-ID",
+    )
+    async def events(
+        self,
+        request: Request,
+        run_id: str,
+        store: Store,
+        broker: Broker,
+        after: int | None = Parameter(default=None, ge=0),
+    ) -> ServerSentEvent:
+        await _existing_run(store, run_id)
+        return run_event_stream(store, broker, run_id, resume_point(request, after))

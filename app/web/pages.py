@@ -1,0 +1,140 @@
+"""HTML pages: dashboard, runs list, new-run form, live run thread."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from jinja2 import Environment
+from litestar import Controller, Request, Response, get, post
+from litestar.enums import RequestEncodingType
+from litestar.exceptions import NotFoundException
+from litestar.params import Body, Parameter
+from litestar.response import Redirect, ServerSentEvent, Template
+
+from app.live import Broker
+from app.runs import InputError, Runner, parse_run_input
+from app.store import Store
+from app.store.runs import count_runs, draft_text, list_runs, run_detail, totals
+from app.web.events import resume_point, run_event_stream
+from app.web.views import thread_items
+
+PAGE_SIZE = 50
+TERMINAL = ("succeeded", "failed", "interrupted")
+
+
+def is_htmx(request: Request) -> bool:
+    return request.headers.get("hx-request") == "true"
+
+
+def form_context(runner: Runner, values: dict[str, Any] | None = None, error: str = "") -> dict:
+    values = values or {}
+    return {
+        "models": runner.model_choices(),
+        "tools": runner.tool_names,
+        "defaults": {
+            "model": runner.config.resolved_default_model,
+            "temperature": runner.config.temperature,
+            "max_tokens": runner.config.max_tokens,
+        },
+        "values": values,
+        "error": error,
+    }
+
+
+def _form_to_input(form: dict[str, Any]) -> dict[str, Any]:
+    """Form fields are strings; checkboxes repeat; map onto the API's field names."""
+    data = {k: v for k, v in form.items() if k not in ("tools", "tools_present")}
+    if form.get("tools_present"):
+        tools = form.get("tools") or []
+        data["tools"] = tools if isinstance(tools, list) else [tools]
+    for key in ("temperature", "max_tokens", "max_rounds", "model", "system_prompt", "session"):
+        if isinstance(data.get(key), str) and not data[key].strip():
+            data.pop(key)
+    return data
+
+
+class PagesController(Controller):
+    path = "/"
+    include_in_schema = False
+
+    @get("/")
+    async def dashboard(self, store: Store, runner: Runner) -> Template:
+        kpis = await store.read(totals)
+        recent = await store.read(list_runs, 10, 0)
+        return Template(
+            "dashboard.html",
+            context={"kpis": kpis, "runs": recent, "nav": "dashboard", **form_context(runner)},
+        )
+
+    @get("/runs")
+    async def runs(
+        self, request: Request, store: Store, page: int = Parameter(default=1, ge=1)
+    ) -> Template:
+        total = await store.read(count_runs)
+        pages = max(1, math.ceil(total / PAGE_SIZE))
+        rows = await store.read(list_runs, PAGE_SIZE, (page - 1) * PAGE_SIZE)
+        context = {"runs": rows, "page": page, "pages": pages, "total": total, "nav": "runs"}
+        name = "partials/runs_table.html" if is_htmx(request) else "runs.html"
+        return Template(name, context=context)
+
+    @get("/runs/new")
+    async def new_run(self, runner: Runner) -> Template:
+        return Template("new_run.html", context={"nav": "new", **form_context(runner)})
+
+    @post("/runs", status_code=303)
+    async def create_run(
+        self,
+        request: Request,
+        runner: Runner,
+        data: dict[str, Any] = Body(media_type=RequestEncodingType.URL_ENCODED),
+    ) -> Response | Template:
+        try:
+            run_input = parse_run_input(_form_to_input(data), runner.config, runner.tool_names)
+            run = await runner.start(run_input, source="studio")
+        except InputError as exc:
+            return Template(
+                "partials/run_form.html" if is_htmx(request) else "new_run.html",
+                context={"nav": "new", **form_context(runner, data, str(exc))},
+                status_code=422,
+            )
+        url = f"/runs/{run['id']}"
+        if is_htmx(request):
+            return Response(content=None, status_code=204, headers={"HX-Redirect": url})
+        return Redirect(url, status_code=303)
+
+    @get("/runs/{run_id:str}")
+    async def run_page(self, run_id: str, store: Store) -> Template:
+        detail = await store.read(run_detail, run_id)
+        if detail is None:
+            raise NotFoundException(f"run {run_id!r} not found")
+        run = detail["run"]
+        live = run["status"] not in TERMINAL
+        draft = await store.read(draft_text, run_id) if live else ""
+        return Template(
+            "run.html",
+            context={
+                "run": run,
+                "detail": detail,
+                "items": thread_items(detail),
+                "live": live,
+                "draft": draft,
+                "nav": "runs",
+            },
+        )
+
+    @get("/runs/{run_id:str}/events")
+    async def run_events(
+        self,
+        request: Request,
+        run_id: str,
+        store: Store,
+        broker: Broker,
+        jinja: Environment,
+        after: int | None = Parameter(default=None, ge=0),
+    ) -> ServerSentEvent:
+        from app.store.runs import get_run
+
+        if await store.read(get_run, run_id) is None:
+            raise NotFoundException(f"run {run_id!r} not found")
+        return run_event_stream(store, broker, run_id, resume_point(request, after), jinja)
