@@ -7,7 +7,8 @@ from typing import Any
 
 from litestar import Controller, Request, get, post
 from litestar.exceptions import NotFoundException
-from litestar.params import Parameter
+from litestar.di import NamedDependency
+from litestar.params import FromPath, JSONBody, Parameter
 from litestar.response import ServerSentEvent
 
 from app.live import Broker
@@ -37,7 +38,7 @@ class RunCreated:
     status: str
 
 
-async def _existing_run(store: Store, run_id: str) -> dict[str, Any]:
+async def _existing_run(store: NamedDependency[Store], run_id: FromPath[str]) -> dict[str, Any]:
     run = await store.read(get_run, run_id)
     if run is None:
         raise NotFoundException(f"run {run_id!r} not found")
@@ -57,7 +58,7 @@ class RunsAPI(Controller):
     tags = ["runs"]
 
     @post("/", summary="Start a run in the background", status_code=201)
-    async def create(self, data: RunCreate, runner: Runner) -> RunCreated:
+    async def create(self, data: JSONBody[RunCreate], runner: NamedDependency[Runner]) -> RunCreated:
         run_input = parse_run_input(asdict(data), runner.config, runner.tool_names)
         run = await runner.start(run_input, source="api")
         return RunCreated(run_id=run["id"], status=run["status"])
@@ -65,7 +66,7 @@ class RunsAPI(Controller):
     @get("/", summary="List runs, newest first")
     async def index(
         self,
-        store: Store,
+        store: NamedDependency[Store],
         limit: int = Parameter(default=50, ge=1, le=500),
         offset: int = Parameter(default=0, ge=0),
     ) -> dict[str, Any]:
@@ -74,7 +75,7 @@ class RunsAPI(Controller):
         return {"runs": runs, "total": total, "limit": limit, "offset": offset}
 
     @get("/{run_id:str}", summary="A run with its messages, tool calls and spans")
-    async def show(self, run_id: str, store: Store) -> dict[str, Any]:
+    async def show(self, run_id: FromPath[str], store: NamedDependency[Store]) -> dict[str, Any]:
         detail = await store.read(run_detail, run_id)
         if detail is None:
             raise NotFoundException(f"run {run_id!r} not found")
@@ -87,9 +88,9 @@ class RunsAPI(Controller):
     async def events(
         self,
         request: Request,
-        run_id: str,
-        store: Store,
-        broker: Broker,
+        run_id: FromPath[str],
+        store: NamedDependency[Store],
+        broker: NamedDependency[Broker],
         after: int | None = Parameter(default=None, ge=0),
     ) -> ServerSentEvent:
         await _existing_run(store, run_id)

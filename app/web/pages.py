@@ -7,9 +7,9 @@ from typing import Any
 
 from jinja2 import Environment
 from litestar import Controller, Request, Response, get, post
-from litestar.enums import RequestEncodingType
 from litestar.exceptions import NotFoundException
-from litestar.params import Body, Parameter
+from litestar.di import NamedDependency
+from litestar.params import FromPath, Parameter, URLEncodedBody
 from litestar.response import Redirect, ServerSentEvent, Template
 
 from app.live import Broker
@@ -27,7 +27,7 @@ def is_htmx(request: Request) -> bool:
     return request.headers.get("hx-request") == "true"
 
 
-def form_context(runner: Runner, values: dict[str, Any] | None = None, error: str = "") -> dict:
+def form_context(runner: NamedDependency[Runner], values: dict[str, Any] | None = None, error: str = "") -> dict:
     values = values or {}
     return {
         "models": runner.model_choices(),
@@ -59,7 +59,7 @@ class PagesController(Controller):
     include_in_schema = False
 
     @get("/")
-    async def dashboard(self, store: Store, runner: Runner) -> Template:
+    async def dashboard(self, store: NamedDependency[Store], runner: NamedDependency[Runner]) -> Template:
         kpis = await store.read(totals)
         recent = await store.read(list_runs, 10, 0)
         return Template(
@@ -69,7 +69,7 @@ class PagesController(Controller):
 
     @get("/runs")
     async def runs(
-        self, request: Request, store: Store, page: int = Parameter(default=1, ge=1)
+        self, request: Request, store: NamedDependency[Store], page: int = Parameter(default=1, ge=1)
     ) -> Template:
         total = await store.read(count_runs)
         pages = max(1, math.ceil(total / PAGE_SIZE))
@@ -79,15 +79,15 @@ class PagesController(Controller):
         return Template(name, context=context)
 
     @get("/runs/new")
-    async def new_run(self, runner: Runner) -> Template:
+    async def new_run(self, runner: NamedDependency[Runner]) -> Template:
         return Template("new_run.html", context={"nav": "new", **form_context(runner)})
 
     @post("/runs", status_code=303)
     async def create_run(
         self,
         request: Request,
-        runner: Runner,
-        data: dict[str, Any] = Body(media_type=RequestEncodingType.URL_ENCODED),
+        runner: NamedDependency[Runner],
+        data: URLEncodedBody[dict[str, Any]],
     ) -> Response | Template:
         try:
             run_input = parse_run_input(_form_to_input(data), runner.config, runner.tool_names)
@@ -104,7 +104,7 @@ class PagesController(Controller):
         return Redirect(url, status_code=303)
 
     @get("/runs/{run_id:str}")
-    async def run_page(self, run_id: str, store: Store) -> Template:
+    async def run_page(self, run_id: FromPath[str], store: NamedDependency[Store]) -> Template:
         detail = await store.read(run_detail, run_id)
         if detail is None:
             raise NotFoundException(f"run {run_id!r} not found")
@@ -127,10 +127,10 @@ class PagesController(Controller):
     async def run_events(
         self,
         request: Request,
-        run_id: str,
-        store: Store,
-        broker: Broker,
-        jinja: Environment,
+        run_id: FromPath[str],
+        store: NamedDependency[Store],
+        broker: NamedDependency[Broker],
+        jinja: NamedDependency[Environment],
         after: int | None = Parameter(default=None, ge=0),
     ) -> ServerSentEvent:
         from app.store.runs import get_run

@@ -1,0 +1,144 @@
+"""Shared fixtures: one app factory, a fake Mistral server, a live uvicorn server.
+
+``settings`` points the studio at a temporary data dir and an agent config
+whose Mistral provider talks to ``fake_mistral`` on 127.0.0.1. Nothing here
+reaches the internet.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+from litestar.testing import TestClient
+
+from agents.config import AgentConfig, MistralConfig
+from agents.providers.local import LocalModel
+from app.main import create_app
+from app.settings import Settings
+from app.store import Store
+from tests.fake_mistral import FakeMistral
+
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+TERMINAL = {"succeeded", "failed", "interrupted"}
+MISTRAL_MODEL = "mistral-small-latest"
+LOCAL_MODEL = "smollm2-135m"
+
+
+def agent_config(mistral_url: str | None = None, **overrides: Any) -> AgentConfig:
+    """An agent config for tests: the real local model, Mistral at ``mistral_url``."""
+    mistral = MistralConfig(
+        api_key="test-key" if mistral_url else "",
+        server_url=mistral_url or "",
+        models=(MISTRAL_MODEL, "mistral-large-latest"),
+        retry_initial_ms=20,
+        retry_max_elapsed_ms=3000,
+        timeout_ms=10000,
+    )
+    values: dict[str, Any] = {
+        "default_model": MISTRAL_MODEL if mistral_url else LOCAL_MODEL,
+        "max_rounds": 4,
+        "max_tokens": 64,
+        "temperature": 0.0,
+        "local_models": (LocalModel(name=LOCAL_MODEL, n_ctx=2048),),
+        "mistral": mistral,
+        "tools": {
+            "wandb_log": {"project": "agentop-tests", "mode": "offline", "timeout": 60},
+            "hf_list_models": {"endpoint": "http://127.0.0.1:9", "timeout": 3},
+            "elevenlabs_speak": {"api_key": "", "timeout": 5},
+        },
+    }
+    values.update(overrides)
+    return AgentConfig(**values)
+
+
+@pytest.fixture
+def fake_mistral() -> Iterator[FakeMistral]:
+    server = FakeMistral().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def settings(data_dir: Path, fake_mistral: FakeMistral) -> Settings:
+    return Settings(data_dir=data_dir, agent_config=agent_config(fake_mistral.url))
+
+
+@pytest.fixture
+def db(data_dir: Path) -> Iterator[Store]:
+    store = Store(data_dir / "test.db")
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def app(settings: Settings):  # type: ignore[no-untyped-def]
+    return create_app(settings)
+
+
+@pytest.fixture
+def client(app) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+def wait_for_run(client: Any, run_id: str, timeout: float = 30.0) -> dict[str, Any]:
+    """Poll the API until the run ends (tests may poll; the product streams)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        detail = client.get(f"/api/runs/{run_id}").json()
+        if detail["run"]["status"] in TERMINAL:
+            return detail
+        time.sleep(0.05)
+    raise AssertionError(f"run {run_id} did not finish in {timeout}s")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LiveServer:
+    """The real app under uvicorn in a background thread, on a loopback port."""
+
+    def __init__(self, app: Any) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> "LiveServer":
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("live server did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=15)
+
+
+@pytest.fixture
+def live_server(app) -> Iterator[LiveServer]:  # type: ignore[no-untyped-def]
+    with LiveServer(app) as server:
+        yield server

@@ -1,0 +1,196 @@
+"""A local HTTP server that speaks the Mistral chat completions API.
+
+Tests point the real ``mistralai`` SDK at it (``server_url``). Each request
+takes the next scripted reply; with no script left it answers by echoing the
+last user message. Replies can stream text in chunks (with a delay between
+them), request tool calls, report usage, or fail with an HTTP status such as
+429 or 500. Every request body is kept in ``requests`` for assertions.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class Reply:
+    """One scripted answer. ``status`` other than 200 sends an error body instead."""
+
+    text: str = ""
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)  # {"name", "arguments"}
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    chunk_size: int = 4
+    delay_s: float = 0.0
+    usage: tuple[int, int] | None = None  # (prompt, completion); default: word counts
+
+
+def _words(messages: list[dict[str, Any]]) -> int:
+    return sum(len(str(m.get("content") or "").split()) for m in messages)
+
+
+class FakeMistral:
+    def __init__(self) -> None:
+        self.script: deque[Reply] = deque()
+        self.requests: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> "FakeMistral":
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def add(self, *replies: Reply) -> None:
+        with self.lock:
+            self.script.extend(replies)
+
+    def _next(self, body: dict[str, Any]) -> Reply:
+        with self.lock:
+            self.requests.append(body)
+            if self.script:
+                return self.script.popleft()
+        last_user = next(
+            (m.get("content") for m in reversed(body.get("messages", [])) if m["role"] == "user"),
+            "",
+        )
+        return Reply(text=f"Echo: {last_user}")
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:  # keep test output quiet
+                pass
+
+            def _send_json(self, status: int, payload: Any, headers: dict[str, str]) -> None:
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_POST(self) -> None:  # noqa: N802 - http.server naming
+                length = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(length) or b"{}")
+                if not self.headers.get("Authorization", "").startswith("Bearer "):
+                    self._send_json(401, {"message": "Unauthorized"}, {})
+                    return
+                if self.path.rstrip("/") != "/v1/chat/completions":
+                    self._send_json(404, {"message": f"no route {self.path}"}, {})
+                    return
+                reply = fake._next(body)
+                if reply.status != 200:
+                    self._send_json(
+                        reply.status,
+                        {"object": "error", "message": f"fake error {reply.status}",
+                         "type": "fake", "code": reply.status},
+                        reply.headers,
+                    )
+                    return
+                if body.get("stream"):
+                    self._stream(body, reply)
+                else:
+                    self._send_json(200, self._completion(body, reply), reply.headers)
+
+            def _usage(self, body: dict[str, Any], reply: Reply) -> dict[str, int]:
+                prompt, completion = reply.usage or (
+                    _words(body.get("messages", [])) + 10,
+                    max(1, len(reply.text.split())) + 5 * len(reply.tool_calls),
+                )
+                return {
+                    "prompt_tokens": prompt,
+                    "completion_tokens": completion,
+                    "total_tokens": prompt + completion,
+                }
+
+            def _tool_calls(self, reply: Reply) -> list[dict[str, Any]]:
+                return [
+                    {
+                        "id": c.get("id") or uuid.uuid4().hex[:9],
+                        "type": "function",
+                        "function": {"name": c["name"], "arguments": json.dumps(c["arguments"])},
+                        "index": i,
+                    }
+                    for i, c in enumerate(reply.tool_calls)
+                ]
+
+            def _completion(self, body: dict[str, Any], reply: Reply) -> dict[str, Any]:
+                message: dict[str, Any] = {"role": "assistant", "content": reply.text}
+                if reply.tool_calls:
+                    message["tool_calls"] = self._tool_calls(reply)
+                return {
+                    "id": uuid.uuid4().hex,
+                    "object": "chat.completion",
+                    "created": int(time.time()),
+                    "model": body.get("model"),
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": message,
+                            "finish_reason": "tool_calls" if reply.tool_calls else "stop",
+                        }
+                    ],
+                    "usage": self._usage(body, reply),
+                }
+
+            def _stream(self, body: dict[str, Any], reply: Reply) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Cache-Control", "no-cache")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                cid = uuid.uuid4().hex
+                model = body.get("model")
+
+                def send(choice: dict[str, Any], usage: dict[str, int] | None = None) -> None:
+                    chunk: dict[str, Any] = {
+                        "id": cid, "object": "chat.completion.chunk",
+                        "created": int(time.time()), "model": model, "choices": [choice],
+                    }
+                    if usage:
+                        chunk["usage"] = usage
+                    self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+                    self.wfile.flush()
+
+                send({"index": 0, "delta": {"role": "assistant", "content": ""},
+                      "finish_reason": None})
+                text = reply.text
+                for i in range(0, len(text), reply.chunk_size):
+                    if reply.delay_s:
+                        time.sleep(reply.delay_s)
+                    send({"index": 0, "delta": {"content": text[i : i + reply.chunk_size]},
+                          "finish_reason": None})
+                if reply.tool_calls:
+                    send({"index": 0, "delta": {"tool_calls": self._tool_calls(reply)},
+                          "finish_reason": None})
+                finish = "tool_calls" if reply.tool_calls else "stop"
+                send({"index": 0, "delta": {"content": ""}, "finish_reason": finish},
+                     self._usage(body, reply))
+                self.wfile.write(b"data: [DONE]\n\n")
+                self.wfile.flush()
+                self.close_connection = True
+
+        return Handler

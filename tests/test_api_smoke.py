@@ -1,0 +1,28 @@
+"""End-to-end through the JSON API with the real Mistral SDK and the fake server."""
+
+from tests.conftest import MISTRAL_MODEL, wait_for_run
+from tests.fake_mistral import Reply
+
+
+def test_health(client):
+    assert client.get("/api/health").json() == {"status": "ok"}
+
+
+def test_run_with_tool_round_trip(client, fake_mistral):
+    fake_mistral.add(
+        Reply(tool_calls=[{"name": "elevenlabs_speak", "arguments": {"text": "hi"}}]),
+        Reply(text="I could not speak, **sorry**.", usage=(50, 7)),
+    )
+    r = client.post("/api/runs", json={"prompt": "say hi aloud", "model": MISTRAL_MODEL})
+    assert r.status_code == 201, r.text
+    run_id = r.json()["run_id"]
+    detail = wait_for_run(client, run_id)
+    run = detail["run"]
+    assert run["status"] == "succeeded"
+    assert run["response"] == "I could not speak, **sorry**."
+    assert run["tool_calls"] == 1 and run["tool_errors"] == 1
+    [call] = detail["tool_calls"]
+    assert call["name"] == "elevenlabs_speak" and call["status"] == "error"
+    assert "ELEVENLABS_API_KEY" in call["error"]
+    assert [m["role"] for m in detail["messages"]] == ["user", "assistant", "tool", "assistant"]
+    assert run["output_tokens"] >= 7 and run["cost_status"] == "priced" and run["cost_usd"] > 0
