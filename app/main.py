@@ -43,11 +43,9 @@ def _wants_html(request: Request) -> bool:
 
 def _error_response(request: Request, status: int, message: str, extra: Any = None) -> Response:
     if _wants_html(request):
-        return Template(
-            "error.html",
-            context={"status": status, "message": message},
-            status_code=status,
-        ).to_asgi_response(request.app, request)  # type: ignore[return-value]
+        return Template(  # type: ignore[return-value]
+            "error.html", context={"status": status, "message": message}, status_code=status
+        )
     body: dict[str, Any] = {"status_code": status, "detail": message}
     if extra:
         body["extra"] = extra

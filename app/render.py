@@ -55,7 +55,7 @@ def format_ms(value: float | None) -> str:
 def format_ts(value: float | None) -> str:
     if not value:
         return "—"
-    return dt.datetime.fromtimestamp(value, tz=dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return dt.datetime.fromtimestamp(value, tz=dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def format_int(value: int | None) -> str:
@@ -68,6 +68,10 @@ def pretty_json(value: Any) -> str:
 
 def run_cost(run: dict[str, Any]) -> str:
     return format_cost(run.get("cost_usd"), run.get("cost_status"))
+
+
+def format_usd(value: float | None) -> str:
+    return format_cost(value or 0.0, "priced")
 
 
 def make_environment(templates_dir: Path = TEMPLATES_DIR) -> Environment:
@@ -84,6 +88,7 @@ def make_environment(templates_dir: Path = TEMPLATES_DIR) -> Environment:
         int=format_int,
         pretty_json=pretty_json,
         run_cost=run_cost,
+        usd=format_usd,
     )
     return env
 

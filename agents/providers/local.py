@@ -38,7 +38,7 @@ CHATML = (
     "{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 DECISION_MAX_TOKENS = 24
-ARGUMENTS_MAX_TOKENS = 160
+ARGUMENTS_MAX_TOKENS = 256
 
 
 def smollm2_path() -> Path:

@@ -18,7 +18,7 @@ SPEC = ToolSpec(
     description="Speak a short text aloud with ElevenLabs text-to-speech; returns the audio file.",
     parameters={
         "type": "object",
-        "properties": {"text": {"type": "string", "minLength": 1, "maxLength": 1000}},
+        "properties": {"text": {"type": "string", "minLength": 1, "maxLength": 200}},
         "required": ["text"],
     },
 )

@@ -13,16 +13,27 @@ from typing import Any
 from agents.providers.base import ToolSpec
 from agents.tools import ToolOutput
 
+# Metrics are a bounded list of {name, value} rather than a free-form object:
+# constrained generation on a small local model needs maxItems/maxLength to
+# be sure the JSON closes within its token budget.
 SPEC = ToolSpec(
     name="wandb_log",
-    description="Log numeric metrics (name -> number) to a Weights & Biases run.",
+    description="Log numeric metrics to a Weights & Biases run.",
     parameters={
         "type": "object",
         "properties": {
             "metrics": {
-                "type": "object",
-                "description": "metric names mapped to numbers",
-                "additionalProperties": {"type": "number"},
+                "type": "array",
+                "minItems": 1,
+                "maxItems": 8,
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "name": {"type": "string", "minLength": 1, "maxLength": 40},
+                        "value": {"type": "number"},
+                    },
+                    "required": ["name", "value"],
+                },
             },
             "step": {"type": "integer", "minimum": 0},
         },
@@ -31,13 +42,24 @@ SPEC = ToolSpec(
 )
 
 
-def run(arguments: dict[str, Any], settings: dict[str, Any]) -> ToolOutput:
-    metrics = arguments.get("metrics")
-    if not isinstance(metrics, dict) or not metrics:
-        raise ValueError("metrics must be a non-empty object of name -> number")
-    bad = [k for k, v in metrics.items() if not isinstance(v, (int, float)) or isinstance(v, bool)]
+def _metrics(raw: Any) -> dict[str, float]:
+    """Accept the schema's list form, or a plain mapping some models send."""
+    if isinstance(raw, dict):
+        items = list(raw.items())
+    elif isinstance(raw, list):
+        items = [(m.get("name"), m.get("value")) for m in raw if isinstance(m, dict)]
+    else:
+        items = []
+    if not items:
+        raise ValueError("metrics must be a non-empty list of {name, value}")
+    bad = [str(k) for k, v in items if not k or isinstance(v, bool) or not isinstance(v, (int, float))]
     if bad:
-        raise ValueError(f"metrics must be numbers; not numeric: {', '.join(map(str, bad))}")
+        raise ValueError(f"metric values must be numbers; not numeric: {', '.join(bad)}")
+    return {str(k): float(v) for k, v in items}
+
+
+def run(arguments: dict[str, Any], settings: dict[str, Any]) -> ToolOutput:
+    metrics = _metrics(arguments.get("metrics"))
 
     import wandb  # imported lazily: wandb is slow to import and most runs never log
 

@@ -1,0 +1,73 @@
+"""A person in Chromium starts a run from the form and watches the thread stream in."""
+
+import os
+
+import pytest
+
+from tests.browser import launch, save_shot
+from tests.conftest import MISTRAL_MODEL
+from tests.fake_mistral import Reply
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+def browser():
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:  # pragma: no cover
+        pytest.fail("playwright is not installed")
+    with sync_playwright() as p:
+        try:
+            b = launch(p)
+        except Exception as exc:  # noqa: BLE001
+            if os.environ.get("CI"):
+                raise
+            pytest.skip(f"no Chromium available: {exc}")
+        yield b
+        b.close()
+
+
+def test_start_a_run_and_watch_it_stream(browser, live_server, fake_mistral, tmp_path):
+    answer = "Paris is the capital of France. " * 4
+    fake_mistral.add(
+        Reply(text="Let me check.", tool_calls=[{"name": "elevenlabs_speak",
+                                                  "arguments": {"text": "Paris"}}]),
+        Reply(text=answer, chunk_size=3, delay_s=0.04, usage=(120, 40)),
+    )
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    dialogs = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.goto(live_server.url + "/")
+    page.fill("textarea[name=prompt]", "What is the capital of France?")
+    page.select_option("select[name=model]", MISTRAL_MODEL)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/runs/*", timeout=10_000)
+
+    # Tokens stream into the draft before the final message lands.
+    page.wait_for_selector("#draft span", timeout=10_000)
+    assert "Paris" in page.inner_text("#draft") or page.locator("#thread .msg-assistant").count()
+
+    page.wait_for_selector("#run-status.status-succeeded", timeout=20_000)
+    assistant = page.locator("#thread .msg-assistant")
+    assert assistant.count() == 2
+    assert "capital of France" in assistant.last.inner_text()
+    card = page.locator("#thread .tool-call")
+    assert card.count() == 1 and "error" in card.inner_text()
+    assert "ELEVENLABS_API_KEY" in card.inner_text()
+    assert page.inner_text("#draft") == ""
+    assert page.inner_text("#run-totals [data-field=output_tokens]").strip() != "0"
+    assert page.inner_text("#run-totals [data-field=cost]").startswith("$")
+    shot = save_shot(page, tmp_path, "run-live")
+    assert shot.stat().st_size > 10_000
+
+    # The same page opened after the run shows the same thread.
+    page.reload()
+    assert page.locator("#thread .msg-assistant").count() == 2
+    assert page.locator("#thread .tool-call").count() == 1
+    page.goto(live_server.url + "/")
+    save_shot(page, tmp_path, "dashboard")
+    page.goto(live_server.url + "/runs")
+    assert page.locator("table.runs tbody tr").count() == 1
+    save_shot(page, tmp_path, "runs")
+    assert dialogs == []

@@ -1,0 +1,106 @@
+"""Tools at their client boundary: real clients against loopback fakes, wandb offline."""
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from agents.tools import load_tool
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    seen: list = []
+
+    def log_message(self, *args):
+        pass
+
+    def _reply(self, status, body, ctype="application/json"):
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self):  # noqa: N802
+        self.seen.append(("GET", self.path, dict(self.headers)))
+        if self.path.startswith("/api/models"):
+            models = [{"id": "google-bert/bert-base-uncased", "_id": "1", "modelId": "x"},
+                      {"id": "distilbert/distilbert-base-uncased", "_id": "2", "modelId": "y"}]
+            self._reply(200, json.dumps(models).encode())
+        else:
+            self._reply(404, b"{}")
+
+    def do_POST(self):  # noqa: N802
+        length = int(self.headers.get("Content-Length") or 0)
+        body = json.loads(self.rfile.read(length) or b"{}")
+        self.seen.append(("POST", self.path, dict(self.headers), body))
+        if self.path.startswith("/v1/text-to-speech/"):
+            if self.headers.get("xi-api-key") != "el-key":
+                self._reply(401, b'{"detail": "bad key"}')
+                return
+            self._reply(200, b"ID3fake-mp3-bytes", "audio/mpeg")
+        else:
+            self._reply(404, b"{}")
+
+
+@pytest.fixture
+def fake_vendor():
+    handler = type("Handler", (_Recorder,), {"seen": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", handler.seen
+    server.shutdown()
+    server.server_close()
+
+
+def test_hf_list_models_through_huggingface_hub(fake_vendor):
+    url, seen = fake_vendor
+    tool = load_tool("hf_list_models", {"endpoint": url, "token": "hf_test"})
+    out = tool({"search": "bert", "limit": 2})
+    assert out.text.splitlines() == [
+        "google-bert/bert-base-uncased",
+        "distilbert/distilbert-base-uncased",
+    ]
+    method, path, headers = seen[0]
+    assert path.startswith("/api/models") and "search=bert" in path
+    assert headers.get("authorization") == "Bearer hf_test"
+
+
+def test_elevenlabs_speak_saves_audio_and_reports_characters(fake_vendor, tmp_path):
+    url, seen = fake_vendor
+    settings = {"api_key": "el-key", "base_url": url, "data_dir": str(tmp_path),
+                "voice_id": "voice123", "model_id": "eleven_flash_v2_5"}
+    out = load_tool("elevenlabs_speak", settings)({"text": "Hello there"})
+    [line] = out.cost_lines
+    assert line == {"vendor": "elevenlabs", "kind": "tts", "model": "eleven_flash_v2_5",
+                    "characters": 11}
+    [audio] = list((tmp_path / "audio").glob("*.mp3"))
+    assert audio.read_bytes() == b"ID3fake-mp3-bytes"
+    post = [s for s in seen if s[0] == "POST"][0]
+    assert post[1].startswith("/v1/text-to-speech/voice123")
+    assert post[3]["text"] == "Hello there" and post[3]["model_id"] == "eleven_flash_v2_5"
+
+
+def test_elevenlabs_without_key_fails_clearly(tmp_path):
+    with pytest.raises(RuntimeError, match="ELEVENLABS_API_KEY"):
+        load_tool("elevenlabs_speak", {"data_dir": str(tmp_path)})({"text": "hi"})
+
+
+def test_wandb_log_offline_writes_a_local_run(tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    tool = load_tool("wandb_log", {"project": "t", "mode": "offline", "data_dir": str(tmp_path)})
+    out = tool({"metrics": [{"name": "accuracy", "value": 0.93}, {"name": "loss", "value": 0.2}]})
+    assert "logged 2 metric(s)" in out.text and "offline" in out.text
+    runs = list((tmp_path / "wandb" / "wandb").glob("offline-run-*"))
+    assert runs, list(tmp_path.rglob("*"))[:20]
+    assert any(p.suffix == ".wandb" for p in runs[0].iterdir())
+
+
+def test_wandb_log_rejects_non_numeric_metrics(tmp_path):
+    tool = load_tool("wandb_log", {"mode": "offline", "data_dir": str(tmp_path)})
+    with pytest.raises(ValueError, match="not numeric: accuracy"):
+        tool({"metrics": [{"name": "accuracy", "value": "high"}]})
