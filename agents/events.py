@@ -109,9 +109,6 @@ class RunFailed(Event):
     error: str
 
 
-TERMINAL_TYPES = frozenset({RunFinished.type, RunFailed.type, "run_interrupted"})
-
-
 class EventSink(Protocol):
     """Where the loop sends its events. ``emit`` may persist before returning."""
 

@@ -14,6 +14,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from app.store.events import TERMINAL_EVENTS as TERMINAL_TYPES
+from app.store.events import TOTALS_EVENTS
+
 if TYPE_CHECKING:
     from app.store import Store
 
@@ -65,8 +68,6 @@ class Broker:
         return len(self._subs.get(run_id, ()))
 
 
-TERMINAL_TYPES = frozenset({"run_finished", "run_failed", "run_interrupted"})
-TOTALS_TYPES = TERMINAL_TYPES | {"run_started", "llm_call_finished", "tool_call_finished"}
 CATCH_UP_BATCH = 1000
 
 
@@ -93,7 +94,7 @@ async def follow_run(
                 for row in rows:
                     last = row["seq"]
                     # Stored events carry today's totals: the run row as it is now.
-                    row_run = run if row["type"] in TOTALS_TYPES else None
+                    row_run = run if row["type"] in TOTALS_EVENTS else None
                     yield LiveEvent(run_id, row["seq"], row["type"], row["payload"], row_run)
                 if len(rows) < CATCH_UP_BATCH:
                     return

@@ -15,17 +15,10 @@ from sqlite_utils import Database
 from app.costs import llm_cost, merge_status
 from app.store.runs import get_run
 
+# The last event of every run, whatever its outcome.
+TERMINAL_EVENTS = frozenset({"run_finished", "run_failed", "run_interrupted"})
 # Events after which the run row's totals or status changed.
-TOTALS_EVENTS = frozenset(
-    {
-        "run_started",
-        "llm_call_finished",
-        "tool_call_finished",
-        "run_finished",
-        "run_failed",
-        "run_interrupted",
-    }
-)
+TOTALS_EVENTS = TERMINAL_EVENTS | {"run_started", "llm_call_finished", "tool_call_finished"}
 
 
 def _json(value: Any) -> str:

@@ -1,0 +1,72 @@
+"""Runs across the server's life: shutdown mid-run, the HTML stream, body limits."""
+
+from litestar.testing import TestClient
+
+from app.main import create_app
+from tests.conftest import MISTRAL_MODEL, wait_for_run
+from tests.fake_mistral import Reply
+
+
+def test_shutdown_mid_run_marks_it_interrupted(settings, fake_mistral):
+    fake_mistral.add(Reply(text="x" * 400, chunk_size=2, delay_s=0.02))
+    with TestClient(create_app(settings)) as client:
+        run_id = client.post("/api/runs", json={"prompt": "long", "model": MISTRAL_MODEL}).json()[
+            "run_id"
+        ]
+        # Wait until it is streaming, then stop the server under it.
+        for _ in range(200):
+            if client.get(f"/api/runs/{run_id}").json()["run"]["status"] == "running":
+                break
+    with TestClient(create_app(settings)) as client:
+        detail = client.get(f"/api/runs/{run_id}").json()
+        assert detail["run"]["status"] == "interrupted"
+        assert detail["run"]["ended_at"] is not None
+        # The stored log ends with the interruption, so streams of it end too.
+        events = client.get(f"/api/runs/{run_id}/events").text.replace("\r\n", "\n")
+        last_event = events.rstrip().split("\n\n")[-1]
+        assert "event: run_interrupted" in last_event
+
+
+def test_html_stream_renders_the_partials_and_ends(client, fake_mistral):
+    fake_mistral.add(Reply(text="Hello <img src=x onerror=alert(1)> *friend*", chunk_size=4))
+    run_id = client.post("/api/runs", json={"prompt": "hi", "model": MISTRAL_MODEL}).json()[
+        "run_id"
+    ]
+    wait_for_run(client, run_id)
+    body = client.get(f"/runs/{run_id}/events").text.replace("\r\n", "\n")
+    assert "event: message" in body and '<li class="msg msg-user">' in body
+    assert "event: token" in body and "<span>Hell</span>" in body
+    assert "<span>o &lt;i</span>" in body  # streamed text is escaped
+    assert 'hx-swap-oob="innerHTML:#draft"' in body  # the final message clears the draft
+    assert 'id="run-status" class="status status-succeeded" hx-swap-oob="true"' in body
+    assert body.rstrip().endswith("event: stream_end\ndata: end")
+    assert "onerror" not in body.replace("onerror=alert(1)&gt;", "")  # sanitized message
+    assert "<em>friend</em>" in body
+
+
+def test_oversized_body_is_413(client):
+    r = client.post("/api/runs", json={"prompt": "x" * 2_000_000})
+    assert r.status_code == 413
+
+
+def test_prompt_too_long_for_the_model_limit_is_400(client):
+    r = client.post("/api/runs", json={"prompt": "x" * 200_000, "model": MISTRAL_MODEL})
+    assert r.status_code == 400 and "longer than" in r.json()["detail"]
+
+
+def test_api_validation_messages(client):
+    cases = [
+        ({"prompt": "x", "temperature": 5}, "temperature must be between"),
+        ({"prompt": "x", "temperature": True}, "temperature"),
+        ({"prompt": "x", "max_tokens": 0}, "max_tokens must be between"),
+        ({"prompt": "x", "tools": ["nope"]}, "unknown tool"),
+        ({"prompt": "x", "model": "no-such-model", "session": "s" * 300}, "session"),
+        ({}, "prompt"),
+    ]
+    for body, message in cases:
+        r = client.post("/api/runs", json=body)
+        assert r.status_code == 400, (body, r.text)
+        assert message in r.text, (body, r.text)
+    assert client.get("/api/runs?limit=0").status_code == 400
+    assert client.get("/api/runs?limit=abc").status_code == 400
+    assert client.get("/api/runs/nope/events").status_code == 404
