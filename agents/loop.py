@@ -82,14 +82,22 @@ async def _call_tool(tool: Tool | None, call: ToolCallRequest, sink: EventSink) 
     elif "__error__" in call.arguments:
         error = str(call.arguments["__error__"])
     else:
+        # asyncio.wait, not wait_for: a tool's own TimeoutError must read as its
+        # error, not as our time limit.
+        task = asyncio.ensure_future(asyncio.to_thread(tool, call.arguments))
         try:
-            output = await asyncio.wait_for(asyncio.to_thread(tool, call.arguments), tool.timeout_s)
-            result = output.text[:MAX_TOOL_RESULT_CHARS]
-            cost_lines = output.cost_lines
-        except asyncio.TimeoutError:
-            error = f"timed out after {tool.timeout_s:g}s"
+            done, _ = await asyncio.wait({task}, timeout=tool.timeout_s)
+            if not done:
+                error = f"timed out after {tool.timeout_s:g}s"
+            else:
+                output = task.result()
+                result = output.text[:MAX_TOOL_RESULT_CHARS]
+                cost_lines = output.cost_lines
         except Exception as exc:  # noqa: BLE001 - any tool failure is data, not a crash
             error = f"{type(exc).__name__}: {exc}"[:1000]
+        finally:
+            if not task.done():
+                task.cancel()
     latency_ms = (time.perf_counter() - started) * 1000
     await sink.emit(
         ToolCallFinished(
@@ -122,8 +130,9 @@ async def run_agent(
         model=request.model, temperature=request.temperature, max_tokens=request.max_tokens
     )
     try:
-        for round_ in range(max(1, request.max_rounds)):
-            last_round = round_ == request.max_rounds - 1
+        rounds = max(1, request.max_rounds)
+        for round_ in range(rounds):
+            last_round = round_ == rounds - 1
             specs = [] if last_round else [t.spec for t in tools]
             started = time.perf_counter()
             completion: Completion | None = None
@@ -165,7 +174,7 @@ async def run_agent(
                         role="tool", content=content, tool_call_id=call.id, name=call.name
                     )
                 )
-        raise RuntimeError(f"no final answer within {request.max_rounds} rounds")
+        raise RuntimeError(f"no final answer within {rounds} rounds")
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # noqa: BLE001 - the run fails cleanly, the process goes on
