@@ -1,44 +1,10 @@
-"""Versioned schema migrations, applied in order on start.
-
-Each migration is a function decorated with ``@migration("name")``; applied
-names are recorded in ``_migrations`` so each runs once. Append new ones at
-the end of this file; never edit one that has shipped.
-"""
+"""The core schema: runs, their append-only event log, messages, tool calls, spans."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-
 from sqlite_utils import Database
 
-MigrationFn = Callable[[Database], None]
-MIGRATIONS: list[tuple[str, MigrationFn]] = []
-
-
-def migration(name: str) -> Callable[[MigrationFn], MigrationFn]:
-    def register(fn: MigrationFn) -> MigrationFn:
-        MIGRATIONS.append((name, fn))
-        return fn
-
-    return register
-
-
-def apply_migrations(db: Database) -> list[str]:
-    """Apply every migration not yet recorded; return the names applied now."""
-    db["_migrations"].create(
-        {"name": str, "applied_at": float}, pk="name", if_not_exists=True
-    )
-    done = {row["name"] for row in db["_migrations"].rows}
-    applied = []
-    for name, fn in MIGRATIONS:
-        if name in done:
-            continue
-        with db.atomic():
-            fn(db)
-            db["_migrations"].insert({"name": name, "applied_at": time.time()})
-        applied.append(name)
-    return applied
+from app.store.migrations import migration
 
 
 @migration("0001_core")
