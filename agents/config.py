@@ -21,6 +21,9 @@ from agents.providers.local import LocalModel
 
 DEFAULT_CONFIG = Path(__file__).with_name("config.yaml")
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+# Values YAML reads as themselves (or as a number or boolean): no leading
+# indicator such as '@' or a lone '-', and no '~' (null).
+_PLAIN = re.compile(r"(?![@-])[\w.\-/+@]*|-[\w.][\w.\-/+@]*")
 
 
 class ConfigError(ValueError):
@@ -37,7 +40,7 @@ def interpolate(text: str, env: Mapping[str, str]) -> str:
         else:
             raise ConfigError(f"environment variable {name} is not set")
         # Quote so that YAML reads a value with ': ' or '#' as one string.
-        return value if re.fullmatch(r"[\w.\-/+@~]*", value) else json.dumps(value)
+        return value if _PLAIN.fullmatch(value) else json.dumps(value, ensure_ascii=False)
 
     return _VAR.sub(replace, text)
 

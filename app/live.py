@@ -81,14 +81,17 @@ async def follow_run(
     number). Yields None every ``keepalive_s`` of silence so the caller can
     send a keep-alive; stops after the run's terminal event.
     """
-    from app.store.runs import events_after, get_run
+    from app.store.runs import TERMINAL_STATUSES, events_after, get_run
 
     with broker.subscribe(run_id) as sub:
         last = after_seq
+        ended = False
 
         async def catch_up() -> AsyncIterator[LiveEvent]:
-            nonlocal last
+            nonlocal last, ended
             run = await store.read(get_run, run_id)
+            # Read before the events: if the run had ended, its whole log is stored.
+            ended = run is None or run["status"] in TERMINAL_STATUSES
             while True:
                 rows = await store.read(events_after, run_id, last, CATCH_UP_BATCH)
                 for row in rows:
@@ -103,6 +106,8 @@ async def follow_run(
             yield event
             if event.type in TERMINAL_TYPES:
                 return
+        if ended:
+            return  # resumed at or past the terminal event: nothing more will come
         while True:
             try:
                 event = await asyncio.wait_for(sub.queue.get(), keepalive_s)
