@@ -11,17 +11,24 @@ import logging
 import time
 from typing import Any
 
+from urllib.parse import urlencode
+
 from litestar import Litestar, MediaType, Request, Response
+from litestar.config.csrf import CSRFConfig
+from litestar.middleware import DefineMiddleware
+from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import HTTPException, NotFoundException
 from litestar.openapi import OpenAPIConfig
-from litestar.response import Template
+from litestar.response import Redirect, Template
 from litestar.static_files import create_static_files_router
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.template.config import TemplateConfig
 
+from app.auth.headers import add_security_headers
+from app.auth.middleware import PUBLIC_PATHS, AuthMiddleware
 from app.live import Broker
 from app.render import STATIC_DIR, make_environment
 from app.runs import InputError, Runner
@@ -30,6 +37,7 @@ from app.store import Store
 from app.store.events import interrupt_unfinished
 from app.web.api import HealthController, RunsAPI
 from app.web.deps import DEPENDENCIES
+from app.web.auth_pages import KeysController, LoginController
 from app.web.pages import PagesController
 
 log = logging.getLogger("agentop")
@@ -57,12 +65,23 @@ def handle_input_error(request: Request, exc: InputError) -> Response:
 
 
 def handle_http_error(request: Request, exc: HTTPException) -> Response:
+    if exc.status_code == 401 and not request.url.path.startswith(("/api/", "/v1/", "/schema")):
+        # People are sent to the login page; API clients get the 401.
+        target = "/login?" + urlencode({"next": request.url.path})
+        if request.headers.get("hx-request") == "true":
+            return Response(content=None, status_code=401, headers={"HX-Redirect": target})
+        if _wants_html(request):
+            return Redirect(target, status_code=303)
     return _error_response(request, exc.status_code, exc.detail, getattr(exc, "extra", None))
 
 
 def handle_unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return _error_response(request, HTTP_500_INTERNAL_SERVER_ERROR, "internal server error")
+
+
+def _is_login_attempt(request: Request) -> bool:
+    return request.method == "POST" and request.url.path == "/login"
 
 
 def create_app(settings: Settings | None = None, extra_providers: list[Any] | None = None) -> Litestar:
@@ -98,6 +117,8 @@ def create_app(settings: Settings | None = None, extra_providers: list[Any] | No
             HealthController,
             RunsAPI,
             PagesController,
+            LoginController,
+            KeysController,
             create_static_files_router(path="/static", directories=[STATIC_DIR]),
         ],
         dependencies={name: Provide(fn, sync_to_thread=False) for name, fn in DEPENDENCIES.items()},
@@ -112,6 +133,21 @@ def create_app(settings: Settings | None = None, extra_providers: list[Any] | No
             Exception: handle_unexpected,
         },
         request_max_body_size=settings.max_body_bytes,
+        middleware=[
+            DefineMiddleware(AuthMiddleware, exclude=PUBLIC_PATHS),
+            RateLimitConfig(
+                rate_limit=("minute", settings.login_attempts_per_minute),
+                check_throttle_handler=_is_login_attempt,
+            ).middleware,
+        ],
+        csrf_config=CSRFConfig(
+            secret=settings.secret(),
+            cookie_samesite="lax",
+            # Header-key API clients carry no cookie to forge; the auth middleware
+            # refuses cookie sessions for state changes under these prefixes.
+            exclude=["^/api/", "^/v1/"],
+        ),
+        before_send=[add_security_headers],
         openapi_config=OpenAPIConfig(title="AgentOp-Studio", version="0.1.0", path="/schema"),
         debug=False,
     )

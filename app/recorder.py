@@ -7,6 +7,8 @@ the broker without gaps or duplicates.
 
 from __future__ import annotations
 
+import asyncio
+
 from agents.events import Event
 from app.live import Broker, LiveEvent
 from app.store import Store
@@ -24,6 +26,18 @@ class Recorder:
         await self.emit_dict(event.to_dict())
 
     async def emit_dict(self, payload: dict) -> None:
-        self.seq += 1
-        stored, run = await self.store.write(record_event, self.run_id, self.seq, payload)
-        self.broker.publish(LiveEvent(self.run_id, self.seq, stored["type"], stored, run))
+        seq = self.seq + 1
+        # Shielded: a run cancelled mid-write (server shutdown) still commits
+        # the event it was writing, so the log never has a hole.
+        write = asyncio.ensure_future(self.store.write(record_event, self.run_id, seq, payload))
+        try:
+            stored, run = await asyncio.shield(write)
+        except asyncio.CancelledError:
+            stored, run = await write
+            self._published(seq, stored, run)
+            raise
+        self._published(seq, stored, run)
+
+    def _published(self, seq: int, stored: dict, run: dict | None) -> None:
+        self.seq = seq
+        self.broker.publish(LiveEvent(self.run_id, seq, stored["type"], stored, run))

@@ -7,6 +7,7 @@ covers where data goes and how the web process behaves.
 from __future__ import annotations
 
 import os
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +21,8 @@ class Settings:
     max_body_bytes: int = 1_000_000
     max_concurrent_runs: int = 8
     agent_config: AgentConfig | None = None  # loaded from agent_config_path when None
+    auth: bool = True  # False only with `serve --no-auth` on a loopback address
+    login_attempts_per_minute: int = 10
 
     @classmethod
     def from_env(cls, **overrides: object) -> "Settings":
@@ -29,6 +32,7 @@ class Settings:
             "agent_config_path": Path(env["AGENTOP_CONFIG"]) if env.get("AGENTOP_CONFIG") else None,
             "max_body_bytes": int(env.get("AGENTOP_MAX_BODY_BYTES") or 1_000_000),
             "max_concurrent_runs": int(env.get("AGENTOP_MAX_CONCURRENT_RUNS") or 8),
+            "login_attempts_per_minute": int(env.get("AGENTOP_LOGIN_ATTEMPTS_PER_MINUTE") or 10),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
@@ -36,6 +40,15 @@ class Settings:
     @property
     def db_path(self) -> Path:
         return self.data_dir / "agentop.db"
+
+    def secret(self) -> str:
+        """A per-install secret (CSRF tokens), created on first use in the data dir."""
+        path = self.data_dir / "secret.key"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(48))
+            path.chmod(0o600)
+        return path.read_text().strip()
 
     def agents(self) -> AgentConfig:
         if self.agent_config is None:

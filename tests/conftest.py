@@ -12,6 +12,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from litestar.testing import TestClient
 
 from agents.config import AgentConfig, MistralConfig
 from agents.providers.local import LocalModel
+from app.auth.keys import ROLES, create_key
 from app.main import create_app
 from app.settings import Settings
 from app.store import Store
@@ -80,6 +82,15 @@ def settings(data_dir: Path, fake_mistral: FakeMistral) -> Settings:
 
 
 @pytest.fixture
+def keys(settings: Settings) -> dict[str, str]:
+    """One API key per role, created before the app starts: role -> key."""
+    store = Store(settings.db_path)
+    made = {role: store.write_sync(create_key, f"{role}-key", role)[1] for role in ROLES}
+    store.close()
+    return made
+
+
+@pytest.fixture
 def db(data_dir: Path) -> Iterator[Store]:
     store = Store(data_dir / "test.db")
     yield store
@@ -92,8 +103,41 @@ def app(settings: Settings):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def client(app) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
+def client(app, keys) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
+    """An API client sending the admin key."""
     with TestClient(app) as test_client:
+        test_client.headers["X-API-Key"] = keys["admin"]
+        yield test_client
+
+
+@contextmanager
+def api_client(settings: Settings, key: str) -> Iterator[TestClient]:
+    """A fresh app on ``settings`` (a new process start) with a client sending ``key``."""
+    with TestClient(create_app(settings)) as test_client:
+        test_client.headers["X-API-Key"] = key
+        yield test_client
+
+
+def login(client: Any, key: str) -> None:
+    """Log a test client in through the login form, as a browser would."""
+    client.get("/login")
+    r = client.post(
+        "/login",
+        data={"key": key, "next": "/", "_csrf_token": client.cookies.get("csrftoken", "")},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303, r.text
+
+
+def csrf(client: Any) -> str:
+    return client.cookies.get("csrftoken", "")
+
+
+@pytest.fixture
+def page_client(app, keys) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
+    """A browser-like client: logged in as admin with a session cookie and CSRF cookie."""
+    with TestClient(app) as test_client:
+        login(test_client, keys["admin"])
         yield test_client
 
 
@@ -139,6 +183,7 @@ class LiveServer:
 
 
 @pytest.fixture
-def live_server(app) -> Iterator[LiveServer]:  # type: ignore[no-untyped-def]
+def live_server(app, keys) -> Iterator[LiveServer]:  # type: ignore[no-untyped-def]
     with LiveServer(app) as server:
+        server.admin_key = keys["admin"]
         yield server

@@ -28,7 +28,15 @@ def browser():
         b.close()
 
 
-def test_start_a_run_and_watch_it_stream(browser, live_server, fake_mistral, tmp_path):
+def log_in(page, base_url: str, key: str) -> None:
+    page.goto(base_url + "/")
+    page.wait_for_url("**/login?next=*")
+    page.fill("input[name=key]", key)
+    page.click("main button[type=submit]")
+    page.wait_for_url(base_url + "/")
+
+
+def test_start_a_run_and_watch_it_stream(browser, live_server, fake_mistral, keys, tmp_path):
     answer = "Paris is the capital of France. " * 4
     fake_mistral.add(
         Reply(text="Let me check.", tool_calls=[{"name": "elevenlabs_speak",
@@ -38,10 +46,10 @@ def test_start_a_run_and_watch_it_stream(browser, live_server, fake_mistral, tmp
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     dialogs = []
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-    page.goto(live_server.url + "/")
+    log_in(page, live_server.url, keys["member"])
     page.fill("textarea[name=prompt]", "What is the capital of France?")
     page.select_option("select[name=model]", MISTRAL_MODEL)
-    page.click("button[type=submit]")
+    page.click("#run-form button[type=submit]")
     page.wait_for_url("**/runs/*", timeout=10_000)
 
     # Tokens stream into the draft before the final message lands.

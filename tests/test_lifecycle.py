@@ -1,15 +1,12 @@
 """Runs across the server's life: shutdown mid-run, the HTML stream, body limits."""
 
-from litestar.testing import TestClient
-
-from app.main import create_app
-from tests.conftest import MISTRAL_MODEL, wait_for_run
+from tests.conftest import MISTRAL_MODEL, api_client, wait_for_run
 from tests.fake_mistral import Reply
 
 
-def test_shutdown_mid_run_marks_it_interrupted(settings, fake_mistral):
+def test_shutdown_mid_run_marks_it_interrupted(settings, keys, fake_mistral):
     fake_mistral.add(Reply(text="x" * 400, chunk_size=2, delay_s=0.02))
-    with TestClient(create_app(settings)) as client:
+    with api_client(settings, keys["admin"]) as client:
         run_id = client.post("/api/runs", json={"prompt": "long", "model": MISTRAL_MODEL}).json()[
             "run_id"
         ]
@@ -17,7 +14,7 @@ def test_shutdown_mid_run_marks_it_interrupted(settings, fake_mistral):
         for _ in range(200):
             if client.get(f"/api/runs/{run_id}").json()["run"]["status"] == "running":
                 break
-    with TestClient(create_app(settings)) as client:
+    with api_client(settings, keys["admin"]) as client:
         detail = client.get(f"/api/runs/{run_id}").json()
         assert detail["run"]["status"] == "interrupted"
         assert detail["run"]["ended_at"] is not None

@@ -8,7 +8,7 @@ from app.main import create_app
 from app.store import Store
 from app.store.runs import create_run
 from litestar.testing import TestClient
-from tests.conftest import MISTRAL_MODEL, wait_for_run
+from tests.conftest import MISTRAL_MODEL, api_client, csrf, wait_for_run
 from tests.fake_mistral import Reply
 
 
@@ -26,12 +26,13 @@ def test_dashboard_has_form_and_kpis(client):
         "wandb_log", "hf_list_models", "elevenlabs_speak"}
 
 
-def test_form_starts_a_run_and_the_page_shows_the_thread(client, fake_mistral):
+def test_form_starts_a_run_and_the_page_shows_the_thread(page_client, fake_mistral):
+    client = page_client
     fake_mistral.add(Reply(text="The answer is **42**."))
     r = client.post(
         "/runs",
         data={"prompt": "What is the answer?", "model": MISTRAL_MODEL, "temperature": "0.2",
-              "max_tokens": "50", "tools_present": "1"},
+              "max_tokens": "50", "tools_present": "1", "_csrf_token": csrf(client)},
         follow_redirects=False,
     )
     assert r.status_code == 303
@@ -48,20 +49,22 @@ def test_form_starts_a_run_and_the_page_shows_the_thread(client, fake_mistral):
     assert "Cost" in page.select_one("#run-totals").text
 
 
-def test_htmx_form_redirects_with_header(client):
-    r = client.post("/runs", data={"prompt": "hi", "model": MISTRAL_MODEL},
-                    headers={"HX-Request": "true"})
+def test_htmx_form_redirects_with_header(page_client):
+    r = page_client.post("/runs", data={"prompt": "hi", "model": MISTRAL_MODEL},
+                         headers={"HX-Request": "true", "x-csrftoken": csrf(page_client)})
     assert r.status_code == 204 and r.headers["HX-Redirect"].startswith("/runs/")
 
 
-def test_bad_form_input_is_a_422_with_the_message(client):
-    r = client.post("/runs", data={"prompt": "  ", "model": MISTRAL_MODEL},
+def test_bad_form_input_is_a_422_with_the_message(page_client):
+    client = page_client
+    token = {"_csrf_token": csrf(client)}
+    r = client.post("/runs", data={"prompt": "  ", "model": MISTRAL_MODEL, **token},
                     headers={"HX-Request": "true"})
     assert r.status_code == 422
     assert "prompt is required" in soup(r).select_one(".form-error").text
-    r = client.post("/runs", data={"prompt": "x", "temperature": "hot"})
+    r = client.post("/runs", data={"prompt": "x", "temperature": "hot", **token})
     assert r.status_code == 422 and "temperature must be a number" in r.text
-    r = client.post("/runs", data={"prompt": "x", "tools_present": "1", "tools": "rm_rf"})
+    r = client.post("/runs", data={"prompt": "x", "tools_present": "1", "tools": "rm_rf", **token})
     assert r.status_code == 422 and "unknown tool" in r.text
 
 
@@ -87,12 +90,12 @@ def test_untrusted_text_is_sanitized(client, fake_mistral):
     assert "<script>alert" not in html
 
 
-def test_runs_left_running_are_interrupted_on_start(settings):
+def test_runs_left_running_are_interrupted_on_start(settings, keys):
     store = Store(settings.db_path)
     store.write_sync(create_run, {"id": "crashed1", "status": "running", "prompt": "p",
                                   "model": "m", "provider": "local"})
     store.close()
-    with TestClient(create_app(settings)) as client:
+    with api_client(settings, keys["admin"]) as client:
         detail = client.get("/api/runs/crashed1").json()
         assert detail["run"]["status"] == "interrupted"
         assert "server stopped" in detail["run"]["error"]
@@ -100,14 +103,14 @@ def test_runs_left_running_are_interrupted_on_start(settings):
         assert "event: run_interrupted" in events
 
 
-def test_runs_page_paginates_newest_first(settings):
+def test_runs_page_paginates_newest_first(settings, keys):
     store = Store(settings.db_path)
     now = time.time()
     for i in range(60):
         store.write_sync(create_run, {"id": f"r{i:03d}", "status": "succeeded",
                                       "prompt": f"prompt {i}", "started_at": now + i})
     store.close()
-    with TestClient(create_app(settings)) as client:
+    with api_client(settings, keys["admin"]) as client:
         first = soup(client.get("/runs"))
         rows = first.select("table.runs tbody tr")
         assert len(rows) == 50 and rows[0]["id"] == "run-row-r059"

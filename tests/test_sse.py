@@ -25,7 +25,11 @@ from app.store.runs import create_run, events_after
 from tests.conftest import MISTRAL_MODEL
 from tests.fake_mistral import Reply
 
-TIMEOUT = httpx.Timeout(5.0)  # connect, read (per chunk), write and pool
+TIMEOUT = httpx.Timeout(5.0)
+
+
+def KEY_HEADERS(live_server) -> dict[str, str]:  # noqa: N802 - reads like a constant
+    return {"X-API-Key": live_server.admin_key}  # connect, read (per chunk), write and pool
 STREAM_DEADLINE_S = 20.0
 SLOW_TEXT = "The quick brown fox jumps over a lazy dog"  # 41 characters
 
@@ -124,7 +128,7 @@ def key(events: list[SSE]) -> list[tuple[int, str, Any]]:
 
 @pytest.fixture
 def http(live_server) -> Iterator[httpx.Client]:  # type: ignore[no-untyped-def]
-    with httpx.Client(base_url=live_server.url, timeout=TIMEOUT) as client:
+    with httpx.Client(base_url=live_server.url, timeout=TIMEOUT, headers=KEY_HEADERS(live_server)) as client:
         yield client
 
 
@@ -206,12 +210,12 @@ def test_negative_after_is_rejected(http, fake_mistral):
 
 
 def test_resume_after_the_terminal_event_closes_the_stream(live_server, fake_mistral):
-    with httpx.Client(base_url=live_server.url, timeout=TIMEOUT) as setup:
+    with httpx.Client(base_url=live_server.url, timeout=TIMEOUT, headers=KEY_HEADERS(live_server)) as setup:
         run_id = start_run(setup)
         run = wait_finished(setup, run_id)
     # An EventSource reconnects with the id of the last event it saw, here the
     # terminal one: the server should answer with an empty stream that ends.
-    with httpx.Client(base_url=live_server.url, timeout=httpx.Timeout(5.0, read=2.0)) as client:
+    with httpx.Client(base_url=live_server.url, timeout=httpx.Timeout(5.0, read=2.0), headers=KEY_HEADERS(live_server)) as client:
         try:
             events, ended = read_stream(
                 client, run_id, headers={"Last-Event-ID": str(run["last_seq"])}

@@ -386,11 +386,9 @@ def test_interrupt_unfinished(db):
     assert db.write_sync(interrupt_unfinished, T0 + 20) == []
 
 
-def test_interrupt_on_app_start(settings):
+def test_interrupt_on_app_start(settings, keys):
     """The app marks what a crash left running when it starts."""
-    from litestar.testing import TestClient
-
-    from app.main import create_app
+    from tests.conftest import api_client
 
     crashed = Store(settings.db_path)
     try:
@@ -398,7 +396,7 @@ def test_interrupt_on_app_start(settings):
         Feed(crashed, "crashed")(RunStarted(model="m", provider="mistral", params={}, at=T0))
     finally:
         crashed.close()
-    with TestClient(create_app(settings)) as client:
+    with api_client(settings, keys["admin"]) as client:
         detail = client.get("/api/runs/crashed").json()
     assert detail["run"]["status"] == "interrupted"
     assert detail["run"]["last_seq"] == 2

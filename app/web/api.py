@@ -11,6 +11,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, Parameter
 from litestar.response import ServerSentEvent
 
+from app.auth.guards import requires_member
 from app.live import Broker
 from app.runs import Runner, parse_run_input
 from app.store import Store
@@ -57,7 +58,7 @@ class RunsAPI(Controller):
     path = "/api/runs"
     tags = ["runs"]
 
-    @post("/", summary="Start a run in the background", status_code=201)
+    @post("/", summary="Start a run in the background", status_code=201, guards=[requires_member])
     async def create(self, data: JSONBody[RunCreate], runner: NamedDependency[Runner]) -> RunCreated:
         run_input = parse_run_input(asdict(data), runner.config, runner.tool_names)
         run = await runner.start(run_input, source="api")

@@ -12,6 +12,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, Parameter, URLEncodedBody
 from litestar.response import Redirect, ServerSentEvent, Template
 
+from app.auth.guards import requires_member
 from app.live import Broker
 from app.runs import InputError, Runner, parse_run_input
 from app.store import Store
@@ -82,7 +83,7 @@ class PagesController(Controller):
     async def new_run(self, runner: NamedDependency[Runner]) -> Template:
         return Template("new_run.html", context={"nav": "new", **form_context(runner)})
 
-    @post("/runs", status_code=303)
+    @post("/runs", status_code=303, guards=[requires_member])
     async def create_run(
         self,
         request: Request,

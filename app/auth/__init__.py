@@ -1,0 +1,1 @@
+"""Team access: API keys with roles, browser sessions, guards, CSRF and headers."""

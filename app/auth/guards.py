@@ -1,0 +1,24 @@
+"""Role guards: viewers read, members run/replay/evaluate/export, admins manage keys."""
+
+from __future__ import annotations
+
+from litestar.connection import ASGIConnection
+from litestar.exceptions import PermissionDeniedException
+from litestar.handlers.base import BaseRouteHandler
+
+from app.auth.keys import role_at_least
+
+
+def _require(role: str, connection: ASGIConnection) -> None:
+    user = connection.scope.get("user")
+    if user is None or not role_at_least(user.role, role):
+        have = getattr(user, "role", "none")
+        raise PermissionDeniedException(f"this needs the {role} role (you are {have})")
+
+
+def requires_member(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+    _require("member", connection)
+
+
+def requires_admin(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+    _require("admin", connection)
