@@ -14,7 +14,9 @@ import sys
 import time
 from pathlib import Path
 
+from app.auth.keys import ROLES, KeyError_, count_active_keys, create_key, list_keys, revoke_key
 from app.costs import format_cost
+from app.render import format_ts
 from app.live import Broker, follow_run
 from app.runs import InputError, Runner, parse_run_input
 from app.settings import Settings
@@ -27,13 +29,43 @@ def _settings(args: argparse.Namespace) -> Settings:
     return Settings.from_env(data_dir=Path(args.data_dir) if args.data_dir else None)
 
 
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def _first_admin_key(settings: Settings, url: str) -> None:
+    """On a fresh install, make an admin key and show it once, so a newcomer can log in."""
+    store = Store(settings.db_path)
+    try:
+        if store.read_sync(count_active_keys) == 0:
+            _, secret = store.write_sync(create_key, f"admin-{int(time.time())}", "admin")
+            bar = "=" * 72
+            print(
+                f"{bar}\nNo API key existed, so an admin key was created. It is shown once:\n\n"
+                f"    {secret}\n\nLog in at {url}/login with it, or send it as X-API-Key.\n{bar}",
+                flush=True,
+            )
+    finally:
+        store.close()
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from app.main import create_app
 
     settings = _settings(args)
-    print(f"AgentOp-Studio on http://{args.host}:{args.port}  (data: {settings.data_dir})")
+    url = f"http://{args.host}:{args.port}"
+    if args.no_auth:
+        if args.host not in LOOPBACK:
+            print("error: --no-auth is only allowed on a loopback address (127.0.0.1)",
+                  file=sys.stderr)
+            return 2
+        settings.auth = False
+        print("!" * 72 + "\nWARNING: --no-auth: anyone who can reach this port is an admin.\n"
+              + "!" * 72, file=sys.stderr, flush=True)
+    else:
+        _first_admin_key(settings, url)
+    print(f"AgentOp-Studio on {url}  (data: {settings.data_dir})", flush=True)
     uvicorn.run(
         create_app(settings),
         host=args.host,
@@ -103,6 +135,32 @@ async def _run(args: argparse.Namespace) -> int:
     return 0 if final["status"] == "succeeded" else 1
 
 
+def cmd_keys(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    store = Store(settings.db_path)
+    try:
+        if args.keys_command == "create":
+            row, secret = store.write_sync(create_key, args.name, args.role)
+            print(f"created {row['role']} key {row['name']!r}; it is shown once:")
+            print(secret)
+        elif args.keys_command == "list":
+            rows = store.read_sync(list_keys)
+            print(f"{'NAME':24} {'ROLE':7} {'PREFIX':12} {'CREATED':20} {'LAST USED':20} STATE")
+            for r in rows:
+                state = "revoked" if r["revoked_at"] else "active"
+                print(f"{r['name'][:24]:24} {r['role']:7} {r['prefix'] + '…':12} "
+                      f"{format_ts(r['created_at']):20} {format_ts(r['last_used_at']):20} {state}")
+        elif args.keys_command == "revoke":
+            row = store.write_sync(revoke_key, args.name)
+            print(f"revoked key {row['name']!r}")
+    except KeyError_ as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        store.close()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="agentop", description="AgentOp-Studio")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -111,7 +169,23 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--data-dir", help="where the SQLite database lives (default ./data)")
+    serve.add_argument(
+        "--no-auth", action="store_true",
+        help="no login at all (only allowed when binding to a loopback address)",
+    )
     serve.set_defaults(func=cmd_serve)
+
+    keys = sub.add_parser("keys", help="manage API keys")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    create = keys_sub.add_parser("create", help="create a key (printed once)")
+    create.add_argument("name")
+    create.add_argument("--role", choices=ROLES, default="member")
+    keys_sub.add_parser("list", help="list keys")
+    revoke = keys_sub.add_parser("revoke", help="revoke a key at once")
+    revoke.add_argument("name")
+    for p in (create, keys_sub.choices["list"], revoke):
+        p.add_argument("--data-dir")
+    keys.set_defaults(func=cmd_keys)
 
     run = sub.add_parser("run", help="run the agent on a prompt and stream it here")
     run.add_argument("prompt")
