@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,9 @@ from markupsafe import Markup
 
 from app.costs import format_cost
 
-ROOT = Path(__file__).resolve().parent.parent
+# Templates and static files live beside the packages in a checkout; an
+# installed copy (the container image) points AGENTOP_HOME at them.
+ROOT = Path(os.environ.get("AGENTOP_HOME") or Path(__file__).resolve().parent.parent)
 TEMPLATES_DIR = ROOT / "templates"
 STATIC_DIR = ROOT / "static"
 

