@@ -98,6 +98,22 @@ class LLMCallFinished(Event):
 
 
 @dataclass(frozen=True)
+class MemorySnapshot(Event):
+    """The agent's memory after one step: the messages it would send next and its scratch state.
+
+    Step 0 is the prompt as given; each model reply and each round of tool
+    results is a further step. Snapshots are whole (not deltas) so any one
+    can be shown alone; the studio computes what changed between two.
+    """
+
+    type: ClassVar[str] = "memory_snapshot"
+    step: int
+    label: str
+    messages: tuple[dict[str, Any], ...]
+    scratch: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class RunFinished(Event):
     type: ClassVar[str] = "run_finished"
     response: str

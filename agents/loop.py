@@ -3,13 +3,15 @@
 Ask the model; if it asks for tools, run them and feed the results back;
 repeat until it answers in plain text or the round limit is reached. On the
 last round tools are withheld so the model has to answer. Every step is
-emitted as an event to the sink; a failing tool becomes a failed tool call
-and the run goes on, a failing model call fails the run.
+emitted as an event to the sink, followed by a snapshot of the loop's memory
+(messages and scratch state); a failing tool becomes a failed tool call and
+the run goes on, a failing model call fails the run.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -18,6 +20,7 @@ from typing import Any
 from agents.events import (
     EventSink,
     LLMCallFinished,
+    MemorySnapshot,
     MessageAdded,
     RunFailed,
     RunFinished,
@@ -70,8 +73,10 @@ def _assistant_message(completion: Completion) -> dict[str, Any]:
     return message
 
 
-async def _call_tool(tool: Tool | None, call: ToolCallRequest, sink: EventSink) -> str:
-    """Run one tool call, emit its start and finish, return what the model is told."""
+async def _call_tool(
+    tool: Tool | None, call: ToolCallRequest, sink: EventSink
+) -> tuple[str, bool]:
+    """Run one tool call, emit its start and finish; return what the model is told, and ok."""
     await sink.emit(ToolCallStarted(call_id=call.id, name=call.name, arguments=call.arguments))
     started = time.perf_counter()
     result: str | None = None
@@ -110,7 +115,29 @@ async def _call_tool(tool: Tool | None, call: ToolCallRequest, sink: EventSink) 
             cost_lines=cost_lines,
         )
     )
-    return result if error is None else f"ERROR: {error}"
+    return (result if error is None else f"ERROR: {error}"), error is None
+
+
+class _Memory:
+    """Emits snapshots of the loop's memory: the message list plus its scratch state."""
+
+    def __init__(self, messages: list[dict[str, Any]], scratch: dict[str, Any], sink: EventSink):
+        self.messages = messages
+        self.scratch = scratch
+        self.sink = sink
+        self.step = 0
+
+    async def snapshot(self, label: str) -> None:
+        # Deep copies: the loop keeps appending, a snapshot must stay as it was.
+        await self.sink.emit(
+            MemorySnapshot(
+                step=self.step,
+                label=label,
+                messages=tuple(copy.deepcopy(self.messages)),
+                scratch=copy.deepcopy(self.scratch),
+            )
+        )
+        self.step += 1
 
 
 async def run_agent(
@@ -129,8 +156,22 @@ async def run_agent(
     params = GenerationParams(
         model=request.model, temperature=request.temperature, max_tokens=request.max_tokens
     )
+    rounds = max(1, request.max_rounds)
+    # What the loop tracks besides the messages; snapshotted with them.
+    scratch: dict[str, Any] = {
+        "round": 0,
+        "max_rounds": rounds,
+        "tools_offered": [],
+        "pending_tool_calls": [],
+        "tool_calls": 0,
+        "tool_errors": 0,
+        "input_tokens": 0,
+        "output_tokens": 0,
+        "finish_reason": None,
+    }
+    memory = _Memory(messages, scratch, sink)
     try:
-        rounds = max(1, request.max_rounds)
+        await memory.snapshot("prompt")
         for round_ in range(rounds):
             last_round = round_ == rounds - 1
             specs = [] if last_round else [t.spec for t in tools]
@@ -163,17 +204,30 @@ async def run_agent(
                     tool_calls=tuple(assistant.get("tool_calls", ())),
                 )
             )
+            scratch.update(
+                round=round_ + 1,
+                tools_offered=[s.name for s in specs],
+                pending_tool_calls=[c.name for c in completion.tool_calls],
+                input_tokens=scratch["input_tokens"] + completion.input_tokens,
+                output_tokens=scratch["output_tokens"] + completion.output_tokens,
+                finish_reason=completion.finish_reason,
+            )
+            await memory.snapshot(f"round {round_ + 1}: model reply")
             if not completion.tool_calls:
                 await sink.emit(RunFinished(response=completion.text))
                 return completion.text
             for call in completion.tool_calls:
-                content = await _call_tool(by_name.get(call.name), call, sink)
+                content, ok = await _call_tool(by_name.get(call.name), call, sink)
                 messages.append(_tool_message(call, content))
                 await sink.emit(
                     MessageAdded(
                         role="tool", content=content, tool_call_id=call.id, name=call.name
                     )
                 )
+                scratch["tool_calls"] += 1
+                scratch["tool_errors"] += 0 if ok else 1
+            scratch["pending_tool_calls"] = []
+            await memory.snapshot(f"round {round_ + 1}: tool results")
         raise RuntimeError(f"no final answer within {rounds} rounds")
     except asyncio.CancelledError:
         raise

@@ -196,6 +196,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-tokens", type=int)
     run.add_argument("--data-dir")
     run.set_defaults(func=lambda a: asyncio.run(_run(a)))
+
+    from app.exports.cli import add_parser as add_export_parser
+
+    add_export_parser(sub)
+
+    from app.replay_cli import add_parser as add_replay_parser
+
+    add_replay_parser(sub)
     return parser
 
 

@@ -39,6 +39,16 @@ from app.web.api import HealthController, RunsAPI
 from app.web.deps import DEPENDENCIES
 from app.web.auth_pages import KeysController, LoginController
 from app.web.pages import PagesController
+from app.evals.api import DatasetsAPI, EvalsAPI, ExperimentsAPI, MemoryAPI
+from app.experiment_queries import interrupt_unfinished_experiments
+from app.experiments import Experiments
+from app.web.evals_pages import EvalPagesController
+from app.web.experiments_pages import ExperimentPagesController
+from app.integrations_runtime import start_integrations, stop_integrations
+from app.web.integrations import CONTROLLERS as INTEGRATION_CONTROLLERS
+from app.web.replay_api import DiffsAPI, ReplayAPI
+from app.web.replay_pages import ReplayPagesController
+from app.web.sessions_pages import SessionPagesController, SessionsAPI
 
 log = logging.getLogger("agentop")
 
@@ -62,6 +72,11 @@ def _error_response(request: Request, status: int, message: str, extra: Any = No
 
 def handle_input_error(request: Request, exc: InputError) -> Response:
     return _error_response(request, 400, str(exc))
+
+
+def handle_overflow(request: Request, exc: OverflowError) -> Response:
+    # A number that validated as an int but does not fit SQLite's 64 bits.
+    return _error_response(request, 400, "a number in the request is out of range")
 
 
 def handle_http_error(request: Request, exc: HTTPException) -> Response:
@@ -103,8 +118,14 @@ def create_app(settings: Settings | None = None, extra_providers: list[Any] | No
             extra_providers=extra_providers,
             max_concurrent=settings.max_concurrent_runs,
         )
+        store.write_sync(interrupt_unfinished_experiments)
+        app.state.experiments = Experiments(store, app.state.runner)
 
     async def stop(app: Litestar) -> None:
+        experiments = getattr(app.state, "experiments", None)
+        if experiments is not None:  # before the runner: they wait on its runs
+            await experiments.shutdown()
+        await stop_integrations(app)
         runner = getattr(app.state, "runner", None)
         if runner is not None:
             await runner.shutdown()
@@ -119,15 +140,28 @@ def create_app(settings: Settings | None = None, extra_providers: list[Any] | No
             PagesController,
             LoginController,
             KeysController,
+            EvalsAPI,
+            MemoryAPI,
+            DatasetsAPI,
+            ExperimentsAPI,
+            EvalPagesController,
+            ExperimentPagesController,
+            *INTEGRATION_CONTROLLERS,
+            ReplayAPI,
+            DiffsAPI,
+            ReplayPagesController,
+            SessionsAPI,
+            SessionPagesController,
             create_static_files_router(path="/static", directories=[STATIC_DIR]),
         ],
         dependencies={name: Provide(fn, sync_to_thread=False) for name, fn in DEPENDENCIES.items()},
         template_config=TemplateConfig(engine=JinjaTemplateEngine.from_environment(jinja)),
-        on_startup=[start],
+        on_startup=[start, start_integrations],
         on_shutdown=[stop],
         state=State({"settings": settings, "jinja": jinja}),
         exception_handlers={
             InputError: handle_input_error,
+            OverflowError: handle_overflow,
             HTTPException: handle_http_error,
             NotFoundException: handle_http_error,
             Exception: handle_unexpected,

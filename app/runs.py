@@ -13,6 +13,7 @@ import logging
 import math
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -139,6 +140,8 @@ class Runner:
             )
         # Extra providers (tests, benchmarks) answer for the models they list.
         self.extra_providers = list(extra_providers or [])
+        # Fine-tuned models registered once their job succeeded (app/finetune.py); served by Mistral.
+        self.registered_models: list[str] = []
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self._slots = asyncio.Semaphore(max_concurrent)
 
@@ -148,7 +151,8 @@ class Runner:
 
     def model_choices(self) -> list[tuple[str, str]]:
         extra = [(m, p.name) for p in self.extra_providers for m in getattr(p, "models", ())]
-        return self.config.model_choices() + extra
+        registered = [(m, "mistral") for m in self.registered_models] if self.mistral else []
+        return self.config.model_choices() + extra + registered
 
     def provider_for(self, model: str) -> Provider:
         for provider in self.extra_providers:
@@ -164,25 +168,45 @@ class Runner:
             "Set MISTRAL_API_KEY to run Mistral models."
         )
 
-    def tools_for(self, names: tuple[str, ...] | None) -> list[Tool]:
+    def tools_for(self, names: tuple[str, ...] | None, run_id: str | None = None) -> list[Tool]:
         wanted = self.tool_names if names is None else list(names)
         base = {"data_dir": str(self.data_dir)}
-        return [load_tool(n, {**base, **self.config.tools.get(n, {})}) for n in wanted]
+        tools = []
+        for n in wanted:
+            settings = {**base, **self.config.tools.get(n, {})}
+            if n == "ask_agent" and run_id is not None:
+                # The one tool that needs the runner itself: it starts a child run.
+                from app.subagents import make_delegate
+
+                settings["delegate"] = make_delegate(self, run_id)
+            tools.append(load_tool(n, settings))
+        return tools
 
     async def start(
-        self, run_input: RunInput, source: str = "studio", parent_run_id: str | None = None
+        self,
+        run_input: RunInput,
+        source: str = "studio",
+        parent_run_id: str | None = None,
+        parent_kind: str | None = None,
+        after: Callable[[str], Awaitable[None]] | None = None,
     ) -> dict[str, Any]:
-        """Create the run row and start the agent in the background."""
+        """Create the run row and start the agent in the background.
+
+        ``parent_kind`` says what the parent is to this run (``replay`` or
+        ``agent``); ``after(run_id)`` is awaited when the run has ended (not
+        when it is interrupted by a stop).
+        """
         request = run_input.request
         provider = self.provider_for(request.model)
-        tools = self.tools_for(request.tools)
         run_id = uuid.uuid4().hex[:16]
+        tools = self.tools_for(request.tools, run_id)
         run = await self.store.write(
             create_run,
             {
                 "id": run_id,
                 "session_id": run_input.session,
                 "parent_run_id": parent_run_id,
+                "parent_kind": parent_kind if parent_run_id else None,
                 "model": request.model,
                 "provider": provider.name,
                 "params": request.params(),
@@ -191,18 +215,29 @@ class Runner:
                 "started_at": time.time(),
             },
         )
-        task = asyncio.create_task(self._execute(run_id, request, provider, tools))
+        # A child run works for a parent that holds a slot already: taking one
+        # too could deadlock when every slot is held by a waiting parent.
+        slot = parent_kind != "agent"
+        task = asyncio.create_task(self._execute(run_id, request, provider, tools, slot, after))
         self.tasks[run_id] = task
         task.add_done_callback(lambda _t: self.tasks.pop(run_id, None))
         return run
 
     async def _execute(
-        self, run_id: str, request: RunRequest, provider: Provider, tools: list[Tool]
+        self,
+        run_id: str,
+        request: RunRequest,
+        provider: Provider,
+        tools: list[Tool],
+        slot: bool = True,
+        after: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         recorder = Recorder(self.store, self.broker, run_id)
         try:
-            async with self._slots:
+            async with self._slots if slot else contextlib.nullcontext():
                 await run_agent(request, provider, tools, recorder)
+            if after is not None:
+                await after(run_id)
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
                 await asyncio.shield(

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agents.config import AgentConfig, load_config
+from app.integrations import IntegrationSettings
 
 
 @dataclass
@@ -23,6 +24,8 @@ class Settings:
     agent_config: AgentConfig | None = None  # loaded from agent_config_path when None
     auth: bool = True  # False only with `serve --no-auth` on a loopback address
     login_attempts_per_minute: int = 10
+    # Webhooks, SMTP, Hugging Face, W&B, prices, retries (app/integrations.py)
+    integrations: IntegrationSettings = field(default_factory=IntegrationSettings.from_env)
 
     @classmethod
     def from_env(cls, **overrides: object) -> "Settings":

@@ -41,6 +41,9 @@ class FakeMistral:
         self.script: deque[Reply] = deque()
         self.requests: list[dict[str, Any]] = []
         self.lock = threading.Lock()
+        # Other Mistral APIs (files, fine-tuning: tests/fake_mistral_ft.py) plug in here:
+        # route(handler, method, path, raw body) -> True when it answered.
+        self.routes: list[Any] = []
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -92,12 +95,22 @@ class FakeMistral:
                 self.end_headers()
                 self.wfile.write(data)
 
+            def _extra(self, method: str, raw: bytes) -> bool:
+                return any(route(self, method, self.path, raw) for route in fake.routes)
+
+            def do_GET(self) -> None:  # noqa: N802 - http.server naming
+                if not self._extra("GET", b""):
+                    self._send_json(404, {"message": f"no route {self.path}"}, {})
+
             def do_POST(self) -> None:  # noqa: N802 - http.server naming
                 length = int(self.headers.get("Content-Length") or 0)
-                body = json.loads(self.rfile.read(length) or b"{}")
+                raw = self.rfile.read(length)
                 if not self.headers.get("Authorization", "").startswith("Bearer "):
                     self._send_json(401, {"message": "Unauthorized"}, {})
                     return
+                if self.path.rstrip("/") != "/v1/chat/completions" and self._extra("POST", raw):
+                    return
+                body = json.loads(raw or b"{}")
                 if self.path.rstrip("/") != "/v1/chat/completions":
                     self._send_json(404, {"message": f"no route {self.path}"}, {})
                     return

@@ -141,7 +141,8 @@ def test_shipped_config_with_empty_env_uses_the_local_model():
     assert config.mistral.timeout_ms == 120000
     local = config.local_models[0]
     assert local.gguf == "" and local.n_ctx == 4096 and local.weight_repack is False
-    assert set(config.tools) == {"wandb_log", "hf_list_models", "elevenlabs_speak"}
+    assert set(config.tools) == {"wandb_log", "hf_list_models", "elevenlabs_speak", "ask_agent"}
+    assert config.tools["ask_agent"]["max_depth"] == 2
     assert config.tools["wandb_log"]["project"] == "agentop"
     assert config.tools["elevenlabs_speak"]["voice_id"] == "JBFqnCBsd6RMkjVDRZzb"
     assert not config.tools["hf_list_models"].get("token")

@@ -131,11 +131,13 @@ def test_plain_answer_event_order():
     assert sink.types() == [
         "run_started",
         "message",
+        "memory_snapshot",  # step 0: the prompt
         "token",
         "token",
         "token",
         "llm_call_finished",
         "message",
+        "memory_snapshot",  # step 1: the model's reply
         "run_finished",
     ]
     started = sink.events[0]
@@ -220,15 +222,19 @@ def test_tool_round_trip_feeds_result_back():
     assert sink.types() == [
         "run_started",
         "message",  # user
+        "memory_snapshot",
         "token",
         "llm_call_finished",
         "message",  # assistant asking for the tool
+        "memory_snapshot",
         "tool_call_started",
         "tool_call_finished",
         "message",  # tool result
+        "memory_snapshot",
         "token",
         "llm_call_finished",
         "message",  # final assistant answer
+        "memory_snapshot",
         "run_finished",
     ]
     [started] = sink.of(ToolCallStarted)
@@ -421,7 +427,7 @@ def test_provider_exception_fails_the_run():
     provider = ScriptedProvider(Turn(chunks=["partial "], raise_exc=ConnectionError("boom")))
     result, sink = run(provider)
     assert result is None
-    assert sink.types() == ["run_started", "message", "token", "run_failed"]
+    assert sink.types() == ["run_started", "message", "memory_snapshot", "token", "run_failed"]
     [failed] = sink.of(RunFailed)
     assert failed.error == "ConnectionError: boom"
     assert not sink.of(RunFinished)

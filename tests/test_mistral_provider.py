@@ -92,8 +92,10 @@ def test_streamed_reply_becomes_token_events(client, fake_mistral):
     assert [e["event"] for e in events if e["event"] != "token"] == [
         "run_started",
         "message",
+        "memory_snapshot",
         "llm_call_finished",
         "message",
+        "memory_snapshot",
         "run_finished",
     ]
     assert [m["role"] for m in detail["messages"]] == ["user", "assistant"]

@@ -12,7 +12,8 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from app.costs import llm_cost, merge_status
+from app.costs import merge_status
+from app.price_tables import price_event
 from app.store.runs import get_run
 
 # The last event of every run, whatever its outcome.
@@ -30,16 +31,14 @@ def record_event(
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """Store ``event`` as number ``seq`` of ``run_id``.
 
-    Returns the payload as stored (LLM calls gain their cost) and the run row
-    when its totals or status changed, else None.
+    Returns the payload as stored (LLM calls and tool calls with cost lines
+    gain their cost, from the dated price tables) and the run row when its
+    totals or status changed, else None.
     """
     kind = event["type"]
     at = float(event["at"])
-    if kind == "llm_call_finished":
-        cost = llm_cost(
-            event["provider"], event["model"], event["input_tokens"], event["output_tokens"]
-        )
-        event = {**event, "cost_usd": cost.usd, "cost_status": cost.status}
+    if kind in ("llm_call_finished", "tool_call_finished"):
+        event = price_event(db, event)
     db.execute(
         "insert into events (run_id, seq, type, at, payload) values (?, ?, ?, ?, ?)",
         [run_id, seq, kind, at, _json(event)],
@@ -92,7 +91,7 @@ def _tool_finished(db: Database, run_id: str, seq: int, at: float, e: dict[str, 
     status = "ok" if e.get("error") is None else "error"
     db.execute(
         "update tool_calls set result = ?, error = ?, status = ?, latency_ms = ?, ended_at = ?,"
-        " cost_lines = ? where run_id = ? and call_id = ?",
+        " cost_lines = ?, cost_usd = ? where run_id = ? and call_id = ?",
         [
             e.get("result"),
             e.get("error"),
@@ -100,23 +99,29 @@ def _tool_finished(db: Database, run_id: str, seq: int, at: float, e: dict[str, 
             e["latency_ms"],
             at,
             _json(list(e.get("cost_lines") or [])),
+            e.get("cost_usd"),
             run_id,
             e["call_id"],
         ],
     )
+    # Ingested (OTLP) events carry their own span ids; native ones get derived ids.
     db.execute(
         "insert into spans (run_id, span_id, parent_span_id, kind, name, start_at, end_at,"
-        " status, attributes) values (?, ?, 'agent', 'tool', ?, ?, ?, ?, ?)",
+        " status, cost_usd, attributes) values (?, ?, ?, 'tool', ?, ?, ?, ?, ?, ?)",
         [
             run_id,
-            f"tool:{e['call_id']}",
+            e.get("span_id") or f"tool:{e['call_id']}",
+            e.get("parent_span_id") or "agent",
             e["name"],
             at - e["latency_ms"] / 1000,
             at,
             status,
+            e.get("cost_usd"),
             _json({"arguments": e["arguments"], "error": e.get("error")}),
         ],
     )
+    if e.get("cost_status"):
+        _add_cost(db, run_id, e.get("cost_usd"), e["cost_status"], extra=True)
     db.execute(
         "update runs set tool_calls = tool_calls + 1, tool_errors = tool_errors + ? where id = ?",
         [0 if status == "ok" else 1, run_id],
@@ -127,10 +132,11 @@ def _llm_finished(db: Database, run_id: str, seq: int, at: float, e: dict[str, A
     db.execute(
         "insert into spans (run_id, span_id, parent_span_id, kind, name, start_at, end_at,"
         " status, input_tokens, output_tokens, cost_usd, attributes)"
-        " values (?, ?, 'agent', 'llm', ?, ?, ?, 'ok', ?, ?, ?, ?)",
+        " values (?, ?, ?, 'llm', ?, ?, ?, 'ok', ?, ?, ?, ?)",
         [
             run_id,
-            f"llm:{seq}",
+            e.get("span_id") or f"llm:{seq}",
+            e.get("parent_span_id") or "agent",
             e["model"],
             at - e["latency_ms"] / 1000,
             at,
@@ -140,17 +146,23 @@ def _llm_finished(db: Database, run_id: str, seq: int, at: float, e: dict[str, A
             _json({"round": e.get("round"), "finish_reason": e.get("finish_reason")}),
         ],
     )
+    db.execute(
+        "update runs set input_tokens = input_tokens + ?, output_tokens = output_tokens + ?"
+        " where id = ?",
+        [e["input_tokens"], e["output_tokens"], run_id],
+    )
+    _add_cost(db, run_id, e["cost_usd"], e["cost_status"])
+
+
+def _add_cost(
+    db: Database, run_id: str, usd: float | None, status: str, extra: bool = False
+) -> None:
+    """Add one priced (or unpriced) call to the run's running cost; ``extra``: not tokens."""
     current = db.execute("select cost_status from runs where id = ?", [run_id]).fetchone()[0]
     db.execute(
-        "update runs set input_tokens = input_tokens + ?, output_tokens = output_tokens + ?,"
-        " cost_usd = cost_usd + ?, cost_status = ? where id = ?",
-        [
-            e["input_tokens"],
-            e["output_tokens"],
-            e["cost_usd"] or 0.0,
-            merge_status(current, e["cost_status"]),
-            run_id,
-        ],
+        "update runs set cost_usd = cost_usd + ?, cost_status = ?,"
+        " extra_cost_usd = extra_cost_usd + ? where id = ?",
+        [usd or 0.0, merge_status(current, status), (usd or 0.0) if extra else 0.0, run_id],
     )
 
 
@@ -169,8 +181,27 @@ def _ended(status: str):
     return project
 
 
+def _memory_snapshot(db: Database, run_id: str, seq: int, at: float, e: dict[str, Any]) -> None:
+    messages = list(e.get("messages") or [])
+    db.execute(
+        "insert into memory_snapshots (run_id, seq, step, label, messages, scratch,"
+        " message_count, at) values (?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            run_id,
+            seq,
+            e["step"],
+            e.get("label"),
+            _json(messages),
+            _json(e.get("scratch") or {}),
+            len(messages),
+            at,
+        ],
+    )
+
+
 _PROJECTIONS = {
     "run_started": _run_started,
+    "memory_snapshot": _memory_snapshot,
     "message": _message,
     "tool_call_started": _tool_started,
     "tool_call_finished": _tool_finished,

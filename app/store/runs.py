@@ -80,6 +80,7 @@ def totals(db: Database) -> dict[str, Any]:
                coalesce(sum(input_tokens), 0) as input_tokens,
                coalesce(sum(output_tokens), 0) as output_tokens,
                coalesce(sum(cost_usd), 0) as cost_usd,
+               coalesce(sum(extra_cost_usd), 0) as extra_cost_usd,
                sum(case when cost_status in ('unpriced', 'partial') then 1 else 0 end)
                    as unpriced_runs,
                sum(case when status = 'failed' then 1 else 0 end) as failed,

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Annotated, Any
 
 from litestar import Controller, Request, get, post
 from litestar.exceptions import NotFoundException
 from litestar.di import NamedDependency
-from litestar.params import FromPath, JSONBody, Parameter
+from litestar.params import FromPath, JSONBody, Parameter, QueryParameter
 from litestar.response import ServerSentEvent
 
 from app.auth.guards import requires_member
 from app.live import Broker
 from app.runs import Runner, parse_run_input
 from app.store import Store
-from app.store.runs import count_runs, get_run, list_runs, run_detail
+from app.run_filters import count_filtered, filtered_runs, parse_filters
+from app.store.runs import get_run, run_detail
 from app.web.events import resume_point, run_event_stream
 
 
@@ -64,16 +65,32 @@ class RunsAPI(Controller):
         run = await runner.start(run_input, source="api")
         return RunCreated(run_id=run["id"], status=run["status"])
 
-    @get("/", summary="List runs, newest first")
+    @get("/", summary="List runs, newest first; filter by status, model, session, text, dates")
     async def index(
         self,
         store: NamedDependency[Store],
         limit: int = Parameter(default=50, ge=1, le=500),
-        offset: int = Parameter(default=0, ge=0),
+        offset: int = Parameter(default=0, ge=0, le=10**12),
+        q: str | None = Parameter(default=None, description="words in the prompt or answer"),
+        status: str | None = Parameter(default=None),
+        model: str | None = Parameter(default=None),
+        session: str | None = Parameter(default=None),
+        date_from: Annotated[
+            str | None, QueryParameter(name="from", description="YYYY-MM-DD (UTC)")
+        ] = None,
+        date_to: Annotated[
+            str | None, QueryParameter(name="to", description="YYYY-MM-DD (UTC), inclusive")
+        ] = None,
     ) -> dict[str, Any]:
-        runs = await store.read(list_runs, limit, offset)
-        total = await store.read(count_runs)
-        return {"runs": runs, "total": total, "limit": limit, "offset": offset}
+        filters = parse_filters(
+            {"q": q, "status": status, "model": model, "session": session,
+             "from": date_from, "to": date_to}
+        )
+        runs = await store.read(filtered_runs, filters, limit, offset)
+        total, more = await store.read(count_filtered, filters)
+        # A filtered total is counted up to COUNT_CAP; "total_capped" says there are more.
+        return {"runs": runs, "total": total, "total_capped": more, "limit": limit,
+                "offset": offset, "filters": filters.query_params()}
 
     @get("/{run_id:str}", summary="A run with its messages, tool calls and spans")
     async def show(self, run_id: FromPath[str], store: NamedDependency[Store]) -> dict[str, Any]:

@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Annotated, Any
 
 from jinja2 import Environment
 from litestar import Controller, Request, Response, get, post
 from litestar.exceptions import NotFoundException
 from litestar.di import NamedDependency
-from litestar.params import FromPath, Parameter, URLEncodedBody
+from litestar.params import FromPath, Parameter, QueryParameter, URLEncodedBody
 from litestar.response import Redirect, ServerSentEvent, Template
 
 from app.auth.guards import requires_member
 from app.live import Broker
 from app.runs import InputError, Runner, parse_run_input
 from app.store import Store
-from app.store.runs import count_runs, draft_text, list_runs, run_detail, totals
+from app.store.runs import draft_text, list_runs, run_detail, totals
+from app.charts import DEFAULT_RANGE, RANGES, dashboard_charts
+from app.web.evals_pages import run_page_extras
+from app.run_filters import FILTER_PARAMS, STATUSES, count_filtered, filtered_runs, parse_filters
+from app.sessions import session_names
+from app.store.lineage import run_lineage
 from app.web.events import resume_point, run_event_stream
 from app.web.views import thread_items
 
@@ -25,7 +30,11 @@ TERMINAL = ("succeeded", "failed", "interrupted")
 
 
 def is_htmx(request: Request) -> bool:
-    return request.headers.get("hx-request") == "true"
+    # A history restore (back button after an htmx swap) needs the whole page.
+    return (
+        request.headers.get("hx-request") == "true"
+        and request.headers.get("hx-history-restore-request") != "true"
+    )
 
 
 def form_context(runner: NamedDependency[Runner], values: dict[str, Any] | None = None, error: str = "") -> dict:
@@ -60,24 +69,42 @@ class PagesController(Controller):
     include_in_schema = False
 
     @get("/")
-    async def dashboard(self, store: NamedDependency[Store], runner: NamedDependency[Runner]) -> Template:
+    async def dashboard(
+        self,
+        store: NamedDependency[Store],
+        runner: NamedDependency[Runner],
+        range_key: Annotated[str, QueryParameter(name="range")] = DEFAULT_RANGE,
+    ) -> Template:
         kpis = await store.read(totals)
         recent = await store.read(list_runs, 10, 0)
+        if range_key not in RANGES:
+            raise InputError(f"range must be one of {', '.join(RANGES)}")
+        charts = await store.read(dashboard_charts, range_key)
         return Template(
             "dashboard.html",
-            context={"kpis": kpis, "runs": recent, "nav": "dashboard", **form_context(runner)},
+            context={"kpis": kpis, "runs": recent, "nav": "dashboard", "charts": charts,
+                     **form_context(runner)},
         )
 
     @get("/runs")
     async def runs(
-        self, request: Request, store: NamedDependency[Store], page: int = Parameter(default=1, ge=1)
+        self,
+        request: Request,
+        store: NamedDependency[Store],
+        runner: NamedDependency[Runner],
+        page: int = Parameter(default=1, ge=1),
     ) -> Template:
-        total = await store.read(count_runs)
+        filters = parse_filters({k: request.query_params.get(k) for k in FILTER_PARAMS})
+        total, capped = await store.read(count_filtered, filters)
         pages = max(1, math.ceil(total / PAGE_SIZE))
-        rows = await store.read(list_runs, PAGE_SIZE, (page - 1) * PAGE_SIZE)
-        context = {"runs": rows, "page": page, "pages": pages, "total": total, "nav": "runs"}
-        name = "partials/runs_table.html" if is_htmx(request) else "runs.html"
-        return Template(name, context=context)
+        rows = await store.read(filtered_runs, filters, PAGE_SIZE, (page - 1) * PAGE_SIZE)
+        context = {"runs": rows, "page": page, "pages": pages, "total": total, "nav": "runs",
+                   "filters": filters, "qs": filters.query_string(), "capped": capped}
+        if is_htmx(request):
+            return Template("partials/runs_table.html", context=context)
+        context.update(statuses=STATUSES, models=runner.model_choices(),
+                       session_names=await store.read(session_names))
+        return Template("runs.html", context=context)
 
     @get("/runs/new")
     async def new_run(self, runner: NamedDependency[Runner]) -> Template:
@@ -112,6 +139,7 @@ class PagesController(Controller):
         run = detail["run"]
         live = run["status"] not in TERMINAL
         draft = await store.read(draft_text, run_id) if live else ""
+        lineage = await store.read(run_lineage, run_id)
         return Template(
             "run.html",
             context={
@@ -121,6 +149,9 @@ class PagesController(Controller):
                 "live": live,
                 "draft": draft,
                 "nav": "runs",
+                "lineage": lineage,
+                "children": lineage["children"],
+                **(await run_page_extras(store, run_id)),
             },
         )
 

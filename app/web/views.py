@@ -19,13 +19,20 @@ def tool_call_view(payload: dict[str, Any], finished: bool) -> dict[str, Any]:
         "error": payload.get("error"),
         "latency_ms": payload.get("latency_ms"),
         "status": status,
+        "cost_lines": payload.get("cost_lines") or [],
     }
 
 
 def event_context(event: LiveEvent) -> dict[str, Any]:
     """Template context of the partial named after ``event.type``."""
     payload = event.payload
-    context: dict[str, Any] = {"run": event.run, "event": payload, "seq": event.seq, "live": True}
+    context: dict[str, Any] = {
+        "run": event.run,
+        "run_id": event.run_id,
+        "event": payload,
+        "seq": event.seq,
+        "live": True,
+    }
     if event.type == "message":
         context["m"] = payload
     elif event.type == "token":

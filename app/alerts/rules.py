@@ -1,0 +1,243 @@
+"""Cost-spike rules, checked as each run finishes, and the alerts they raise.
+
+Three kinds of rule:
+
+- ``run_cost``: one run cost more than ``threshold_usd``. One alert per run.
+- ``window_cost``: the runs that ended in the last ``window_s`` seconds cost
+  more than ``threshold_usd`` together.
+- ``baseline``: a run cost more than ``multiplier`` times the average of the
+  ``baseline_runs`` runs that ended before it.
+
+A spike is one alert. For ``run_cost`` the run is the spike (its fingerprint
+is rule + run, unique in the table, so re-checking a run never re-alerts).
+For the other two a spike is an *episode*: it opens when the condition first
+holds, stays open (no new alert) while later runs still meet it, and closes
+(``resolved_at``) at the first finished run that does not. Checks run on the
+single writer thread, so two runs finishing together cannot both open one.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from sqlite_utils import Database
+
+from app.costs import format_cost
+
+KINDS = ("run_cost", "window_cost", "baseline")
+MIN_BASELINE_RUNS = 3
+
+
+class RuleError(ValueError):
+    """A rule that cannot be saved; the message says which field is wrong."""
+
+
+def _number(data: dict[str, Any], key: str, low: float, high: float, default: Any = None) -> Any:
+    value = data.get(key)
+    if value in (None, ""):
+        if default is None:
+            raise RuleError(f"{key} is required for this kind of rule")
+        return default
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise RuleError(f"{key} must be a number") from None
+    if not low <= number <= high:
+        raise RuleError(f"{key} must be between {low:g} and {high:g}")
+    return number
+
+
+def validate_rule(data: dict[str, Any]) -> dict[str, Any]:
+    name = str(data.get("name") or "").strip()
+    if not name or len(name) > 100:
+        raise RuleError("name is required (at most 100 characters)")
+    kind = str(data.get("kind") or "")
+    if kind not in KINDS:
+        raise RuleError(f"kind must be one of {', '.join(KINDS)}")
+    rule: dict[str, Any] = {"name": name, "kind": kind}
+    if kind in ("run_cost", "window_cost"):
+        rule["threshold_usd"] = _number(data, "threshold_usd", 0, 1e9)
+    if kind == "window_cost":
+        rule["window_s"] = _number(data, "window_s", 1, 90 * 86400)
+    if kind == "baseline":
+        rule["multiplier"] = _number(data, "multiplier", 1, 1e6)
+        rule["baseline_runs"] = int(_number(data, "baseline_runs", MIN_BASELINE_RUNS, 10000, 20))
+    webhook = str(data.get("webhook_url") or "").strip()
+    if webhook and not webhook.startswith(("http://", "https://")):
+        raise RuleError("webhook_url must be an http(s) URL")
+    email = str(data.get("email_to") or "").strip()
+    addresses = [a.strip() for a in email.split(",") if a.strip()]
+    if any("@" not in a or " " in a for a in addresses):
+        raise RuleError("email_to must be e-mail addresses separated by commas")
+    rule["webhook_url"] = webhook or None
+    rule["email_to"] = ", ".join(addresses) or None
+    return rule
+
+
+def create_rule(db: Database, data: dict[str, Any]) -> dict[str, Any]:
+    rule = {**validate_rule(data), "enabled": 1, "created_at": time.time()}
+    pk = db["alert_rules"].insert(rule).last_pk
+    return get_rule(db, pk)  # type: ignore[return-value]
+
+
+def get_rule(db: Database, rule_id: int) -> dict[str, Any] | None:
+    row = db.execute("select * from alert_rules where id = ?", [rule_id]).fetchone()
+    return dict(row) if row else None
+
+
+def list_rules(db: Database) -> list[dict[str, Any]]:
+    return [dict(r) for r in db.execute("select * from alert_rules order by id").fetchall()]
+
+
+def set_enabled(db: Database, rule_id: int, enabled: bool) -> dict[str, Any] | None:
+    db.execute("update alert_rules set enabled = ? where id = ?", [1 if enabled else 0, rule_id])
+    return get_rule(db, rule_id)
+
+
+def delete_rule(db: Database, rule_id: int) -> bool:
+    """Disable-and-keep when alerts reference it (history stays readable), else delete."""
+    if get_rule(db, rule_id) is None:
+        return False
+    if db.execute("select 1 from alerts where rule_id = ? limit 1", [rule_id]).fetchone():
+        db.execute("update alert_rules set enabled = 0 where id = ?", [rule_id])
+    else:
+        db.execute("delete from alert_rules where id = ?", [rule_id])
+    return True
+
+
+def describe_rule(rule: dict[str, Any]) -> str:
+    if rule["kind"] == "run_cost":
+        return f"a run costs more than {format_cost(rule['threshold_usd'], 'priced')}"
+    if rule["kind"] == "window_cost":
+        minutes = rule["window_s"] / 60
+        return (f"runs cost more than {format_cost(rule['threshold_usd'], 'priced')}"
+                f" within {minutes:g} min")
+    return (f"a run costs more than {rule['multiplier']:g}× the average of the previous"
+            f" {rule['baseline_runs']} runs")
+
+
+# --- checking -----------------------------------------------------------------
+
+
+def _evaluate(db: Database, rule: dict[str, Any], run: dict[str, Any]) -> tuple[bool, float, float]:
+    """(fires, observed value, threshold) of ``rule`` for the finished ``run``."""
+    cost = run["cost_usd"] or 0.0
+    if rule["kind"] == "run_cost":
+        return cost > rule["threshold_usd"], cost, rule["threshold_usd"]
+    end = run["ended_at"]
+    if rule["kind"] == "window_cost":
+        total = db.execute(
+            "select coalesce(sum(cost_usd), 0) from runs where ended_at > ? and ended_at <= ?",
+            [end - rule["window_s"], end],
+        ).fetchone()[0]
+        return total > rule["threshold_usd"], total, rule["threshold_usd"]
+    previous = [
+        r[0] for r in db.execute(
+            "select cost_usd from runs where ended_at < ? and id != ? and ended_at is not null"
+            " order by ended_at desc limit ?",
+            [end, run["id"], rule["baseline_runs"]],
+        ).fetchall()
+    ]
+    if len(previous) < MIN_BASELINE_RUNS:
+        return False, cost, 0.0
+    baseline = sum(previous) / len(previous)
+    limit = baseline * rule["multiplier"]
+    return baseline > 0 and cost > limit, cost, limit
+
+
+def _message(rule: dict[str, Any], run: dict[str, Any], value: float, limit: float) -> str:
+    observed = format_cost(value, "priced")
+    if rule["kind"] == "window_cost":
+        what = f"runs in the last {rule['window_s'] / 60:g} min cost {observed}"
+    else:
+        what = f"run {run['id']} ({run['model']}) cost {observed}"
+    return f"Cost alert “{rule['name']}”: {what}, over {format_cost(limit, 'priced')}."
+
+
+def _raise(db: Database, rule: dict[str, Any], run: dict[str, Any], fingerprint: str,
+           value: float, limit: float, now: float) -> int:
+    pk = db["alerts"].insert({
+        "rule_id": rule["id"], "fingerprint": fingerprint, "run_id": run["id"],
+        "value_usd": value, "threshold_usd": limit,
+        "message": _message(rule, run, value, limit), "created_at": now,
+    }).last_pk
+    for channel, target in (("webhook", rule["webhook_url"]), ("email", rule["email_to"])):
+        if target:
+            db["alert_deliveries"].insert(
+                {"alert_id": pk, "channel": channel, "target": target, "status": "pending"}
+            )
+    return pk
+
+
+def check_run(db: Database, run_id: str, now: float | None = None) -> list[int]:
+    """Check every enabled rule against a finished run; return the ids of new alerts."""
+    now = now or time.time()
+    row = db.execute("select * from runs where id = ?", [run_id]).fetchone()
+    if row is None or row["ended_at"] is None:
+        return []
+    run = dict(row)
+    new: list[int] = []
+    for rule in db.execute("select * from alert_rules where enabled = 1").fetchall():
+        rule = dict(rule)
+        fires, value, limit = _evaluate(db, rule, run)
+        if rule["kind"] == "run_cost":
+            fingerprint = f"rule{rule['id']}:run:{run_id}"
+            seen = db.execute("select 1 from alerts where fingerprint = ?", [fingerprint]).fetchone()
+            if fires and not seen:
+                new.append(_raise(db, rule, run, fingerprint, value, limit, now))
+            continue
+        open_alert = db.execute(
+            "select id from alerts where rule_id = ? and resolved_at is null", [rule["id"]]
+        ).fetchone()
+        if fires and open_alert is None:
+            fingerprint = f"rule{rule['id']}:episode:{run_id}"
+            if not db.execute("select 1 from alerts where fingerprint = ?", [fingerprint]).fetchone():
+                new.append(_raise(db, rule, run, fingerprint, value, limit, now))
+        elif not fires and open_alert is not None:
+            db.execute("update alerts set resolved_at = ? where id = ?", [now, open_alert[0]])
+    return new
+
+
+# --- reading ------------------------------------------------------------------
+
+
+def pending_deliveries(db: Database, alert_ids: list[int]) -> list[dict[str, Any]]:
+    if not alert_ids:
+        return []
+    marks = ",".join("?" * len(alert_ids))
+    rows = db.execute(
+        "select d.*, a.message, a.run_id, a.value_usd, a.threshold_usd, a.created_at,"
+        f" r.name as rule_name, r.kind as rule_kind from alert_deliveries d"
+        " join alerts a on a.id = d.alert_id join alert_rules r on r.id = a.rule_id"
+        f" where d.alert_id in ({marks}) and d.status = 'pending' order by d.id",
+        alert_ids,
+    )
+    return [dict(r) for r in rows.fetchall()]
+
+
+def finish_delivery(db: Database, delivery_id: int, ok: bool, attempts: int, error: str | None) -> None:
+    db.execute(
+        "update alert_deliveries set status = ?, attempts = ?, error = ?, sent_at = ? where id = ?",
+        ["sent" if ok else "failed", attempts, error, time.time() if ok else None, delivery_id],
+    )
+
+
+def list_alerts(db: Database, limit: int = 100) -> list[dict[str, Any]]:
+    alerts = [
+        dict(r) for r in db.execute(
+            "select a.*, r.name as rule_name, r.kind as rule_kind from alerts a"
+            " join alert_rules r on r.id = a.rule_id order by a.created_at desc, a.id desc limit ?",
+            [limit],
+        ).fetchall()
+    ]
+    by_alert: dict[int, list[dict[str, Any]]] = {a["id"]: [] for a in alerts}
+    if alerts:
+        marks = ",".join("?" * len(alerts))
+        for d in db.execute(
+            f"select * from alert_deliveries where alert_id in ({marks}) order by id", list(by_alert)
+        ).fetchall():
+            by_alert[d["alert_id"]].append(dict(d))
+    for a in alerts:
+        a["deliveries"] = by_alert[a["id"]]
+    return alerts

@@ -1,0 +1,7 @@
+"""Evaluations: scores and verdicts attached to runs.
+
+``store`` validates and records evaluations (from people, API clients,
+heuristics or an LLM judge) and reads them back; ``heuristics`` holds the
+built-in evaluators; ``judge`` asks a model to grade an answer; ``apply``
+runs chosen evaluators on a finished run; ``api`` is the JSON API.
+"""

@@ -1,0 +1,227 @@
+"""Store functions of experiments: create, progress, read, summarise, compare.
+
+Running totals (done, failed, passed, scored, cost) live on the experiment
+row and move with each finished item, so the progress bar and the list never
+aggregate; per-metric summaries read ``evaluations`` by experiment id.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from sqlite_utils import Database
+
+FINISHED = ("succeeded", "failed", "interrupted")
+
+
+def _decode(row: Any) -> dict[str, Any]:
+    out = dict(row)
+    for key in ("config", "evaluators"):
+        if isinstance(out.get(key), str):
+            out[key] = json.loads(out[key])
+    return out
+
+
+def create_experiment(db: Database, row: dict[str, Any]) -> dict[str, Any]:
+    """The experiment and one pending item per dataset item, in one transaction."""
+    items = list(
+        db.query("select id, idx from dataset_items where dataset_id = ? order by idx",
+                 [row["dataset_id"]])
+    )
+    name = row.get("name")
+    if not name:
+        dataset = db.execute("select name from datasets where id = ?", [row["dataset_id"]]).fetchone()
+        name = f"{dataset[0]} · {row['config']['model']}"
+    experiment_id = db["experiments"].insert(
+        {
+            **row,
+            "name": name,
+            "status": "queued",
+            "config": json.dumps(row["config"]),
+            "evaluators": json.dumps(row["evaluators"]),
+            "total": len(items),
+            "created_at": time.time(),
+        }
+    ).last_pk
+    db["experiment_items"].insert_all(
+        {"experiment_id": experiment_id, "item_id": i["id"], "idx": i["idx"], "status": "pending"}
+        for i in items
+    )
+    return get_experiment(db, experiment_id)  # type: ignore[return-value]
+
+
+def get_experiment(db: Database, experiment_id: int) -> dict[str, Any] | None:
+    rows = list(
+        db.query(
+            "select e.*, d.name as dataset_name from experiments e"
+            " join datasets d on d.id = e.dataset_id where e.id = ?",
+            [experiment_id],
+        )
+    )
+    return _decode(rows[0]) if rows else None
+
+
+def list_experiments(
+    db: Database, dataset_id: int | None = None, limit: int = 100
+) -> list[dict[str, Any]]:
+    where, args = ("where e.dataset_id = ?", [dataset_id]) if dataset_id else ("", [])
+    rows = db.query(
+        "select e.*, d.name as dataset_name from experiments e join datasets d on d.id = e.dataset_id"
+        f" {where} order by e.created_at desc, e.id desc limit ?",
+        [*args, limit],
+    )
+    return [_decode(r) for r in rows]
+
+
+def pending_items(db: Database, experiment_id: int) -> list[dict[str, Any]]:
+    rows = db.query(
+        "select x.id, x.idx, d.input, d.expected from experiment_items x"
+        " join dataset_items d on d.id = x.item_id"
+        " where x.experiment_id = ? and x.status = 'pending' order by x.idx",
+        [experiment_id],
+    )
+    return [dict(r) for r in rows]
+
+
+def start_item(db: Database, item_id: int, run_id: str) -> None:
+    db.execute(
+        "update experiment_items set status = 'running', run_id = ? where id = ?", [run_id, item_id]
+    )
+
+
+def finish_item(
+    db: Database,
+    experiment_id: int,
+    item_id: int,
+    run: dict[str, Any] | None,
+    passed: bool | None,
+    error: str | None = None,
+) -> None:
+    """Record an item's outcome and move the experiment's running totals."""
+    ok = run is not None and run.get("status") == "succeeded"
+    cost = float((run or {}).get("cost_usd") or 0.0)
+    db.execute(
+        "update experiment_items set status = ?, output = ?, error = ?, latency_ms = ?,"
+        " cost_usd = ?, passed = ? where id = ?",
+        [
+            "succeeded" if ok else "failed",
+            (run or {}).get("response"),
+            error or (run or {}).get("error"),
+            (run or {}).get("latency_ms"),
+            cost,
+            None if passed is None else int(passed),
+            item_id,
+        ],
+    )
+    db.execute(
+        "update experiments set done = done + 1, failed = failed + ?, passed = passed + ?,"
+        " scored = scored + ?, cost_usd = cost_usd + ? where id = ?",
+        [0 if ok else 1, 1 if passed else 0, 0 if passed is None else 1, cost, experiment_id],
+    )
+
+
+def finish_experiment(
+    db: Database, experiment_id: int, status: str, error: str | None = None
+) -> None:
+    if status == "running":
+        db.execute(
+            "update experiments set status = 'running', started_at = ? where id = ?",
+            [time.time(), experiment_id],
+        )
+        return
+    db.execute(
+        "update experiments set status = ?, error = ?, finished_at = ? where id = ?",
+        [status, error, time.time(), experiment_id],
+    )
+    if status == "interrupted":
+        # Items that never got an outcome say so, rather than "running" forever.
+        db.execute(
+            "update experiment_items set status = 'failed', error = 'interrupted'"
+            " where experiment_id = ? and status in ('pending', 'running')",
+            [experiment_id],
+        )
+
+
+def interrupt_unfinished_experiments(db: Database) -> list[int]:
+    """Experiments a stop left queued or running are marked interrupted (at start-up)."""
+    ids = [r[0] for r in db.execute(
+        "select id from experiments where status in ('queued', 'running')").fetchall()]
+    for experiment_id in ids:
+        finish_experiment(db, experiment_id, "interrupted", "interrupted: the server stopped")
+    return ids
+
+
+def experiment_items(db: Database, experiment_id: int, item_id: int | None = None) -> list[dict]:
+    """Items with their input, expected output, run status and evaluations."""
+    sql = (
+        "select x.*, d.input, d.expected, r.status as run_status from experiment_items x"
+        " join dataset_items d on d.id = x.item_id left join runs r on r.id = x.run_id"
+        " where x.experiment_id = ?"
+    )
+    args: list[Any] = [experiment_id]
+    if item_id is not None:
+        sql += " and x.id = ?"
+        args.append(item_id)
+    items = [dict(r) for r in db.query(sql + " order by x.idx", args)]
+    by_run: dict[str, list[dict[str, Any]]] = {}
+    for e in db.query(
+        "select run_id, metric, value, label, passed, comment from evaluations"
+        " where experiment_id = ? order by id",
+        [experiment_id],
+    ):
+        by_run.setdefault(e["run_id"], []).append(dict(e))
+    for item in items:
+        item["evaluations"] = by_run.get(item["run_id"], []) if item["run_id"] else []
+    return items
+
+
+def metric_summary(db: Database, experiment_id: int) -> list[dict[str, Any]]:
+    """Per metric: how many scored, the mean value, and the pass rate where there is a verdict."""
+    rows = db.query(
+        "select metric, count(*) as n, avg(value) as mean, sum(passed) as passed,"
+        " count(passed) as judged from evaluations where experiment_id = ?"
+        " group by metric order by metric",
+        [experiment_id],
+    )
+    out = []
+    for r in rows:
+        row = dict(r)
+        row["pass_rate"] = (row["passed"] / row["judged"]) if row["judged"] else None
+        out.append(row)
+    return out
+
+
+def compare_experiments(db: Database, a_id: int, b_id: int) -> dict[str, Any]:
+    """Two experiments over the same dataset, item by item, with per-metric summaries."""
+    a, b = get_experiment(db, a_id), get_experiment(db, b_id)
+    if a is None or b is None:
+        raise LookupError(f"experiment {a_id if a is None else b_id} not found")
+    if a["dataset_id"] != b["dataset_id"]:
+        raise ValueError("these experiments ran different datasets; compare runs of one dataset")
+    items_a = {i["item_id"]: i for i in experiment_items(db, a_id)}
+    items_b = {i["item_id"]: i for i in experiment_items(db, b_id)}
+    rows = []
+    for item_id in sorted(set(items_a) | set(items_b),
+                          key=lambda k: (items_a.get(k) or items_b.get(k))["idx"]):
+        left, right = items_a.get(item_id), items_b.get(item_id)
+        base = left or right
+        verdicts = (left or {}).get("passed"), (right or {}).get("passed")
+        if None in verdicts:
+            change = "unknown"  # a side without a verdict cannot be better or worse
+        elif verdicts[0] == verdicts[1]:
+            change = "same"
+        else:
+            change = "better" if verdicts[1] else "worse"
+        rows.append({"idx": base["idx"], "input": base["input"], "expected": base["expected"],
+                     "a": left, "b": right, "change": change})
+    summary_a = {m["metric"]: m for m in metric_summary(db, a_id)}
+    summary_b = {m["metric"]: m for m in metric_summary(db, b_id)}
+    metrics = sorted(set(summary_a) | set(summary_b))
+    return {
+        "a": a,
+        "b": b,
+        "rows": rows,
+        "metrics": [{"metric": m, "a": summary_a.get(m), "b": summary_b.get(m)} for m in metrics],
+    }

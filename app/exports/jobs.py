@@ -1,0 +1,232 @@
+"""Export jobs: validated, recorded, run in the background, progress streamed live.
+
+An export is a row in ``exports`` (kind, params, status, progress, stage,
+result, error). ``ExportJobs.create`` validates the options (bad ones are a
+4xx), inserts the row and starts the work on a worker thread; each progress
+step is written to the row and then published on the broker under
+``export:<id>``, so the exports page follows it over SSE like a run.
+The CLI calls the same ``run_export`` directly and prints the progress.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sqlite_utils import Database
+
+from app.exports.finetune_jsonl import build_jsonl
+from app.exports.huggingface import FORMATS, ExportError, check_repo, push_dataset, write_dataset
+from app.exports.wandb_export import log_artifact, sqlite_snapshot, write_run_files
+from app.integrations import IntegrationSettings
+from app.live import Broker, LiveEvent
+from app.outbound import describe, store_recorder
+
+log = logging.getLogger(__name__)
+KINDS = ("huggingface", "wandb", "finetune_jsonl")
+TERMINAL = ("succeeded", "failed")
+Progress = Callable[[float, str], None]
+
+
+def _flag(value: Any, default: bool) -> bool:
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool):
+        return value
+    return str(value).strip().lower() in {"1", "true", "yes", "on"}
+
+
+def parse_options(kind: Any, data: dict[str, Any], settings: IntegrationSettings) -> dict[str, Any]:
+    """Validate an export request; raise ExportError saying what is wrong."""
+    if kind not in KINDS:
+        raise ExportError(f"kind must be one of {', '.join(KINDS)}")
+    if kind == "huggingface":
+        fmt = str(data.get("format") or "parquet").lower()
+        if fmt not in FORMATS:
+            raise ExportError(f"format must be one of {', '.join(FORMATS)}")
+        repo = str(data.get("repo") or settings.hf_repo or "").strip()
+        push = _flag(data.get("push"), bool(repo))
+        if push:
+            check_repo(repo)
+        return {"format": fmt, "repo": repo or None, "push": push}
+    if kind == "wandb":
+        return {"project": str(data.get("project") or settings.wandb_project)[:128]}
+    ids = data.get("run_ids") or []
+    if isinstance(ids, str):
+        ids = [i for i in (s.strip() for s in ids.replace("\n", ",").split(",")) if i]
+    if not isinstance(ids, list) or not all(isinstance(i, str) and len(i) <= 64 for i in ids):
+        raise ExportError("run_ids must be a list of run ids")
+    below = data.get("below")
+    if below in (None, ""):
+        below = None
+    else:
+        try:
+            below = float(below)
+        except (TypeError, ValueError):
+            raise ExportError("below must be a number (the score under which a run counts as low)") from None
+    failed = _flag(data.get("failed"), False)
+    if not ids and not failed and below is None:
+        raise ExportError("choose runs: run_ids, failed=true, or a score threshold (below)")
+    return {"run_ids": ids, "failed": failed, "below": below}
+
+
+# --- rows -----------------------------------------------------------------------
+
+
+def _decode(row: Any) -> dict[str, Any]:
+    out = dict(row)
+    for key in ("params", "result"):
+        if isinstance(out.get(key), str):
+            out[key] = json.loads(out[key])
+    return out
+
+
+def insert_export(db: Database, kind: str, params: dict[str, Any], created_by: str) -> dict[str, Any]:
+    pk = db["exports"].insert({
+        "kind": kind, "status": "queued", "progress": 0.0, "stage": "queued",
+        "params": json.dumps(params), "created_by": created_by, "created_at": time.time(),
+    }).last_pk
+    return get_export(db, pk)  # type: ignore[return-value]
+
+
+def get_export(db: Database, export_id: int) -> dict[str, Any] | None:
+    row = db.execute("select * from exports where id = ?", [export_id]).fetchone()
+    return _decode(row) if row else None
+
+
+def list_exports(db: Database, limit: int = 50) -> list[dict[str, Any]]:
+    rows = db.execute("select * from exports order by created_at desc, id desc limit ?", [limit])
+    return [_decode(r) for r in rows.fetchall()]
+
+
+def update_export(db: Database, export_id: int, **values: Any) -> dict[str, Any]:
+    if "result" in values:
+        values["result"] = json.dumps(values["result"], default=str)
+    db["exports"].update(export_id, values)
+    return get_export(db, export_id)  # type: ignore[return-value]
+
+
+def interrupt_exports(db: Database) -> int:
+    cursor = db.execute(
+        "update exports set status = 'failed', error = 'interrupted: the server stopped',"
+        " finished_at = ? where status in ('queued', 'running')", [time.time()]
+    )
+    return cursor.rowcount
+
+
+# --- the work -------------------------------------------------------------------
+
+
+def run_export(
+    store: Any, export_id: int, kind: str, params: dict[str, Any],
+    settings: IntegrationSettings, data_dir: Path, progress: Progress,
+) -> dict[str, Any]:
+    """Do one export (blocking); return its result. Raises on failure."""
+    folder = data_dir / "exports" / f"export-{export_id}"
+    subject = f"export:{export_id}"
+    record = store_recorder(store)
+    if kind == "huggingface":
+        progress(0.05, "reading runs")
+        result = store.read_sync(write_dataset, folder, params["format"], params["repo"], progress)
+        if params["push"]:
+            progress(0.7, f"pushing to {params['repo']}")
+            result["commit_url"] = push_dataset(folder, params["repo"], settings, subject, record)
+        return result
+    if kind == "wandb":
+        progress(0.05, "snapshotting the database")
+        sqlite_snapshot(store.path, folder / "agentop.db")
+        runs = store.read_sync(write_run_files, folder / "runs", progress)
+        progress(0.7, "logging the artifact to W&B")
+        settings_for = settings if params["project"] == settings.wandb_project else \
+            _with_project(settings, params["project"])
+        info = log_artifact(folder, settings_for, data_dir, subject, record, {"runs": runs})
+        return {"folder": str(folder), "runs": runs, **info}
+    progress(0.05, "selecting runs")
+    return store.read_sync(
+        build_jsonl, folder / "finetune.jsonl", params["run_ids"] or None, params["failed"],
+        params["below"], progress,
+    )
+
+
+def _with_project(settings: IntegrationSettings, project: str) -> IntegrationSettings:
+    from dataclasses import replace
+
+    return replace(settings, wandb_project=project)
+
+
+class ExportJobs:
+    """Runs exports in the background for the web app, one worker thread each."""
+
+    def __init__(self, store: Any, broker: Broker, settings: IntegrationSettings,
+                 data_dir: Path) -> None:
+        self.store = store
+        self.broker = broker
+        self.settings = settings
+        self.data_dir = data_dir
+        self.tasks: dict[int, asyncio.Task[None]] = {}
+        self._seq: dict[int, int] = {}
+
+    async def start(self) -> None:
+        interrupted = await self.store.write(interrupt_exports)
+        if interrupted:
+            log.warning("marked %d export(s) failed: interrupted by the last stop", interrupted)
+
+    def publish(self, row: dict[str, Any]) -> None:
+        seq = self._seq.get(row["id"], 0) + 1
+        self._seq[row["id"]] = seq
+        self.broker.publish(LiveEvent(f"export:{row['id']}", seq, "export_progress", row))
+
+    async def create(self, kind: str, data: dict[str, Any], created_by: str) -> dict[str, Any]:
+        params = parse_options(kind, data, self.settings)
+        row = await self.store.write(insert_export, kind, params, created_by)
+        task = asyncio.create_task(self._run(row))
+        self.tasks[row["id"]] = task
+        task.add_done_callback(lambda _t: self.tasks.pop(row["id"], None))
+        return row
+
+    async def _run(self, row: dict[str, Any]) -> None:
+        loop = asyncio.get_running_loop()
+        export_id = row["id"]
+
+        def progress(fraction: float, stage: str) -> None:
+            updated = self.store.write_sync(
+                update_export, export_id, progress=round(min(max(fraction, 0.0), 1.0), 3),
+                stage=stage,
+            )
+            loop.call_soon_threadsafe(self.publish, updated)
+
+        self.publish(await self.store.write(
+            update_export, export_id, status="running", started_at=time.time(), stage="starting"))
+        try:
+            result = await asyncio.to_thread(
+                run_export, self.store, export_id, row["kind"], row["params"], self.settings,
+                self.data_dir, progress,
+            )
+        except Exception as exc:  # noqa: BLE001 - recorded on the row and shown
+            log.warning("export %s failed: %s", export_id, describe(exc))
+            final = await self.store.write(
+                update_export, export_id, status="failed", error=describe(exc),
+                finished_at=time.time(), stage="failed")
+        else:
+            final = await self.store.write(
+                update_export, export_id, status="succeeded", progress=1.0, stage="done",
+                result=result, finished_at=time.time())
+        self.publish(final)
+
+    async def wait(self, export_id: int, timeout: float = 60) -> None:
+        task = self.tasks.get(export_id)
+        if task is not None:
+            await asyncio.wait_for(asyncio.shield(task), timeout)
+
+    async def stop(self) -> None:
+        tasks = list(self.tasks.values())
+        for task in tasks:
+            task.cancel()
+        with contextlib.suppress(Exception):
+            await asyncio.gather(*tasks, return_exceptions=True)

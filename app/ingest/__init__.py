@@ -1,0 +1,1 @@
+"""Ingest of traces from agents that run elsewhere (OTLP/HTTP), recorded like native runs."""

@@ -1,0 +1,297 @@
+"""Read what a span says about an agent step, from GenAI or OpenInference attributes.
+
+Two vocabularies describe LLM calls in traces:
+
+- OpenTelemetry GenAI semantic conventions: ``gen_ai.operation.name``,
+  ``gen_ai.request.model`` / ``gen_ai.response.model``, ``gen_ai.provider.name``
+  (formerly ``gen_ai.system``), ``gen_ai.usage.input_tokens`` /
+  ``output_tokens``, ``gen_ai.input.messages`` / ``gen_ai.output.messages`` /
+  ``gen_ai.system_instructions`` (JSON), the older ``gen_ai.prompt.N.*`` /
+  ``gen_ai.completion.N.*`` attributes and ``gen_ai.*.message`` span events,
+  ``gen_ai.tool.name`` / ``gen_ai.tool.call.id`` / ``.arguments`` / ``.result``.
+- OpenInference: ``openinference.span.kind`` (LLM, TOOL, AGENT, CHAIN…),
+  ``llm.model_name``, ``llm.provider``, ``llm.token_count.prompt`` /
+  ``completion``, ``llm.input_messages.N.message.*`` /
+  ``llm.output_messages.N.message.*``, ``input.value`` / ``output.value``,
+  ``tool.name`` / ``tool.parameters``.
+
+Each reader tries the conventions in turn and returns plain values.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from app.ingest.decode import SpanRecord
+
+LLM, TOOL, AGENT, OTHER = "llm", "tool", "agent", "other"
+_OI_KINDS = {"LLM": LLM, "TOOL": TOOL, "AGENT": AGENT, "CHAIN": AGENT}
+_GENAI_OPS = {
+    "chat": LLM, "text_completion": LLM, "generate_content": LLM, "completion": LLM,
+    "execute_tool": TOOL, "invoke_agent": AGENT, "create_agent": AGENT,
+}
+_PROVIDERS = {"mistral_ai": "mistral", "mistralai": "mistral", "mistral": "mistral"}
+_INDEXED = re.compile(r"^(\d+)\.(.+)$")
+
+
+def kind_of(span: SpanRecord) -> str:
+    a = span.attributes
+    oi = str(a.get("openinference.span.kind") or "").upper()
+    if oi:
+        return _OI_KINDS.get(oi, OTHER)
+    op = str(a.get("gen_ai.operation.name") or "").lower()
+    if op:
+        return _GENAI_OPS.get(op, OTHER)
+    if "gen_ai.tool.name" in a or "tool.name" in a:
+        return TOOL
+    if any(k in a for k in ("gen_ai.request.model", "gen_ai.response.model", "llm.model_name")):
+        return LLM
+    return OTHER
+
+
+def _first(a: dict[str, Any], *keys: str) -> Any:
+    for key in keys:
+        value = a.get(key)
+        if value not in (None, ""):
+            return value
+    return None
+
+
+def _int(value: Any) -> int:
+    try:
+        return max(0, int(value))
+    except (TypeError, ValueError):
+        return 0
+
+
+def _maybe_json(value: Any) -> Any:
+    if isinstance(value, str) and value[:1] in "[{":
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
+
+
+def as_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def indexed(a: dict[str, Any], prefix: str) -> list[dict[str, Any]]:
+    """``prefix.0.x = 1, prefix.1.x = 2`` → ``[{"x": 1}, {"x": 2}]`` (OpenInference flattening)."""
+    items: dict[int, dict[str, Any]] = {}
+    start = prefix + "."
+    for key, value in a.items():
+        if key.startswith(start):
+            match = _INDEXED.match(key[len(start):])
+            if match:
+                items.setdefault(int(match.group(1)), {})[match.group(2)] = value
+    return [items[i] for i in sorted(items)]
+
+
+def model_of(span: SpanRecord) -> str:
+    a = span.attributes
+    return str(_first(a, "gen_ai.response.model", "gen_ai.request.model", "llm.model_name") or "unknown")
+
+
+def provider_of(span: SpanRecord) -> str:
+    a = span.attributes
+    raw = str(_first(a, "gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system") or "")
+    return _PROVIDERS.get(raw.lower(), raw.lower() or "otlp")
+
+
+def usage_of(span: SpanRecord) -> tuple[int, int]:
+    a = span.attributes
+    inp = _first(a, "gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens", "llm.token_count.prompt")
+    out = _first(a, "gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens",
+                 "llm.token_count.completion")
+    return _int(inp), _int(out)
+
+
+def params_of(span: SpanRecord) -> dict[str, Any]:
+    a = span.attributes
+    params = _maybe_json(a.get("llm.invocation_parameters"))
+    # Instrumentors list every SDK parameter, unset ones as "".
+    params = {k: v for k, v in params.items() if v not in ("", None)} if isinstance(params, dict) else {}
+    for key in ("temperature", "max_tokens", "top_p"):
+        value = a.get(f"gen_ai.request.{key}")
+        if value is not None:
+            params.setdefault(key, value)
+    return params
+
+
+def finish_reason_of(span: SpanRecord) -> str | None:
+    reasons = _first(span.attributes, "gen_ai.response.finish_reasons", "llm.finish_reason")
+    if isinstance(reasons, list):
+        return str(reasons[0]) if reasons else None
+    return str(reasons) if reasons else None
+
+
+def session_of(span: SpanRecord) -> str | None:
+    value = _first(span.attributes, "session.id", "gen_ai.conversation.id")
+    return str(value)[:200] if value else None
+
+
+# --- messages --------------------------------------------------------------
+
+
+def _message(role: Any, content: Any, tool_calls: list[dict[str, Any]] | None = None,
+             tool_call_id: Any = None, name: Any = None) -> dict[str, Any]:
+    return {
+        "role": str(role or "user"),
+        "content": as_text(content),
+        "tool_calls": tool_calls or [],
+        "tool_call_id": str(tool_call_id) if tool_call_id else None,
+        "name": str(name) if name else None,
+    }
+
+
+def _tool_call(call_id: Any, name: Any, arguments: Any) -> dict[str, Any]:
+    args = arguments if isinstance(arguments, str) else json.dumps(arguments or {})
+    return {"id": str(call_id or ""), "type": "function",
+            "function": {"name": str(name or ""), "arguments": args}}
+
+
+def _openinference_messages(a: dict[str, Any], prefix: str) -> list[dict[str, Any]]:
+    out = []
+    for item in indexed(a, prefix):
+        content = item.get("message.content")
+        if content is None:  # multi-part content: message.contents.N.message_content.text
+            parts = indexed(item, "message.contents")
+            content = "".join(str(p.get("message_content.text") or "") for p in parts)
+        calls = [
+            _tool_call(c.get("tool_call.id"), c.get("tool_call.function.name"),
+                       c.get("tool_call.function.arguments"))
+            for c in indexed(item, "message.tool_calls")
+        ]
+        out.append(_message(item.get("message.role"), content, calls,
+                            item.get("message.tool_call_id"), item.get("message.name")))
+    return out
+
+
+def _genai_parts_messages(raw: Any) -> list[dict[str, Any]]:
+    """``gen_ai.input.messages`` / ``gen_ai.output.messages``: role + typed parts."""
+    value = _maybe_json(raw)
+    if not isinstance(value, list):
+        return []
+    out = []
+    for msg in value:
+        if not isinstance(msg, dict):
+            continue
+        texts, calls, call_id = [], [], None
+        for part in msg.get("parts") or []:
+            if not isinstance(part, dict):
+                continue
+            kind = part.get("type")
+            if kind == "text":
+                texts.append(as_text(part.get("content")))
+            elif kind == "tool_call":
+                calls.append(_tool_call(part.get("id"), part.get("name"), part.get("arguments")))
+            elif kind == "tool_call_response":
+                call_id = part.get("id")
+                texts.append(as_text(part.get("response")))
+        if "content" in msg and not texts:
+            texts.append(as_text(msg["content"]))
+        out.append(_message(msg.get("role"), "".join(texts), calls, call_id, msg.get("name")))
+    return out
+
+
+def _genai_event_messages(span: SpanRecord) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The deprecated ``gen_ai.user.message`` … ``gen_ai.choice`` span events."""
+    inputs, outputs = [], []
+    for event in span.events:
+        name, a = event["name"], event["attributes"]
+        body = _maybe_json(a.get("body") if "body" in a else a.get("content"))
+        if name in ("gen_ai.system.message", "gen_ai.user.message", "gen_ai.assistant.message",
+                    "gen_ai.tool.message"):
+            role = name.split(".")[1]
+            content = body.get("content") if isinstance(body, dict) else body
+            inputs.append(_message(role, content, tool_call_id=a.get("id")))
+        elif name == "gen_ai.choice":
+            message = body.get("message") if isinstance(body, dict) else None
+            content = (message or {}).get("content") if message else body
+            outputs.append(_message("assistant", content))
+    return inputs, outputs
+
+
+def _input_value_messages(a: dict[str, Any]) -> list[dict[str, Any]]:
+    value = _maybe_json(a.get("input.value"))
+    if isinstance(value, dict) and isinstance(value.get("messages"), list):
+        return [_message(m.get("role"), m.get("content"), tool_call_id=m.get("tool_call_id"))
+                for m in value["messages"] if isinstance(m, dict)]
+    if isinstance(value, str) and value:
+        return [_message("user", value)]
+    return []
+
+
+def messages_of(span: SpanRecord) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(input messages, output messages) of an LLM span, whichever convention it uses."""
+    a = span.attributes
+    inputs = _openinference_messages(a, "llm.input_messages")
+    outputs = _openinference_messages(a, "llm.output_messages")
+    if not inputs:
+        inputs = _genai_parts_messages(a.get("gen_ai.input.messages"))
+        system = _maybe_json(a.get("gen_ai.system_instructions"))
+        if isinstance(system, list) and system:
+            text = "".join(as_text(p.get("content")) for p in system if isinstance(p, dict))
+            inputs.insert(0, _message("system", text))
+    if not outputs:
+        outputs = _genai_parts_messages(a.get("gen_ai.output.messages"))
+    if not inputs:
+        inputs = [_message(m.get("role"), m.get("content")) for m in indexed(a, "gen_ai.prompt")]
+    if not outputs:
+        outputs = [_message(m.get("role") or "assistant", m.get("content"))
+                   for m in indexed(a, "gen_ai.completion")]
+    if not inputs or not outputs:
+        event_in, event_out = _genai_event_messages(span)
+        inputs = inputs or event_in
+        outputs = outputs or event_out
+    if not inputs:
+        inputs = _input_value_messages(a)
+    if not outputs and a.get("output.value") not in (None, ""):
+        outputs = [_message("assistant", a.get("output.value"))]
+    return inputs, outputs
+
+
+# --- tools and agents ---------------------------------------------------------
+
+
+def tool_of(span: SpanRecord) -> dict[str, Any]:
+    a = span.attributes
+    raw_args = _first(a, "gen_ai.tool.call.arguments", "tool.parameters", "input.value")
+    args = _maybe_json(raw_args)
+    if not isinstance(args, dict):
+        args = {} if args in (None, "") else {"input": args}
+    result = _first(a, "gen_ai.tool.call.result", "output.value")
+    return {
+        "call_id": str(_first(a, "gen_ai.tool.call.id", "tool_call.id") or span.span_id),
+        "name": str(_first(a, "gen_ai.tool.name", "tool.name") or span.name),
+        "arguments": args,
+        "result": None if result is None else as_text(result),
+        "error": error_of(span),
+    }
+
+
+def error_of(span: SpanRecord) -> str | None:
+    if not span.error:
+        return None
+    for event in span.events:
+        if event["name"] == "exception":
+            a = event["attributes"]
+            kind, message = a.get("exception.type"), a.get("exception.message")
+            if kind or message:
+                return f"{kind}: {message}" if kind else str(message)
+    return span.status_message or "error"
+
+
+def io_of(span: SpanRecord) -> tuple[str | None, str | None]:
+    """(input, output) text of an agent or chain span."""
+    a = span.attributes
+    inp, out = a.get("input.value"), a.get("output.value")
+    return (None if inp is None else as_text(inp), None if out is None else as_text(out))

@@ -1,0 +1,107 @@
+"""Memory snapshots of a run: read them back and say what changed between steps.
+
+The loop snapshots its memory (messages + scratch state) after every step;
+``app.store.events`` projects each snapshot into ``memory_snapshots``. Here
+we list the steps, load one with its predecessor, and diff the two: which
+messages were added, changed or dropped, and which scratch values moved.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlite_utils import Database
+
+
+def _decode(row: Any) -> dict[str, Any]:
+    out = dict(row)
+    for key in ("messages", "scratch"):
+        if isinstance(out.get(key), str):
+            out[key] = json.loads(out[key])
+    return out
+
+
+def list_steps(db: Database, run_id: str) -> list[dict[str, Any]]:
+    """Every snapshot of a run without its payload: step, label, message count, seq, time."""
+    rows = db.query(
+        "select step, label, message_count, seq, at from memory_snapshots"
+        " where run_id = ? order by step",
+        [run_id],
+    )
+    return [dict(r) for r in rows]
+
+
+def get_snapshot(db: Database, run_id: str, step: int) -> dict[str, Any] | None:
+    rows = list(
+        db.query("select * from memory_snapshots where run_id = ? and step = ?", [run_id, step])
+    )
+    return _decode(rows[0]) if rows else None
+
+
+def all_snapshots(db: Database, run_id: str) -> list[dict[str, Any]]:
+    rows = db.query("select * from memory_snapshots where run_id = ? order by step", [run_id])
+    return [_decode(r) for r in rows]
+
+
+def diff_snapshots(before: dict[str, Any] | None, after: dict[str, Any]) -> dict[str, Any]:
+    """What changed from ``before`` (None: an empty memory) to ``after``.
+
+    Messages are compared by position: the loop only appends, so a changed or
+    dropped message would be news worth showing, and it is shown as such.
+    """
+    old_msgs = (before or {}).get("messages") or []
+    new_msgs = after.get("messages") or []
+    messages = []
+    for i, message in enumerate(new_msgs):
+        if i >= len(old_msgs):
+            state = "added"
+        elif old_msgs[i] != message:
+            state = "changed"
+        else:
+            state = "same"
+        messages.append({"index": i, "m": message, "state": state})
+    removed = [{"index": i, "m": m} for i, m in enumerate(old_msgs[len(new_msgs):], len(new_msgs))]
+    old_scratch = (before or {}).get("scratch") or {}
+    new_scratch = after.get("scratch") or {}
+    scratch = []
+    for key in [*new_scratch, *(k for k in old_scratch if k not in new_scratch)]:
+        if key not in old_scratch:
+            state = "added" if before is not None else "same"
+        elif key not in new_scratch:
+            state = "removed"
+        elif old_scratch[key] != new_scratch[key]:
+            state = "changed"
+        else:
+            state = "same"
+        scratch.append(
+            {"key": key, "value": new_scratch.get(key), "old": old_scratch.get(key), "state": state}
+        )
+    return {
+        "messages": messages,
+        "removed": removed,
+        "scratch": scratch,
+        "added_count": sum(1 for m in messages if m["state"] == "added"),
+        "changed_count": sum(1 for m in messages if m["state"] == "changed"),
+        "scratch_changed": sum(1 for s in scratch if s["state"] != "same"),
+    }
+
+
+def memory_view(db: Database, run_id: str, step: int | None = None) -> dict[str, Any]:
+    """Context of the memory viewer: the steps, the chosen one (default: the last), its diff."""
+    steps = list_steps(db, run_id)
+    if not steps:
+        return {"run_id": run_id, "steps": [], "current": None, "diff": None}
+    numbers = [s["step"] for s in steps]
+    chosen = numbers[-1] if step is None or step not in numbers else step
+    current = get_snapshot(db, run_id, chosen)
+    position = numbers.index(chosen)
+    previous = get_snapshot(db, run_id, numbers[position - 1]) if position > 0 else None
+    return {
+        "run_id": run_id,
+        "steps": steps,
+        "current": current,
+        "diff": diff_snapshots(previous, current),  # type: ignore[arg-type]
+        "prev_step": numbers[position - 1] if position > 0 else None,
+        "next_step": numbers[position + 1] if position + 1 < len(numbers) else None,
+    }

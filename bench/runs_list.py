@@ -1,0 +1,273 @@
+"""Benchmark: runs list (with filters and search), dashboard and sessions latency at 100k runs.
+
+Run from the repository root::
+
+    .venv/bin/python bench/runs_list.py                  # seed 100k runs, measure, clean up
+    .venv/bin/python bench/runs_list.py --runs 20000     # a smaller database
+    .venv/bin/python bench/runs_list.py --data-dir /tmp/agentop-bench --keep   # reuse a seed
+
+Seeding writes runs straight into a fresh database (after the app's own
+migrations, so every trigger — full-text index, session totals — fires as
+for real runs): mixed statuses, five models, 200 sessions, 90 days of start
+times, prompts and answers drawn from a 3000-word vocabulary with Zipf-like
+frequencies (the top words are in nearly every run; "zeppelin" is in one run
+in a thousand). The app then
+serves it under uvicorn in a child process on 127.0.0.1 (``auth`` off: the
+port is loopback only), and httpx sends each request ``--requests`` times in
+a row after two warm-up calls. The figures are whole HTTP round trips:
+query, template rendering and transfer. Nothing leaves 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import random
+import shutil
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+MODELS = [
+    "mistral-small-latest",
+    "mistral-large-latest",
+    "ministral-8b-latest",
+    "codestral-latest",
+    "smollm2-135m",
+]
+STATUSES = ["succeeded"] * 85 + ["failed"] * 10 + ["interrupted"] * 5
+DAY = 86400.0
+
+
+def seed(db_path: Path, count: int, rng: random.Random) -> float:
+    """Insert ``count`` runs; return the seconds it took."""
+    from app.store import Store
+    from app.store.db import connect
+
+    Store(db_path).close()  # migrations, triggers, indexes
+    vocab = [
+        "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(3, 9)))
+        for _ in range(3000)
+    ]
+    vocab[:5] = ["paris", "france", "capital", "weather", "invoice"]
+    weights = [1.0 / (i + 1) for i in range(len(vocab))]  # Zipf-like, as real text is
+    now = time.time()
+    started = time.perf_counter()
+    conn = connect(db_path).conn
+    batch = []
+    for i in range(count):
+        status = rng.choice(STATUSES)
+        model = rng.choice(MODELS)
+        t0 = now - 90 * DAY * (1 - i / count)
+        latency = rng.uniform(200, 8000)
+        words = rng.choices(vocab, weights, k=rng.randint(6, 30))
+        if i % 1000 == 0:
+            words.append("zeppelin")  # a rare word: 0.1% of runs
+        answer = rng.choices(vocab, weights, k=rng.randint(15, 80))
+        batch.append(
+            (
+                f"{i:016x}",
+                f"exp-{rng.randrange(200):04d}" if rng.random() < 0.6 else None,
+                status,
+                model,
+                "local" if model == "smollm2-135m" else "mistral",
+                '{"temperature": 0.7, "max_tokens": 512, "tools": null}',
+                " ".join(words) + "?",
+                None if status == "failed" else " ".join(answer) + ".",
+                t0,
+                t0 + latency / 1000,
+                latency,
+                rng.randint(50, 3000),
+                rng.randint(10, 800),
+                rng.uniform(0, 0.01),
+                "free" if model == "smollm2-135m" else "priced",
+                rng.randint(0, 3),
+                "boom" if status == "failed" else None,
+            )
+        )
+        if len(batch) == 5000 or i == count - 1:
+            conn.executemany(
+                "insert into runs (id, session_id, status, model, provider, params, prompt,"
+                " response, started_at, ended_at, latency_ms, input_tokens, output_tokens,"
+                " cost_usd, cost_status, tool_calls, error) values"
+                " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                batch,
+            )
+            conn.commit()
+            batch.clear()
+    conn.execute("analyze")
+    conn.commit()
+    conn.execute("pragma wal_checkpoint(truncate)")
+    conn.close()
+    return time.perf_counter() - started
+
+
+def serve(data_dir: str, port: int) -> None:
+    """Child process: the app under uvicorn on 127.0.0.1."""
+    import uvicorn
+
+    from app.main import create_app
+    from app.settings import Settings
+
+    app = create_app(Settings(data_dir=Path(data_dir), auth=False))
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_up(url: str, proc: subprocess.Popen) -> None:
+    import httpx
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("the server exited")
+        try:
+            if httpx.get(url + "/api/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise RuntimeError("the server did not start")
+
+
+def percentile(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))]
+
+
+def targets(db_path: Path) -> list[tuple[str, str, dict[str, str]]]:
+    conn = sqlite3.connect(db_path)
+    session_id, session = conn.execute(
+        "select id, name from run_sessions order by runs desc limit 1"
+    ).fetchone()
+    conn.close()
+    week_to = time.strftime("%Y-%m-%d", time.gmtime(time.time() - 30 * DAY))
+    week_from = time.strftime("%Y-%m-%d", time.gmtime(time.time() - 37 * DAY))
+    htmx = {"HX-Request": "true"}
+    return [
+        ("dashboard", "/", {}),
+        ("runs list, page 1", "/runs", {}),
+        ("runs list, page 1000", "/runs?page=1000", {}),
+        ("filter status=failed", "/runs?status=failed", htmx),
+        ("filter model", "/runs?model=codestral-latest", htmx),
+        ("filter session", f"/runs?session={session}", htmx),
+        ("filter one week", f"/runs?from={week_from}&to={week_to}", htmx),
+        ("search a word in ~all runs", "/runs?q=paris", htmx),
+        ("search two words (both in ~60%)", "/runs?q=capital%20invoice", htmx),
+        ("search a rare word (0.1%)", "/runs?q=zeppelin", htmx),
+        (
+            "status+model+text+dates",
+            f"/runs?status=succeeded&model=smollm2-135m&q=weather&from={week_from}&to={week_to}",
+            htmx,
+        ),
+        ("API runs, status=failed", "/api/runs?status=failed", {}),
+        ("sessions list", "/sessions", {}),
+        ("one session page", f"/sessions/{session_id}", {}),
+    ]
+
+
+def measure(url: str, db_path: Path, requests: int) -> list[tuple[str, list[float], int]]:
+    import httpx
+
+    out = []
+    with httpx.Client(base_url=url, timeout=60) as client:
+        for label, path, headers in targets(db_path):
+            for _ in range(2):
+                r = client.get(path, headers=headers)
+                r.raise_for_status()
+            times = []
+            for _ in range(requests):
+                t = time.perf_counter()
+                r = client.get(path, headers=headers)
+                times.append((time.perf_counter() - t) * 1000)
+                r.raise_for_status()
+            out.append((label, times, len(r.content)))
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=100_000)
+    parser.add_argument("--requests", type=int, default=40, help="timed requests per page")
+    parser.add_argument("--data-dir", help="use (and seed if empty) this directory")
+    parser.add_argument("--keep", action="store_true", help="keep the data directory")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.data_dir, args.port)
+        return 0
+
+    data_dir = Path(args.data_dir or tempfile.mkdtemp(prefix="agentop-bench-"))
+    data_dir.mkdir(parents=True, exist_ok=True)
+    db_path = data_dir / "agentop.db"
+    print("AgentOp-Studio runs list benchmark")
+    print(f"  date          {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}")
+    import os
+
+    print(
+        f"  machine       nproc {os.cpu_count()}, {platform.machine()}, "
+        f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}"
+    )
+    if db_path.exists():
+        conn = sqlite3.connect(db_path)
+        have = conn.execute("select count(*) from runs").fetchone()[0]
+        conn.execute("pragma wal_checkpoint(truncate)")  # a long WAL slows every read
+        conn.close()
+        print(f"  database      reusing {db_path} ({have:,} runs)")
+    else:
+        took = seed(db_path, args.runs, random.Random(args.seed))
+        print(
+            f"  seeding       {args.runs:,} runs in {took:.1f} s ({args.runs / took:,.0f} runs/s,"
+            " triggers and full-text index included)"
+        )
+    size = sum(p.stat().st_size for p in data_dir.glob("agentop.db*")) / 1e6
+    print(f"  database      {size:.0f} MB (incl. WAL)")
+
+    port = free_port()
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--serve",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(data_dir),
+    ]
+    proc = subprocess.Popen(cmd, cwd=str(ROOT))
+    try:
+        wait_up(f"http://127.0.0.1:{port}", proc)
+        results = measure(f"http://127.0.0.1:{port}", db_path, args.requests)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+        if not args.keep and not args.data_dir:
+            shutil.rmtree(data_dir, ignore_errors=True)
+    print(
+        f"\n  {'page (server in a child process, 127.0.0.1)':46} {'p50 ms':>8} {'p95 ms':>8}"
+        f" {'max ms':>8} {'KB':>6}"
+    )
+    for label, times, size_bytes in results:
+        print(
+            f"  {label:46} {statistics.median(times):8.1f} {percentile(times, 95):8.1f}"
+            f" {max(times):8.1f} {size_bytes / 1024:6.0f}"
+        )
+    print(f"  ({args.requests} timed requests each, after 2 warm-up requests)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
