@@ -137,7 +137,7 @@ class Chart:
         else:
             top = max((v for s in self.series for v in s["values"] if v is not None), default=0)
         if self.y_max:
-            y_max, intervals = self.y_max, 4
+            y_max, intervals = self.y_max, (5 if self.y_max == 5 else 4)
         else:
             y_max, intervals = nice_axis(top, whole=self.unit == "count" and self.kind == "bar")
         for s in self.series:
@@ -257,8 +257,12 @@ def eval_charts(db: Database, range_key: str | None = None, model: str | None = 
     for metric in sorted(sums):
         unit = "ms" if metric == "latency_ms" else "usd" if metric == "cost_usd" else "count"
         means = [s / c if c else None for s, c in zip(sums[metric], counts[metric])]
-        metrics.append(Chart(f"metric-{len(metrics)}", metric, "line", unit, w.labels)
-                       .add("mean", means).finish())
+        # Known scales read better on their full axis: 1-5 scores, 0-1 verdicts.
+        known = [v for v in means if v is not None]
+        y_max = 5.0 if metric in ("score", "llm_judge") else (
+            1.0 if known and all(0 <= v <= 1 for v in known) else None)
+        metrics.append(Chart(f"metric-{len(metrics)}", metric, "line", unit, w.labels,
+                             y_max=y_max).add("mean", means).finish())
     return {"window": w, "ranges": list(RANGES), "success": success.finish(), "metrics": metrics}
 
 

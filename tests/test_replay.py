@@ -85,7 +85,7 @@ def test_replay_with_a_new_temperature_records_a_diff(client, fake_mistral):
 def test_identical_replay_and_replay_of_a_replay(client, fake_mistral):
     fake_mistral.add(Reply(text="Same answer."), Reply(text="Same answer."), Reply(text="Other."))
     parent = start(client, prompt="Say it", tools=[])
-    first = client.post(f"/api/runs/{parent['id']}/replay", json={}).json()
+    first = client.post(f"/api/runs/{parent['id']}/replay").json()  # no body: replay as is
     wait_for_run(client, first["run_id"])
     diff = wait_for_diff(client, first["diff_id"])
     assert diff["identical"] is True and diff["data"]["answer"]["similarity"] == 1.0
