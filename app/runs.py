@@ -237,7 +237,10 @@ class Runner:
             async with self._slots if slot else contextlib.nullcontext():
                 await run_agent(request, provider, tools, recorder)
             if after is not None:
-                await after(run_id)
+                try:
+                    await after(run_id)
+                except Exception:  # noqa: BLE001 - the run itself is recorded; only the hook failed
+                    log.exception("after-run hook of run %s failed", run_id)
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
                 await asyncio.shield(
