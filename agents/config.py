@@ -85,7 +85,9 @@ def _str(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def load_config(path: Path | str | None = None, env: Mapping[str, str] | None = None) -> AgentConfig:
+def load_config(
+    path: Path | str | None = None, env: Mapping[str, str] | None = None
+) -> AgentConfig:
     path = Path(path) if path else DEFAULT_CONFIG
     try:
         raw = yaml.safe_load(interpolate(path.read_text(), os.environ if env is None else env))

@@ -73,9 +73,7 @@ def _assistant_message(completion: Completion) -> dict[str, Any]:
     return message
 
 
-async def _call_tool(
-    tool: Tool | None, call: ToolCallRequest, sink: EventSink
-) -> tuple[str, bool]:
+async def _call_tool(tool: Tool | None, call: ToolCallRequest, sink: EventSink) -> tuple[str, bool]:
     """Run one tool call, emit its start and finish; return what the model is told, and ok."""
     await sink.emit(ToolCallStarted(call_id=call.id, name=call.name, arguments=call.arguments))
     started = time.perf_counter()
@@ -145,7 +143,9 @@ async def run_agent(
 ) -> str | None:
     """Run the agent to completion; return the final answer, or None if it failed."""
     by_name = {t.name: t for t in tools}
-    await sink.emit(RunStarted(model=request.model, provider=provider.name, params=request.params()))
+    await sink.emit(
+        RunStarted(model=request.model, provider=provider.name, params=request.params())
+    )
     messages: list[dict[str, Any]] = []
     if request.system_prompt:
         messages.append({"role": "system", "content": request.system_prompt})
@@ -220,9 +220,7 @@ async def run_agent(
                 content, ok = await _call_tool(by_name.get(call.name), call, sink)
                 messages.append(_tool_message(call, content))
                 await sink.emit(
-                    MessageAdded(
-                        role="tool", content=content, tool_call_id=call.id, name=call.name
-                    )
+                    MessageAdded(role="tool", content=content, tool_call_id=call.id, name=call.name)
                 )
                 scratch["tool_calls"] += 1
                 scratch["tool_errors"] += 0 if ok else 1

@@ -49,8 +49,7 @@ def window(key: str | None, now: float | None = None) -> Window:
     now = time.time() if now is None else now
     start = (now // size) * size - (count - 1) * size
     labels = [
-        dt.datetime.fromtimestamp(start + i * size, tz=dt.timezone.utc).strftime(fmt)
-        for i in range(count)
+        dt.datetime.fromtimestamp(start + i * size, tz=dt.UTC).strftime(fmt) for i in range(count)
     ]
     return Window(key, start, size, count, labels, title)
 
@@ -132,8 +131,13 @@ class Chart:
     def finish(self) -> dict[str, Any]:
         """The template's view: axis max, ticks and formatted values."""
         if self.kind == "bar":
-            top = max((sum(v or 0 for v in col) for col in zip(*(s["values"] for s in self.series))),
-                      default=0)
+            top = max(
+                (
+                    sum(v or 0 for v in col)
+                    for col in zip(*(s["values"] for s in self.series), strict=False)
+                ),
+                default=0,
+            )
         else:
             top = max((v for s in self.series for v in s["values"] if v is not None), default=0)
         if self.y_max:
@@ -142,7 +146,10 @@ class Chart:
             y_max, intervals = nice_axis(top, whole=self.unit == "count" and self.kind == "bar")
         for s in self.series:
             s["texts"] = [fmt_value(v, self.unit) for v in s["values"]]
-        totals = [sum(v or 0 for v in col) for col in zip(*(s["values"] for s in self.series))]
+        totals = [
+            sum(v or 0 for v in col)
+            for col in zip(*(s["values"] for s in self.series), strict=False)
+        ]
         return {
             "id": self.id,
             "title": self.title,
@@ -150,9 +157,13 @@ class Chart:
             "labels": self.labels,
             "series": self.series,
             "y_max": y_max,
-            "ticks": [{"value": y_max * i / intervals,
-                       "text": fmt_value(y_max * i / intervals, self.unit)}
-                      for i in range(intervals + 1)],
+            "ticks": [
+                {
+                    "value": y_max * i / intervals,
+                    "text": fmt_value(y_max * i / intervals, self.unit),
+                }
+                for i in range(intervals + 1)
+            ],
             "empty": not any(v for s in self.series for v in s["values"]),
             "note": self.note,
             "total_text": fmt_value(sum(totals), self.unit) if self.kind == "bar" else "",
@@ -170,8 +181,9 @@ def _run_filters(model: str | None, session: str | None, alias: str = "") -> tup
     return "".join(f" and {w}" for w in where), args
 
 
-def dashboard_charts(db: Database, range_key: str | None = None,
-                     now: float | None = None) -> dict[str, Any]:
+def dashboard_charts(
+    db: Database, range_key: str | None = None, now: float | None = None
+) -> dict[str, Any]:
     """Runs, tokens, cost and latency p50/p95 per bucket, for the dashboard."""
     w = window(range_key, now)
     n = w.count
@@ -197,11 +209,15 @@ def dashboard_charts(db: Database, range_key: str | None = None,
     other = [runs[i] - ok[i] - failed[i] for i in range(n)]
     charts = [
         Chart("runs", "Runs", "bar", "count", w.labels)
-        .add("succeeded", ok, "ok").add("failed", failed, "bad").add("running", other, "warn"),
+        .add("succeeded", ok, "ok")
+        .add("failed", failed, "bad")
+        .add("running", other, "warn"),
         Chart("tokens", "Tokens", "bar", "count", w.labels)
-        .add("input", tokens_in).add("output", tokens_out),
-        Chart("cost", "Cost (USD)", "bar", "usd", w.labels, note="unpriced calls count as $0")
-        .add("cost", cost, "s1"),
+        .add("input", tokens_in)
+        .add("output", tokens_out),
+        Chart("cost", "Cost (USD)", "bar", "usd", w.labels, note="unpriced calls count as $0").add(
+            "cost", cost, "s1"
+        ),
         Chart("latency", "Latency", "line", "ms", w.labels)
         .add("p50", [percentile(v, 0.5) for v in latencies])
         .add("p95", [percentile(v, 0.95) for v in latencies]),
@@ -209,8 +225,13 @@ def dashboard_charts(db: Database, range_key: str | None = None,
     return {"window": w, "ranges": list(RANGES), "charts": [c.finish() for c in charts]}
 
 
-def eval_charts(db: Database, range_key: str | None = None, model: str | None = None,
-                session: str | None = None, now: float | None = None) -> dict[str, Any]:
+def eval_charts(
+    db: Database,
+    range_key: str | None = None,
+    model: str | None = None,
+    session: str | None = None,
+    now: float | None = None,
+) -> dict[str, Any]:
     """Success rates and each metric's mean over time, optionally for one model or session."""
     w = window(range_key, now)
     n = w.count
@@ -245,29 +266,43 @@ def eval_charts(db: Database, range_key: str | None = None, model: str | None = 
             counts.setdefault(e["metric"], [0] * n)[i] += 1
 
     def rate(num: list[int], den: list[int]) -> list[float | None]:
-        return [100.0 * a / b if b else None for a, b in zip(num, den)]
+        return [100.0 * a / b if b else None for a, b in zip(num, den, strict=False)]
 
     success = (
-        Chart("success", "Success rate", "line", "pct", w.labels, y_max=100.0,
-              note="runs that succeeded · evaluations with a pass verdict")
+        Chart(
+            "success",
+            "Success rate",
+            "line",
+            "pct",
+            w.labels,
+            y_max=100.0,
+            note="runs that succeeded · evaluations with a pass verdict",
+        )
         .add("runs succeeded", rate(ok, ended), "ok")
         .add("evaluations passed", rate(passed, judged), "s0")
     )
     metrics = []
     for metric in sorted(sums):
         unit = "ms" if metric == "latency_ms" else "usd" if metric == "cost_usd" else "count"
-        means = [s / c if c else None for s, c in zip(sums[metric], counts[metric])]
+        means = [s / c if c else None for s, c in zip(sums[metric], counts[metric], strict=False)]
         # Known scales read better on their full axis: 1-5 scores, 0-1 verdicts.
         known = [v for v in means if v is not None]
-        y_max = 5.0 if metric in ("score", "llm_judge") else (
-            1.0 if known and all(0 <= v <= 1 for v in known) else None)
-        metrics.append(Chart(f"metric-{len(metrics)}", metric, "line", unit, w.labels,
-                             y_max=y_max).add("mean", means).finish())
+        y_max = (
+            5.0
+            if metric in ("score", "llm_judge")
+            else (1.0 if known and all(0 <= v <= 1 for v in known) else None)
+        )
+        metrics.append(
+            Chart(f"metric-{len(metrics)}", metric, "line", unit, w.labels, y_max=y_max)
+            .add("mean", means)
+            .finish()
+        )
     return {"window": w, "ranges": list(RANGES), "success": success.finish(), "metrics": metrics}
 
 
-def breakdown(db: Database, by: str, range_key: str | None = None,
-              now: float | None = None) -> list[dict[str, Any]]:
+def breakdown(
+    db: Database, by: str, range_key: str | None = None, now: float | None = None
+) -> list[dict[str, Any]]:
     """Per model or per session: runs, success rate, evaluations, pass rate, each metric's mean."""
     column = {"model": "model", "session": "session_id"}[by]
     w = window(range_key, now)

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from app.auth.keys import ROLES, KeyError_, count_active_keys, create_key, list_keys, revoke_key
 from app.costs import format_cost
-from app.render import format_ts
 from app.live import Broker, follow_run
+from app.render import format_ts
 from app.runs import InputError, Runner, parse_run_input
 from app.settings import Settings
 from app.store import Store
@@ -57,12 +57,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
     url = f"http://{args.host}:{args.port}"
     if args.no_auth:
         if args.host not in LOOPBACK:
-            print("error: --no-auth is only allowed on a loopback address (127.0.0.1)",
-                  file=sys.stderr)
+            print(
+                "error: --no-auth is only allowed on a loopback address (127.0.0.1)",
+                file=sys.stderr,
+            )
             return 2
         settings.auth = False
-        print("!" * 72 + "\nWARNING: --no-auth: anyone who can reach this port is an admin.\n"
-              + "!" * 72, file=sys.stderr, flush=True)
+        print(
+            "!" * 72
+            + "\nWARNING: --no-auth: anyone who can reach this port is an admin.\n"
+            + "!" * 72,
+            file=sys.stderr,
+            flush=True,
+        )
     else:
         _first_admin_key(settings, url)
     print(f"AgentOp-Studio on {url}  (data: {settings.data_dir})", flush=True)
@@ -148,8 +155,10 @@ def cmd_keys(args: argparse.Namespace) -> int:
             print(f"{'NAME':24} {'ROLE':7} {'PREFIX':12} {'CREATED':20} {'LAST USED':20} STATE")
             for r in rows:
                 state = "revoked" if r["revoked_at"] else "active"
-                print(f"{r['name'][:24]:24} {r['role']:7} {r['prefix'] + '…':12} "
-                      f"{format_ts(r['created_at']):20} {format_ts(r['last_used_at']):20} {state}")
+                print(
+                    f"{r['name'][:24]:24} {r['role']:7} {r['prefix'] + '…':12} "
+                    f"{format_ts(r['created_at']):20} {format_ts(r['last_used_at']):20} {state}"
+                )
         elif args.keys_command == "revoke":
             row = store.write_sync(revoke_key, args.name)
             print(f"revoked key {row['name']!r}")
@@ -170,7 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--data-dir", help="where the SQLite database lives (default ./data)")
     serve.add_argument(
-        "--no-auth", action="store_true",
+        "--no-auth",
+        action="store_true",
         help="no login at all (only allowed when binding to a loopback address)",
     )
     serve.set_defaults(func=cmd_serve)

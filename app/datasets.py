@@ -142,16 +142,20 @@ def create_dataset(
     description: str | None = None,
     created_by: str | None = None,
 ) -> dict[str, Any]:
-    dataset_id = db["datasets"].insert(
-        {
-            "name": name,
-            "description": description,
-            "source": source,
-            "item_count": len(items),
-            "created_by": created_by,
-            "created_at": time.time(),
-        }
-    ).last_pk
+    dataset_id = (
+        db["datasets"]
+        .insert(
+            {
+                "name": name,
+                "description": description,
+                "source": source,
+                "item_count": len(items),
+                "created_by": created_by,
+                "created_at": time.time(),
+            }
+        )
+        .last_pk
+    )
     db["dataset_items"].insert_all(
         {
             "dataset_id": dataset_id,

@@ -187,7 +187,7 @@ def tool_call_ops(
     out: list[dict[str, Any]] = []
     for op, i1, i2, j1, j2 in SequenceMatcher(None, names_a, names_b, autojunk=False).get_opcodes():
         if op == "equal":
-            out.extend(_pair(a, b) for a, b in zip(a_calls[i1:i2], b_calls[j1:j2]))
+            out.extend(_pair(a, b) for a, b in zip(a_calls[i1:i2], b_calls[j1:j2], strict=False))
             continue
         # A replaced stretch holds different tools: report them as removed, then added.
         for a in a_calls[i1:i2]:

@@ -27,24 +27,32 @@ def _decode(row: Any) -> dict[str, Any]:
 def create_experiment(db: Database, row: dict[str, Any]) -> dict[str, Any]:
     """The experiment and one pending item per dataset item, in one transaction."""
     items = list(
-        db.query("select id, idx from dataset_items where dataset_id = ? order by idx",
-                 [row["dataset_id"]])
+        db.query(
+            "select id, idx from dataset_items where dataset_id = ? order by idx",
+            [row["dataset_id"]],
+        )
     )
     name = row.get("name")
     if not name:
-        dataset = db.execute("select name from datasets where id = ?", [row["dataset_id"]]).fetchone()
+        dataset = db.execute(
+            "select name from datasets where id = ?", [row["dataset_id"]]
+        ).fetchone()
         name = f"{dataset[0]} · {row['config']['model']}"
-    experiment_id = db["experiments"].insert(
-        {
-            **row,
-            "name": name,
-            "status": "queued",
-            "config": json.dumps(row["config"]),
-            "evaluators": json.dumps(row["evaluators"]),
-            "total": len(items),
-            "created_at": time.time(),
-        }
-    ).last_pk
+    experiment_id = (
+        db["experiments"]
+        .insert(
+            {
+                **row,
+                "name": name,
+                "status": "queued",
+                "config": json.dumps(row["config"]),
+                "evaluators": json.dumps(row["evaluators"]),
+                "total": len(items),
+                "created_at": time.time(),
+            }
+        )
+        .last_pk
+    )
     db["experiment_items"].insert_all(
         {"experiment_id": experiment_id, "item_id": i["id"], "idx": i["idx"], "status": "pending"}
         for i in items
@@ -146,8 +154,12 @@ def finish_experiment(
 
 def interrupt_unfinished_experiments(db: Database) -> list[int]:
     """Experiments a stop left queued or running are marked interrupted (at start-up)."""
-    ids = [r[0] for r in db.execute(
-        "select id from experiments where status in ('queued', 'running')").fetchall()]
+    ids = [
+        r[0]
+        for r in db.execute(
+            "select id from experiments where status in ('queued', 'running')"
+        ).fetchall()
+    ]
     for experiment_id in ids:
         finish_experiment(db, experiment_id, "interrupted", "interrupted: the server stopped")
     return ids
@@ -203,8 +215,9 @@ def compare_experiments(db: Database, a_id: int, b_id: int) -> dict[str, Any]:
     items_a = {i["item_id"]: i for i in experiment_items(db, a_id)}
     items_b = {i["item_id"]: i for i in experiment_items(db, b_id)}
     rows = []
-    for item_id in sorted(set(items_a) | set(items_b),
-                          key=lambda k: (items_a.get(k) or items_b.get(k))["idx"]):
+    for item_id in sorted(
+        set(items_a) | set(items_b), key=lambda k: (items_a.get(k) or items_b.get(k))["idx"]
+    ):
         left, right = items_a.get(item_id), items_b.get(item_id)
         base = left or right
         verdicts = (left or {}).get("passed"), (right or {}).get("passed")
@@ -214,8 +227,16 @@ def compare_experiments(db: Database, a_id: int, b_id: int) -> dict[str, Any]:
             change = "same"
         else:
             change = "better" if verdicts[1] else "worse"
-        rows.append({"idx": base["idx"], "input": base["input"], "expected": base["expected"],
-                     "a": left, "b": right, "change": change})
+        rows.append(
+            {
+                "idx": base["idx"],
+                "input": base["input"],
+                "expected": base["expected"],
+                "a": left,
+                "b": right,
+                "change": change,
+            }
+        )
     summary_a = {m["metric"]: m for m in metric_summary(db, a_id)}
     summary_b = {m["metric"]: m for m in metric_summary(db, b_id)}
     metrics = sorted(set(summary_a) | set(summary_b))

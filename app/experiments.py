@@ -146,7 +146,9 @@ class Experiments:
             with contextlib.suppress(Exception):
                 await asyncio.shield(
                     self.store.write(
-                        finish_experiment, experiment_id, "interrupted",
+                        finish_experiment,
+                        experiment_id,
+                        "interrupted",
                         "interrupted: the server stopped during the experiment",
                     )
                 )

@@ -39,9 +39,16 @@ DEFAULT_SERVER = "https://api.mistral.ai"
 MODEL_RE = re.compile(r"^[A-Za-z0-9][\w.:\-]{0,99}$")
 TERMINAL = ("succeeded", "failed", "cancelled")
 STATUS = {  # Mistral job status → ours
-    "QUEUED": "queued", "VALIDATING": "queued", "VALIDATED": "queued", "STARTED": "running",
-    "RUNNING": "running", "SUCCESS": "succeeded", "FAILED": "failed",
-    "FAILED_VALIDATION": "failed", "CANCELLED": "cancelled", "CANCELLATION_REQUESTED": "running",
+    "QUEUED": "queued",
+    "VALIDATING": "queued",
+    "VALIDATED": "queued",
+    "STARTED": "running",
+    "RUNNING": "running",
+    "SUCCESS": "succeeded",
+    "FAILED": "failed",
+    "FAILED_VALIDATION": "failed",
+    "CANCELLED": "cancelled",
+    "CANCELLATION_REQUESTED": "running",
 }
 
 
@@ -50,8 +57,10 @@ def parse_request(data: dict[str, Any]) -> dict[str, Any]:
     if not MODEL_RE.match(base):
         raise InputError("base_model must be a Mistral model name")
     hyper: dict[str, Any] = {}
-    for key, kind, low, high in (("training_steps", int, 1, 100_000),
-                                 ("learning_rate", float, 1e-8, 1.0)):
+    for key, kind, low, high in (
+        ("training_steps", int, 1, 100_000),
+        ("learning_rate", float, 1e-8, 1.0),
+    ):
         value = data.get(key)
         if value in (None, ""):
             continue
@@ -65,9 +74,11 @@ def parse_request(data: dict[str, Any]) -> dict[str, Any]:
     suffix = str(data.get("suffix") or "agentop")[:18]
     if not re.match(r"^[\w\-]*$", suffix):
         raise InputError("suffix may hold letters, digits, - and _ only")
-    return {"base_model": base, "hyperparameters": hyper or {"training_steps": 10,
-                                                              "learning_rate": 0.0001},
-            "suffix": suffix}
+    return {
+        "base_model": base,
+        "hyperparameters": hyper or {"training_steps": 10, "learning_rate": 0.0001},
+        "suffix": suffix,
+    }
 
 
 # --- rows -----------------------------------------------------------------------
@@ -88,7 +99,9 @@ def get_job(db: Database, job_id: int) -> dict[str, Any] | None:
 
 
 def list_jobs(db: Database, limit: int = 50) -> list[dict[str, Any]]:
-    rows = db.execute("select * from finetune_jobs order by created_at desc, id desc limit ?", [limit])
+    rows = db.execute(
+        "select * from finetune_jobs order by created_at desc, id desc limit ?", [limit]
+    )
     return [_decode(r) for r in rows.fetchall()]
 
 
@@ -102,13 +115,22 @@ def update_job(db: Database, job_id: int, **values: Any) -> dict[str, Any]:
 
 def register_model(db: Database, name: str, base_model: str, job_id: int) -> None:
     db["registered_models"].upsert(
-        {"name": name, "provider": "mistral", "base_model": base_model,
-         "finetune_job_id": job_id, "created_at": time.time()}, pk="name")
+        {
+            "name": name,
+            "provider": "mistral",
+            "base_model": base_model,
+            "finetune_job_id": job_id,
+            "created_at": time.time(),
+        },
+        pk="name",
+    )
 
 
 def registered_models(db: Database) -> list[dict[str, Any]]:
-    return [dict(r) for r in db.execute(
-        "select * from registered_models order by created_at").fetchall()]
+    return [
+        dict(r)
+        for r in db.execute("select * from registered_models order by created_at").fetchall()
+    ]
 
 
 # --- the Mistral calls ----------------------------------------------------------
@@ -124,34 +146,55 @@ class MistralFineTuning:
         self.key = config.api_key
         self.timeout = settings.http_timeout_s
         # No SDK retry config: tenacity retries each call once, and records every failure.
-        self.client = Mistral(api_key=config.api_key, server_url=config.server_url or None,
-                              timeout_ms=int(settings.http_timeout_s * 1000))
+        self.client = Mistral(
+            api_key=config.api_key,
+            server_url=config.server_url or None,
+            timeout_ms=int(settings.http_timeout_s * 1000),
+        )
         self.sdk_jobs = getattr(getattr(self.client, "fine_tuning", None), "jobs", None)
 
     def upload(self, path: Path) -> str:
         uploaded = self.client.files.upload(
-            file={"file_name": path.name, "content": path.read_bytes()}, purpose="fine-tune")
+            file={"file_name": path.name, "content": path.read_bytes()}, purpose="fine-tune"
+        )
         return uploaded.id
 
     def _http(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-        response = httpx.request(method, f"{self.server}{path}", json=body, timeout=self.timeout,
-                                 headers={"Authorization": f"Bearer {self.key}"})
+        response = httpx.request(
+            method,
+            f"{self.server}{path}",
+            json=body,
+            timeout=self.timeout,
+            headers={"Authorization": f"Bearer {self.key}"},
+        )
         if response.status_code in (400, 401, 403, 404, 422):
             raise PermanentError(f"Mistral {response.status_code}: {response.text[:500]}")
         response.raise_for_status()
         return response.json()
 
-    def create_job(self, file_id: str, model: str, hyperparameters: dict[str, Any],
-                   suffix: str) -> dict[str, Any]:
+    def create_job(
+        self, file_id: str, model: str, hyperparameters: dict[str, Any], suffix: str
+    ) -> dict[str, Any]:
         if self.sdk_jobs is not None:
-            job = self.sdk_jobs.create(model=model, training_files=[{"file_id": file_id, "weight": 1}],
-                                       hyperparameters=hyperparameters, suffix=suffix,
-                                       auto_start=True)
+            job = self.sdk_jobs.create(
+                model=model,
+                training_files=[{"file_id": file_id, "weight": 1}],
+                hyperparameters=hyperparameters,
+                suffix=suffix,
+                auto_start=True,
+            )
             return job.model_dump()
-        return self._http("POST", "/v1/fine_tuning/jobs", {
-            "model": model, "training_files": [{"file_id": file_id, "weight": 1}],
-            "hyperparameters": hyperparameters, "suffix": suffix, "auto_start": True,
-        })
+        return self._http(
+            "POST",
+            "/v1/fine_tuning/jobs",
+            {
+                "model": model,
+                "training_files": [{"file_id": file_id, "weight": 1}],
+                "hyperparameters": hyperparameters,
+                "suffix": suffix,
+                "auto_start": True,
+            },
+        )
 
     def get_job(self, job_id: str) -> dict[str, Any]:
         if self.sdk_jobs is not None:
@@ -163,8 +206,16 @@ class MistralFineTuning:
 
 
 class FineTunes:
-    def __init__(self, store: Any, broker: Broker, settings: IntegrationSettings,
-                 mistral: MistralConfig, data_dir: Path, runner: Any, exports: ExportJobs) -> None:
+    def __init__(
+        self,
+        store: Any,
+        broker: Broker,
+        settings: IntegrationSettings,
+        mistral: MistralConfig,
+        data_dir: Path,
+        runner: Any,
+        exports: ExportJobs,
+    ) -> None:
         self.store, self.broker, self.settings = store, broker, settings
         self.mistral, self.data_dir, self.runner, self.exports = mistral, data_dir, runner, exports
         self.tasks: dict[int, asyncio.Task[None]] = {}
@@ -182,8 +233,11 @@ class FineTunes:
             if job["mistral_job_id"] and job["status"] not in TERMINAL:
                 self._spawn(job["id"], self._track(job))  # resume tracking after a restart
             elif not job["mistral_job_id"] and job["status"] not in TERMINAL:
-                await self._set(job["id"], status="failed",
-                                error="interrupted before the job was created: the server stopped")
+                await self._set(
+                    job["id"],
+                    status="failed",
+                    error="interrupted before the job was created: the server stopped",
+                )
 
     def _offer(self, name: str) -> None:
         if name not in self.runner.registered_models:
@@ -203,21 +257,40 @@ class FineTunes:
 
     async def create(self, data: dict[str, Any], created_by: str) -> dict[str, Any]:
         if not self.configured:
-            raise InputError("fine-tuning needs MISTRAL_API_KEY (and MISTRAL_SERVER_URL if not api.mistral.ai)")
+            raise InputError(
+                "fine-tuning needs MISTRAL_API_KEY (and MISTRAL_SERVER_URL if not api.mistral.ai)"
+            )
         options = parse_request(data)
         export = await self.exports.create("finetune_jsonl", data, created_by)
-        job = await self.store.write(lambda db: db["finetune_jobs"].insert({
-            "export_id": export["id"], "status": "preparing", "base_model": options["base_model"],
-            "hyperparameters": json.dumps(options["hyperparameters"]), "created_by": created_by,
-            "created_at": time.time(), "updated_at": time.time(),
-        }).last_pk)
+        job = await self.store.write(
+            lambda db: (
+                db["finetune_jobs"]
+                .insert(
+                    {
+                        "export_id": export["id"],
+                        "status": "preparing",
+                        "base_model": options["base_model"],
+                        "hyperparameters": json.dumps(options["hyperparameters"]),
+                        "created_by": created_by,
+                        "created_at": time.time(),
+                        "updated_at": time.time(),
+                    }
+                )
+                .last_pk
+            )
+        )
         self._spawn(job, self._launch(job, export["id"], options))
         return await self.store.read(get_job, job)
 
     def _call(self, job_id: int, action: str, fn: Any) -> Any:
-        return call_with_retry(fn, integration="mistral", action=action,
-                               subject=f"finetune:{job_id}", settings=self.settings,
-                               record=self.record)
+        return call_with_retry(
+            fn,
+            integration="mistral",
+            action=action,
+            subject=f"finetune:{job_id}",
+            settings=self.settings,
+            record=self.record,
+        )
 
     async def _launch(self, job_id: int, export_id: int, options: dict[str, Any]) -> None:
         from app.exports.jobs import get_export
@@ -226,19 +299,35 @@ class FineTunes:
             await self.exports.wait(export_id, timeout=3600)
             export = await self.store.read(get_export, export_id)
             if export is None or export["status"] != "succeeded":
-                raise PermanentError(f"building the training file failed: {(export or {}).get('error')}")
+                raise PermanentError(
+                    f"building the training file failed: {(export or {}).get('error')}"
+                )
             if not export["result"]["examples"]:
-                raise PermanentError("no usable examples: choose runs with a final answer, or "
-                                     "give failed runs a corrected answer")
+                raise PermanentError(
+                    "no usable examples: choose runs with a final answer, or "
+                    "give failed runs a corrected answer"
+                )
             path = Path(export["result"]["path"])
             await self._set(job_id, status="uploading", file_path=str(path))
             client = await asyncio.to_thread(MistralFineTuning, self.mistral, self.settings)
-            file_id = await asyncio.to_thread(self._call, job_id, "upload file", lambda: client.upload(path))
+            file_id = await asyncio.to_thread(
+                self._call, job_id, "upload file", lambda: client.upload(path)
+            )
             await self._set(job_id, mistral_file_id=file_id)
-            created = await asyncio.to_thread(self._call, job_id, "create job", lambda: client.create_job(
-                file_id, options["base_model"], options["hyperparameters"], options["suffix"]))
-            job = await self._set(job_id, mistral_job_id=created["id"], detail=created,
-                                  status=STATUS.get(str(created.get("status")), "queued"))
+            created = await asyncio.to_thread(
+                self._call,
+                job_id,
+                "create job",
+                lambda: client.create_job(
+                    file_id, options["base_model"], options["hyperparameters"], options["suffix"]
+                ),
+            )
+            job = await self._set(
+                job_id,
+                mistral_job_id=created["id"],
+                detail=created,
+                status=STATUS.get(str(created.get("status")), "queued"),
+            )
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - recorded and shown on the page
@@ -252,7 +341,11 @@ class FineTunes:
         while True:
             try:
                 remote = await asyncio.to_thread(
-                    self._call, job_id, "get job", lambda: client.get_job(job["mistral_job_id"]))
+                    self._call,
+                    job_id,
+                    "get job",
+                    lambda mid=job["mistral_job_id"]: client.get_job(mid),
+                )
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - keep tracking; the error is recorded
@@ -264,16 +357,31 @@ class FineTunes:
             if status == "succeeded" and model:
                 await self.store.write(register_model, model, job["base_model"], job_id)
                 self._offer(model)
-                await self._set(job_id, status=status, detail=remote, fine_tuned_model=model,
-                                finished_at=time.time())
+                await self._set(
+                    job_id,
+                    status=status,
+                    detail=remote,
+                    fine_tuned_model=model,
+                    finished_at=time.time(),
+                )
                 return
             if status in TERMINAL:
                 raw = remote.get("status")
-                error = None if status == "succeeded" else (
-                    f"Mistral reports the job {raw}" + (f": {remote['message']}" if remote.get("message") else ""))
-                await self._set(job_id, status="failed" if status == "succeeded" else status,
-                                detail=remote, finished_at=time.time(),
-                                error=error or "the job succeeded without a model name")
+                error = (
+                    None
+                    if status == "succeeded"
+                    else (
+                        f"Mistral reports the job {raw}"
+                        + (f": {remote['message']}" if remote.get("message") else "")
+                    )
+                )
+                await self._set(
+                    job_id,
+                    status="failed" if status == "succeeded" else status,
+                    detail=remote,
+                    finished_at=time.time(),
+                    error=error or "the job succeeded without a model name",
+                )
                 return
             if status != job["status"]:
                 job = await self._set(job_id, status=status, detail=remote)

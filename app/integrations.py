@@ -47,7 +47,7 @@ class IntegrationSettings:
     finetune_poll_s: float = 20.0
 
     @classmethod
-    def from_env(cls) -> "IntegrationSettings":
+    def from_env(cls) -> IntegrationSettings:
         env = os.environ
         credit = env.get("ELEVENLABS_USD_PER_CREDIT")
         return cls(
@@ -70,7 +70,9 @@ class IntegrationSettings:
             smtp_password=env.get("AGENTOP_SMTP_PASSWORD") or "",
             smtp_from=env.get("AGENTOP_SMTP_FROM") or "agentop@localhost",
             smtp_starttls=_flag(env.get("AGENTOP_SMTP_STARTTLS")),
-            prices_file=Path(env["AGENTOP_PRICES_FILE"]) if env.get("AGENTOP_PRICES_FILE") else None,
+            prices_file=Path(env["AGENTOP_PRICES_FILE"])
+            if env.get("AGENTOP_PRICES_FILE")
+            else None,
             elevenlabs_usd_per_credit=float(credit) if credit else None,
             finetune_poll_s=float(env.get("AGENTOP_FINETUNE_POLL_S") or 20.0),
         )

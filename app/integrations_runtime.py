@@ -55,7 +55,9 @@ async def start_integrations(app: Litestar) -> None:
     settings = integration_settings(app)
     store, broker = app.state.store, app.state.broker
     await store.write(
-        load_settings_overrides, settings.prices_file, settings.elevenlabs_usd_per_credit,
+        load_settings_overrides,
+        settings.prices_file,
+        settings.elevenlabs_usd_per_credit,
         time.time(),
     )
     reactions = [alert_reaction(store, settings)]
@@ -66,8 +68,13 @@ async def start_integrations(app: Litestar) -> None:
     app.state.exports = ExportJobs(store, broker, settings, app.state.settings.data_dir)
     await app.state.exports.start()
     app.state.finetunes = FineTunes(
-        store, broker, settings, app.state.settings.agents().mistral, app.state.settings.data_dir,
-        app.state.runner, app.state.exports,
+        store,
+        broker,
+        settings,
+        app.state.settings.agents().mistral,
+        app.state.settings.data_dir,
+        app.state.runner,
+        app.state.exports,
     )
     await app.state.finetunes.start()
 

@@ -72,7 +72,7 @@ CATCH_UP_BATCH = 1000
 
 
 async def follow_run(
-    store: "Store", broker: Broker, run_id: str, after_seq: int = 0, keepalive_s: float = 15.0
+    store: Store, broker: Broker, run_id: str, after_seq: int = 0, keepalive_s: float = 15.0
 ) -> AsyncIterator[LiveEvent | None]:
     """Every event of a run after ``after_seq``, exactly once, stored ones first, then live.
 
@@ -111,7 +111,7 @@ async def follow_run(
         while True:
             try:
                 event = await asyncio.wait_for(sub.queue.get(), keepalive_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 yield None
                 continue
             if sub.overflowed or event.seq > last + 1:

@@ -10,18 +10,17 @@ from __future__ import annotations
 import logging
 import time
 from typing import Any
-
 from urllib.parse import urlencode
 
 from litestar import Litestar, MediaType, Request, Response
 from litestar.config.csrf import CSRFConfig
-from litestar.middleware import DefineMiddleware
-from litestar.middleware.rate_limit import RateLimitConfig
-from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import HTTPException, NotFoundException
+from litestar.middleware import DefineMiddleware
+from litestar.middleware.rate_limit import RateLimitConfig
 from litestar.openapi import OpenAPIConfig
+from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Redirect, Template
 from litestar.static_files import create_static_files_router
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
@@ -29,6 +28,10 @@ from litestar.template.config import TemplateConfig
 
 from app.auth.headers import add_security_headers
 from app.auth.middleware import PUBLIC_PATHS, AuthMiddleware
+from app.evals.api import DatasetsAPI, EvalsAPI, ExperimentsAPI, MemoryAPI
+from app.experiment_queries import interrupt_unfinished_experiments
+from app.experiments import Experiments
+from app.integrations_runtime import start_integrations, stop_integrations
 from app.live import Broker
 from app.render import STATIC_DIR, make_environment
 from app.runs import InputError, Runner
@@ -36,16 +39,12 @@ from app.settings import Settings
 from app.store import Store
 from app.store.events import interrupt_unfinished
 from app.web.api import HealthController, RunsAPI
-from app.web.deps import DEPENDENCIES
 from app.web.auth_pages import KeysController, LoginController
-from app.web.pages import PagesController
-from app.evals.api import DatasetsAPI, EvalsAPI, ExperimentsAPI, MemoryAPI
-from app.experiment_queries import interrupt_unfinished_experiments
-from app.experiments import Experiments
+from app.web.deps import DEPENDENCIES
 from app.web.evals_pages import EvalPagesController
 from app.web.experiments_pages import ExperimentPagesController
-from app.integrations_runtime import start_integrations, stop_integrations
 from app.web.integrations import CONTROLLERS as INTEGRATION_CONTROLLERS
+from app.web.pages import PagesController
 from app.web.replay_api import DiffsAPI, ReplayAPI
 from app.web.replay_pages import ReplayPagesController
 from app.web.sessions_pages import SessionPagesController, SessionsAPI
@@ -99,7 +98,9 @@ def _is_login_attempt(request: Request) -> bool:
     return request.method == "POST" and request.url.path == "/login"
 
 
-def create_app(settings: Settings | None = None, extra_providers: list[Any] | None = None) -> Litestar:
+def create_app(
+    settings: Settings | None = None, extra_providers: list[Any] | None = None
+) -> Litestar:
     settings = settings or Settings.from_env()
     jinja = make_environment()
 

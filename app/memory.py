@@ -61,7 +61,7 @@ def diff_snapshots(before: dict[str, Any] | None, after: dict[str, Any]) -> dict
         else:
             state = "same"
         messages.append({"index": i, "m": message, "state": state})
-    removed = [{"index": i, "m": m} for i, m in enumerate(old_msgs[len(new_msgs):], len(new_msgs))]
+    removed = [{"index": i, "m": m} for i, m in enumerate(old_msgs[len(new_msgs) :], len(new_msgs))]
     old_scratch = (before or {}).get("scratch") or {}
     new_scratch = after.get("scratch") or {}
     scratch = []

@@ -78,7 +78,12 @@ def describe(exc: BaseException) -> str:
 
 
 def record_error(
-    db: Database, integration: str, action: str, subject: str, attempt: int, final: bool,
+    db: Database,
+    integration: str,
+    action: str,
+    subject: str,
+    attempt: int,
+    final: bool,
     error: str,
 ) -> None:
     db["integration_errors"].insert(
@@ -113,8 +118,9 @@ Recorder = Callable[[str, str, str, int, bool, str], None]
 def store_recorder(store: Any) -> Recorder:
     """Record attempts through ``store`` from a worker thread (or None to only log)."""
 
-    def record(integration: str, action: str, subject: str, attempt: int, final: bool,
-               error: str) -> None:
+    def record(
+        integration: str, action: str, subject: str, attempt: int, final: bool, error: str
+    ) -> None:
         try:
             store.write_sync(record_error, integration, action, subject, attempt, final, error)
         except Exception:  # noqa: BLE001 - logging an error must never raise a new one
@@ -139,15 +145,22 @@ def call_with_retry(
     def before_sleep(state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
         if exc is not None:
-            log.warning("%s %s for %s failed (attempt %d): %s", integration, action, subject,
-                        state.attempt_number, describe(exc))
+            log.warning(
+                "%s %s for %s failed (attempt %d): %s",
+                integration,
+                action,
+                subject,
+                state.attempt_number,
+                describe(exc),
+            )
             if record:
                 record(integration, action, subject, state.attempt_number, False, describe(exc))
 
     retrying = Retrying(
         stop=stop_after_attempt(max(1, total)),
         wait=wait_exponential_jitter(
-            multiplier=settings.retry_initial_s, max=settings.retry_max_s,
+            multiplier=settings.retry_initial_s,
+            max=settings.retry_max_s,
             jitter=settings.retry_initial_s / 2,
         ),
         retry=retry_if_exception(is_transient),

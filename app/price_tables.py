@@ -26,7 +26,15 @@ from typing import Any
 import yaml
 from sqlite_utils import Database
 
-from app.costs import FREE, PRICED, PRICES_AS_OF, UNPRICED, MISTRAL_PRICES, merge_status, mistral_family
+from app.costs import (
+    FREE,
+    MISTRAL_PRICES,
+    PRICED,
+    PRICES_AS_OF,
+    UNPRICED,
+    merge_status,
+    mistral_family,
+)
 
 
 @dataclass(frozen=True)
@@ -77,7 +85,7 @@ class PriceError(ValueError):
 
 
 def day_of(at: float) -> str:
-    return dt.datetime.fromtimestamp(at, tz=dt.timezone.utc).strftime("%Y-%m-%d")
+    return dt.datetime.fromtimestamp(at, tz=dt.UTC).strftime("%Y-%m-%d")
 
 
 def _pick(rows: list[tuple[str, float]], day: str) -> float | None:
@@ -103,7 +111,9 @@ def lookup(db: Database | None, vendor: str, item: str, field: str, at: float) -
             ).fetchall()
         ]
     builtin = sorted(
-        (p.effective_from, p.value) for p in BUILTIN if (p.vendor, p.item, p.field) == (vendor, item, field)
+        (p.effective_from, p.value)
+        for p in BUILTIN
+        if (p.vendor, p.item, p.field) == (vendor, item, field)
     )
     for rows in (overrides, builtin):
         current = [value for start, value in rows if start <= day]
@@ -137,8 +147,13 @@ def cost_line_price(db: Database | None, line: dict[str, Any], at: float) -> dic
         if per_char is None or per_credit is None:
             return {**line, "usd": None, "status": UNPRICED}
         credits = characters * per_char
-        return {**line, "credits": credits, "usd_per_credit": per_credit,
-                "usd": credits * per_credit, "status": PRICED}
+        return {
+            **line,
+            "credits": credits,
+            "usd_per_credit": per_credit,
+            "usd": credits * per_credit,
+            "status": PRICED,
+        }
     return None
 
 
@@ -147,8 +162,12 @@ def price_event(db: Database | None, event: dict[str, Any]) -> dict[str, Any]:
     at = float(event["at"])
     if event["type"] == "llm_call_finished":
         usd, status = llm_call_cost(
-            db, event["provider"], event["model"], event["input_tokens"],
-            event["output_tokens"], at,
+            db,
+            event["provider"],
+            event["model"],
+            event["input_tokens"],
+            event["output_tokens"],
+            at,
         )
         return {**event, "cost_usd": usd, "cost_status": status}
     if event["type"] == "tool_call_finished" and event.get("cost_lines"):
@@ -191,8 +210,14 @@ def _validate(row: dict[str, Any]) -> dict[str, Any]:
         dt.date.fromisoformat(start)
     except ValueError:
         raise PriceError("effective_from must be a date, YYYY-MM-DD") from None
-    return {"vendor": vendor, "item": item, "field": field, "value": value,
-            "effective_from": start, "note": str(row.get("note") or "")[:200]}
+    return {
+        "vendor": vendor,
+        "item": item,
+        "field": field,
+        "value": value,
+        "effective_from": start,
+        "note": str(row.get("note") or "")[:200],
+    }
 
 
 def add_override(db: Database, row: dict[str, Any], source: str, at: float) -> dict[str, Any]:
@@ -218,8 +243,15 @@ def load_settings_overrides(
             raise PriceError(f"prices file {path}: expected a list of prices")
         rows.extend(loaded)
     if usd_per_credit is not None:
-        rows.append({"vendor": "elevenlabs", "item": "credit", "field": "usd_per_credit",
-                     "value": usd_per_credit, "note": "ELEVENLABS_USD_PER_CREDIT"})
+        rows.append(
+            {
+                "vendor": "elevenlabs",
+                "item": "credit",
+                "field": "usd_per_credit",
+                "value": usd_per_credit,
+                "note": "ELEVENLABS_USD_PER_CREDIT",
+            }
+        )
     clean = [_validate(r) for r in rows]
     db.execute("delete from price_overrides where source = 'settings'")
     for row in clean:
@@ -238,6 +270,13 @@ def price_table(db: Database, at: float) -> list[dict[str, Any]]:
     table = []
     for key in sorted(keys):
         value = lookup(db, *key, at)
-        table.append({"vendor": key[0], "item": key[1], "field": key[2], "value": value,
-                      "overrides": by_key.get(key, [])})
+        table.append(
+            {
+                "vendor": key[0],
+                "item": key[1],
+                "field": key[2],
+                "value": value,
+                "overrides": by_key.get(key, []),
+            }
+        )
     return table

@@ -28,7 +28,7 @@ class Settings:
     integrations: IntegrationSettings = field(default_factory=IntegrationSettings.from_env)
 
     @classmethod
-    def from_env(cls, **overrides: object) -> "Settings":
+    def from_env(cls, **overrides: object) -> Settings:
         env = os.environ
         values: dict[str, object] = {
             "data_dir": Path(env.get("AGENTOP_DATA_DIR") or "data"),

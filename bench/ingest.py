@@ -73,32 +73,50 @@ def build_request(client: int, index: int, traces: int, spans: int) -> ExportTra
         history = [{"role": "user", "parts": [{"type": "text", "content": f"question {t}"}]}]
         for s in range(spans - 1):
             start = now + s * 1_000_000
-            span = Span(trace_id=trace_id, span_id=os.urandom(8), parent_span_id=root_id,
-                        start_time_unix_nano=start, end_time_unix_nano=start + 900_000)
+            span = Span(
+                trace_id=trace_id,
+                span_id=os.urandom(8),
+                parent_span_id=root_id,
+                start_time_unix_nano=start,
+                end_time_unix_nano=start + 900_000,
+            )
             if s % 2 == 0:
                 span.name = "chat mistral-small-latest"
                 reply = [{"role": "assistant", "parts": [{"type": "text", "content": f"step {s}"}]}]
-                span.attributes.extend([
-                    _kv("gen_ai.operation.name", "chat"), _kv("gen_ai.provider.name", "mistral_ai"),
-                    _kv("gen_ai.request.model", "mistral-small-latest"),
-                    _kv("gen_ai.usage.input_tokens", 120 + s), _kv("gen_ai.usage.output_tokens", 30),
-                    _kv("gen_ai.input.messages", json.dumps(history)),
-                    _kv("gen_ai.output.messages", json.dumps(reply)),
-                ])
+                span.attributes.extend(
+                    [
+                        _kv("gen_ai.operation.name", "chat"),
+                        _kv("gen_ai.provider.name", "mistral_ai"),
+                        _kv("gen_ai.request.model", "mistral-small-latest"),
+                        _kv("gen_ai.usage.input_tokens", 120 + s),
+                        _kv("gen_ai.usage.output_tokens", 30),
+                        _kv("gen_ai.input.messages", json.dumps(history)),
+                        _kv("gen_ai.output.messages", json.dumps(reply)),
+                    ]
+                )
                 history = history + reply
             else:
                 span.name = "execute_tool search"
-                span.attributes.extend([
-                    _kv("gen_ai.operation.name", "execute_tool"), _kv("gen_ai.tool.name", "search"),
-                    _kv("gen_ai.tool.call.id", f"c{client}x{index}x{t}x{s}"),
-                    _kv("gen_ai.tool.call.arguments", '{"q": "otlp"}'),
-                    _kv("gen_ai.tool.call.result", "three results"),
-                ])
+                span.attributes.extend(
+                    [
+                        _kv("gen_ai.operation.name", "execute_tool"),
+                        _kv("gen_ai.tool.name", "search"),
+                        _kv("gen_ai.tool.call.id", f"c{client}x{index}x{t}x{s}"),
+                        _kv("gen_ai.tool.call.arguments", '{"q": "otlp"}'),
+                        _kv("gen_ai.tool.call.result", "three results"),
+                    ]
+                )
             children.append(span)
-        root = Span(trace_id=trace_id, span_id=root_id, name="invoke_agent bench",
-                    start_time_unix_nano=now, end_time_unix_nano=now + spans * 1_000_000)
-        root.attributes.extend([_kv("gen_ai.operation.name", "invoke_agent"),
-                                _kv("output.value", "done")])
+        root = Span(
+            trace_id=trace_id,
+            span_id=root_id,
+            name="invoke_agent bench",
+            start_time_unix_nano=now,
+            end_time_unix_nano=now + spans * 1_000_000,
+        )
+        root.attributes.extend(
+            [_kv("gen_ai.operation.name", "invoke_agent"), _kv("output.value", "done")]
+        )
         out.extend(children + [root])
     resource = ResourceSpans(scope_spans=[ScopeSpans(spans=out)])
     resource.resource.attributes.append(_kv("service.name", "bench-agent"))
@@ -158,8 +176,13 @@ def main() -> int:
                 raise SystemExit("server did not start")
             time.sleep(0.1)
 
-        payloads = [[build_request(c, i, args.traces, args.spans).SerializeToString()
-                     for i in range(args.requests)] for c in range(args.clients)]
+        payloads = [
+            [
+                build_request(c, i, args.traces, args.spans).SerializeToString()
+                for i in range(args.requests)
+            ]
+            for c in range(args.clients)
+        ]
         headers = {"Content-Type": "application/x-protobuf", "X-API-Key": key}
         latencies: list[float] = []
         failures: list[str] = []
@@ -176,8 +199,12 @@ def main() -> int:
                             failures.append(f"{r.status_code}: {r.text[:200]}")
 
         # Warm-up: one request, not counted (imports, first transaction).
-        httpx.post(f"{url}/v1/traces", headers=headers, timeout=60,
-                   content=build_request(99, 0, 1, args.spans).SerializeToString())
+        httpx.post(
+            f"{url}/v1/traces",
+            headers=headers,
+            timeout=60,
+            content=build_request(99, 0, 1, args.spans).SerializeToString(),
+        )
         start = time.perf_counter()
         threads = [threading.Thread(target=client, args=(p,)) for p in payloads]
         for t in threads:
@@ -189,8 +216,12 @@ def main() -> int:
         total_traces = args.clients * args.requests * args.traces
         total_spans = total_traces * args.spans
         with sqlite3.connect(tmp / "agentop.db") as db:
-            runs = db.execute("select count(*) from runs where source = 'otlp'"
-                              " and status = 'succeeded'").fetchone()[0] - 1  # minus warm-up
+            runs = (
+                db.execute(
+                    "select count(*) from runs where source = 'otlp' and status = 'succeeded'"
+                ).fetchone()[0]
+                - 1
+            )  # minus warm-up
             rows = db.execute("select count(*) from spans").fetchone()[0] - args.spans
             events = db.execute("select count(*) from events").fetchone()[0]
         durable_s = time.perf_counter() - start
@@ -201,18 +232,28 @@ def main() -> int:
         lat = sorted(latencies)
         print("AgentOp-Studio OTLP ingest benchmark")
         print(f"  date            {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}")
-        print(f"  machine         nproc {os.cpu_count()}, {platform.machine()}, "
-              f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}")
-        print(f"  workload        {args.clients} clients × {args.requests} requests × "
-              f"{args.traces} traces × {args.spans} spans = {total_spans} spans "
-              f"({len(payloads[0][0]) / 1024:.0f} KiB per request, protobuf)")
-        print(f"  accepted        {total_spans / accepted_s:8.0f} spans/s  "
-              f"({total_spans} spans in {accepted_s:.2f} s, {len(failures)} failed requests)")
-        print(f"  durable         {total_spans / durable_s:8.0f} spans/s  "
-              f"(counted in SQLite from a fresh connection: {runs} runs finished, {rows} span rows, "
-              f"{events} events; {durable_s:.2f} s)")
-        print(f"  request latency p50 {statistics.median(lat) * 1000:.0f} ms   "
-              f"p95 {lat[int(len(lat) * 0.95) - 1] * 1000:.0f} ms   max {lat[-1] * 1000:.0f} ms")
+        print(
+            f"  machine         nproc {os.cpu_count()}, {platform.machine()}, "
+            f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}"
+        )
+        print(
+            f"  workload        {args.clients} clients × {args.requests} requests × "
+            f"{args.traces} traces × {args.spans} spans = {total_spans} spans "
+            f"({len(payloads[0][0]) / 1024:.0f} KiB per request, protobuf)"
+        )
+        print(
+            f"  accepted        {total_spans / accepted_s:8.0f} spans/s  "
+            f"({total_spans} spans in {accepted_s:.2f} s, {len(failures)} failed requests)"
+        )
+        print(
+            f"  durable         {total_spans / durable_s:8.0f} spans/s  "
+            f"(counted in SQLite from a fresh connection: {runs} runs finished, {rows} span rows, "
+            f"{events} events; {durable_s:.2f} s)"
+        )
+        print(
+            f"  request latency p50 {statistics.median(lat) * 1000:.0f} ms   "
+            f"p95 {lat[int(len(lat) * 0.95) - 1] * 1000:.0f} ms   max {lat[-1] * 1000:.0f} ms"
+        )
         print(f"  check           {'OK' if ok else 'MISSING DATA'}")
         for failure in failures[:5]:
             print(f"  failure         {failure}")

@@ -207,8 +207,15 @@ async def _overhead(runs: int, warmup: int, pieces: int, tmp: Path) -> dict[str,
         run_id = f"bench{counter:06d}"
         await store.write(
             create_run,
-            {"id": run_id, "model": MODEL, "provider": provider.name, "prompt": req.prompt,
-             "params": req.params(), "source": "bench", "started_at": time.time()},
+            {
+                "id": run_id,
+                "model": MODEL,
+                "provider": provider.name,
+                "prompt": req.prompt,
+                "params": req.params(),
+                "source": "bench",
+                "started_at": time.time(),
+            },
         )
         recorder = Recorder(store, broker, run_id)
         t0 = time.perf_counter()
@@ -314,8 +321,15 @@ async def _breakdown(store, broker, provider, tools, req) -> dict[str, float]:  
         run_id = f"breakdown{i:04d}"
         await store.write(
             create_run,
-            {"id": run_id, "model": MODEL, "provider": provider.name, "prompt": req.prompt,
-             "params": req.params(), "source": "bench", "started_at": time.time()},
+            {
+                "id": run_id,
+                "model": MODEL,
+                "provider": provider.name,
+                "prompt": req.prompt,
+                "params": req.params(),
+                "source": "bench",
+                "started_at": time.time(),
+            },
         )
         run_ids.append(run_id)
     elapsed = await loop.run_in_executor(store._writer, record_all, run_ids)  # noqa: SLF001
@@ -344,12 +358,18 @@ def report_overhead(res: dict[str, Any]) -> None:
     sb, sr = sum(res["bare"]), sum(res["recorded"])
     print(f"  runs per variant        {res['runs']} (after warm-up), alternating blocks of 5")
     print(f"  events per run          {n}")
-    print(f"  bare sink               mean {mb:8.1f} µs/event   median {statistics.median(bare_us):8.1f}"
-          f"   p95 {pct(bare_us, 95):8.1f}   ({statistics.fmean(res['bare']) * 1e3:.1f} ms/run)")
-    print(f"  Recorder (SQLite+Broker) mean {mr:7.1f} µs/event   median {statistics.median(rec_us):8.1f}"
-          f"   p95 {pct(rec_us, 95):8.1f}   ({statistics.fmean(res['recorded']) * 1e3:.1f} ms/run)")
-    print(f"  overhead per event      {mr - mb:8.1f} µs (mean), "
-          f"{statistics.median(rec_us) - statistics.median(bare_us):.1f} µs (median)")
+    print(
+        f"  bare sink               mean {mb:8.1f} µs/event   median {statistics.median(bare_us):8.1f}"
+        f"   p95 {pct(bare_us, 95):8.1f}   ({statistics.fmean(res['bare']) * 1e3:.1f} ms/run)"
+    )
+    print(
+        f"  Recorder (SQLite+Broker) mean {mr:7.1f} µs/event   median {statistics.median(rec_us):8.1f}"
+        f"   p95 {pct(rec_us, 95):8.1f}   ({statistics.fmean(res['recorded']) * 1e3:.1f} ms/run)"
+    )
+    print(
+        f"  overhead per event      {mr - mb:8.1f} µs (mean), "
+        f"{statistics.median(rec_us) - statistics.median(bare_us):.1f} µs (median)"
+    )
     print(f"  wall time ratio         {sr / sb:8.2f}x  instrumented/bare ({sr:.2f} s / {sb:.2f} s)")
     print(f"  database after part 1   {res['db_bytes'] / 1e6:.1f} MB (incl. WAL)")
     print("  breakdown of one recorded event, each part timed alone (µs/event):")
@@ -408,16 +428,26 @@ class ChildServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.cmd = [
-            sys.executable, str(Path(__file__).resolve()), "--serve",
-            "--port", str(self.port), "--data-dir", str(data_dir),
-            "--pieces", str(args.pieces), "--pace", str(args.pace), "--runs", str(args.runs),
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--serve",
+            "--port",
+            str(self.port),
+            "--data-dir",
+            str(data_dir),
+            "--pieces",
+            str(args.pieces),
+            "--pace",
+            str(args.pace),
+            "--runs",
+            str(args.runs),
         ]
         self.profile = args.profile_server
         if self.profile:
             self.cmd[1:1] = ["-m", "cProfile", "-o", str(Path(self.profile).resolve())]
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def __enter__(self) -> "ChildServer":
+    def __enter__(self) -> ChildServer:
         self.proc = subprocess.Popen(self.cmd, cwd=str(ROOT))
         return self
 
@@ -446,7 +476,7 @@ class ThreadServer:
         # Litestar configures the root logger at start-up; keep httpx's per-request lines out.
         logging.getLogger("httpx").setLevel(logging.WARNING)
 
-    def __enter__(self) -> "ThreadServer":
+    def __enter__(self) -> ThreadServer:
         self.live.__enter__()
         return self
 
@@ -501,7 +531,7 @@ async def follow(http, base: str, client: Client, timeout: float) -> None:  # no
                     if msg["type"] in TERMINAL:
                         client.done = True
                         return
-    except (TimeoutError, asyncio.TimeoutError):
+    except TimeoutError:
         client.error = f"timed out after {timeout:g}s with {len(client.seqs)} events"
     except httpx.HTTPError as exc:
         client.error = f"{type(exc).__name__}: {exc}"
@@ -543,10 +573,8 @@ async def _sse(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             clients = [Client(i, run_ids[i % len(run_ids)]) for i in range(args.clients)]
             tasks = [asyncio.create_task(follow(http, base, c, args.timeout)) for c in clients]
             try:
-                await asyncio.wait_for(
-                    asyncio.gather(*(c.connected.wait() for c in clients)), 30
-                )
-            except asyncio.TimeoutError:
+                await asyncio.wait_for(asyncio.gather(*(c.connected.wait() for c in clients)), 30)
+            except TimeoutError:
                 pass  # the failures show in the check below
             gate_at = time.time()
             (data_dir / "go").touch()
@@ -602,7 +630,7 @@ def report_sse(res: dict[str, Any]) -> bool:
     latencies: list[float] = []
     replayed = 0
     for c in clients:
-        for at, got in zip(c.ats, c.received):
+        for at, got in zip(c.ats, c.received, strict=False):
             if at >= res["gate_at"]:
                 latencies.append((got - at) * 1000)
             else:
@@ -612,28 +640,42 @@ def report_sse(res: dict[str, Any]) -> bool:
     if statuses != ["succeeded"]:
         problems.append(f"run statuses: {statuses}")
     total = sum(len(c.seqs) for c in clients)
-    print(f"  runs                    {len(runs)}, status {', '.join(statuses)}, "
-          f"{statistics.fmean(int(r['last_seq']) for r in runs.values()):.0f} events each")
-    print(f"  clients                 {len(clients)} ({len(clients) / len(runs):g} per run), "
-          "all subscribed before streaming began")
-    print(f"  events delivered        {total} ({len(latencies)} live, {replayed} replayed from "
-          f"SQLite before streaming began)")
-    print(f"  streaming wall time     {res['wall']:.2f} s (gate open to last client done), "
-          f"{total / res['wall']:.0f} deliveries/s to the {len(clients)} clients")
+    print(
+        f"  runs                    {len(runs)}, status {', '.join(statuses)}, "
+        f"{statistics.fmean(int(r['last_seq']) for r in runs.values()):.0f} events each"
+    )
+    print(
+        f"  clients                 {len(clients)} ({len(clients) / len(runs):g} per run), "
+        "all subscribed before streaming began"
+    )
+    print(
+        f"  events delivered        {total} ({len(latencies)} live, {replayed} replayed from "
+        f"SQLite before streaming began)"
+    )
+    print(
+        f"  streaming wall time     {res['wall']:.2f} s (gate open to last client done), "
+        f"{total / res['wall']:.0f} deliveries/s to the {len(clients)} clients"
+    )
     if latencies:
-        print(f"  latency (ms)            p50 {pct(latencies, 50):.2f}   p95 {pct(latencies, 95):.2f}"
-              f"   p99 {pct(latencies, 99):.2f}   max {max(latencies):.2f}   "
-              f"mean {statistics.fmean(latencies):.2f}   (over the {len(latencies)} live events)")
+        print(
+            f"  latency (ms)            p50 {pct(latencies, 50):.2f}   p95 {pct(latencies, 95):.2f}"
+            f"   p99 {pct(latencies, 99):.2f}   max {max(latencies):.2f}   "
+            f"mean {statistics.fmean(latencies):.2f}   (over the {len(latencies)} live events)"
+        )
     if late:
-        print(f"  late joiners            {len(late)} more clients connected mid-stream "
-              f"({sum(len(c.seqs) for c in late)} events; not in the latency figures)")
+        print(
+            f"  late joiners            {len(late)} more clients connected mid-stream "
+            f"({sum(len(c.seqs) for c in late)} events; not in the latency figures)"
+        )
     if problems:
         print("  exactly-once check      FAILED")
         for p in problems[:20]:
             print(f"    {p}")
         return False
-    print(f"  exactly-once check      OK (all {len(clients) + len(late)} clients got seq 1..last_seq "
-          "of their run, once each, in order)")
+    print(
+        f"  exactly-once check      OK (all {len(clients) + len(late)} clients got seq 1..last_seq "
+        "of their run, once each, in order)"
+    )
     return True
 
 
@@ -647,15 +689,25 @@ def main() -> int:
     parser.add_argument("--overhead-runs", type=int, default=None, help="runs per variant, part 1")
     parser.add_argument("--runs", type=int, default=20, help="concurrent runs, part 2")
     parser.add_argument("--clients", type=int, default=50, help="SSE clients, part 2")
-    parser.add_argument("--late-clients", type=int, default=10,
-                        help="part 2: extra clients joining mid-stream (exactly-once check only)")
+    parser.add_argument(
+        "--late-clients",
+        type=int,
+        default=10,
+        help="part 2: extra clients joining mid-stream (exactly-once check only)",
+    )
     parser.add_argument("--pace", type=float, default=0.01, help="seconds between pieces, part 2")
     parser.add_argument("--timeout", type=float, default=90.0, help="per SSE client, part 2")
-    parser.add_argument("--inproc", action="store_true",
-                        help="part 2: run uvicorn in a thread of this process (tests.conftest.LiveServer)"
-                        " instead of a child process")
-    parser.add_argument("--profile-server", metavar="FILE",
-                        help="part 2: run the child server under cProfile, write pstats to FILE")
+    parser.add_argument(
+        "--inproc",
+        action="store_true",
+        help="part 2: run uvicorn in a thread of this process (tests.conftest.LiveServer)"
+        " instead of a child process",
+    )
+    parser.add_argument(
+        "--profile-server",
+        metavar="FILE",
+        help="part 2: run the child server under cProfile, write pstats to FILE",
+    )
     parser.add_argument("--skip-overhead", action="store_true")
     parser.add_argument("--skip-sse", action="store_true")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
@@ -673,15 +725,21 @@ def main() -> int:
 
     print("AgentOp-Studio recording benchmark")
     print(f"  date                    {time.strftime('%Y-%m-%d %H:%M:%S %Z')}")
-    print(f"  machine                 nproc {os.cpu_count()} ({len(os.sched_getaffinity(0))} usable), "
-          f"{platform.machine()}, {platform.system()} {platform.release()}")
-    print(f"  python                  {platform.python_version()} ({platform.python_implementation()}), "
-          f"SQLite {sqlite3.sqlite_version}, Litestar {version('litestar')}, uvicorn {version('uvicorn')}, "
-          f"httpx {version('httpx')}")
-    print(f"  settings                {args.pieces} pieces/answer, 1 tool round (2 model calls); "
-          f"part 1: {runs} runs/variant + {warmup} warm-up, no pacing; "
-          f"part 2: {args.runs} runs, {args.clients} clients (+{args.late_clients} late joiners), "
-          f"pace {args.pace * 1000:g} ms/piece")
+    print(
+        f"  machine                 nproc {os.cpu_count()} ({len(os.sched_getaffinity(0))} usable), "
+        f"{platform.machine()}, {platform.system()} {platform.release()}"
+    )
+    print(
+        f"  python                  {platform.python_version()} ({platform.python_implementation()}), "
+        f"SQLite {sqlite3.sqlite_version}, Litestar {version('litestar')}, uvicorn {version('uvicorn')}, "
+        f"httpx {version('httpx')}"
+    )
+    print(
+        f"  settings                {args.pieces} pieces/answer, 1 tool round (2 model calls); "
+        f"part 1: {runs} runs/variant + {warmup} warm-up, no pacing; "
+        f"part 2: {args.runs} runs, {args.clients} clients (+{args.late_clients} late joiners), "
+        f"pace {args.pace * 1000:g} ms/piece"
+    )
     print(flush=True)
 
     ok = True
@@ -694,9 +752,11 @@ def main() -> int:
             report_overhead(res)
             print(f"  (part 1 took {time.perf_counter() - t0:.1f} s)\n", flush=True)
         if not args.skip_sse:
-            print(f"2. SSE delivery latency ({args.runs} concurrent runs, {args.clients} clients, "
-                  f"server {'in a thread of this process' if args.inproc else 'in a child process'}, "
-                  "127.0.0.1)")
+            print(
+                f"2. SSE delivery latency ({args.runs} concurrent runs, {args.clients} clients, "
+                f"server {'in a thread of this process' if args.inproc else 'in a child process'}, "
+                "127.0.0.1)"
+            )
             t0 = time.perf_counter()
             res2 = asyncio.run(_sse(args, tmp))
             ok = report_sse(res2)

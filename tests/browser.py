@@ -43,3 +43,12 @@ def save_shot(page, tmp_path: Path, name: str) -> Path:  # type: ignore[no-untyp
     SHOTS_DIR.mkdir(parents=True, exist_ok=True)
     shutil.copy(path, SHOTS_DIR / path.name)
     return path
+
+
+def log_in(page, base_url: str, key: str) -> None:  # type: ignore[no-untyped-def]
+    """Log in through the login page, as a person does."""
+    page.goto(base_url + "/")
+    page.wait_for_url("**/login?next=*")
+    page.fill("input[name=key]", key)
+    page.click("main button[type=submit]")
+    page.wait_for_url(base_url + "/")

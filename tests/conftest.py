@@ -168,7 +168,7 @@ class LiveServer:
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
-    def __enter__(self) -> "LiveServer":
+    def __enter__(self) -> LiveServer:
         self.thread.start()
         deadline = time.monotonic() + 20
         while not self.server.started:
@@ -187,3 +187,21 @@ def live_server(app, keys) -> Iterator[LiveServer]:  # type: ignore[no-untyped-d
     with LiveServer(app) as server:
         server.admin_key = keys["admin"]
         yield server
+
+
+@pytest.fixture
+def browser():  # type: ignore[no-untyped-def]
+    """Headless Chromium (Debian's, else Playwright's); skipped only outside CI if absent."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.browser import launch
+
+    with sync_playwright() as p:
+        try:
+            b = launch(p)
+        except Exception as exc:
+            if os.environ.get("CI"):
+                raise
+            pytest.skip(f"no Chromium available: {exc}")
+        yield b
+        b.close()

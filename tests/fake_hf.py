@@ -54,24 +54,43 @@ class FakeHub:
                         self._json(409, {"error": "You already created this dataset repo"})
                         return
                     private = req.get("private", req.get("visibility") == "private")
-                    hub.repos[repo] = {"private": private, "type": req.get("type"),
-                                       "files": {}}
+                    hub.repos[repo] = {"private": private, "type": req.get("type"), "files": {}}
                     self._json(200, {"url": f"{hub.url}/datasets/{repo}"})
                 elif path == "/api/validate-yaml":
                     self._json(200, {"errors": [], "warnings": []})
                 elif "/preupload/" in path:
                     files = json.loads(body)["files"]
-                    self._json(200, {"files": [{"path": f["path"], "uploadMode": "regular",
-                                                "shouldIgnore": False, "oid": None} for f in files]})
+                    self._json(
+                        200,
+                        {
+                            "files": [
+                                {
+                                    "path": f["path"],
+                                    "uploadMode": "regular",
+                                    "shouldIgnore": False,
+                                    "oid": None,
+                                }
+                                for f in files
+                            ]
+                        },
+                    )
                 elif "/commit/" in path:
                     repo = path.split("/api/datasets/")[1].split("/commit/")[0]
                     for line in body.decode().splitlines():
                         item = json.loads(line)
                         if item["key"] == "file":
                             value = item["value"]
-                            hub.repos[repo]["files"][value["path"]] = base64.b64decode(value["content"])
-                    self._json(200, {"commitUrl": f"{hub.url}/datasets/{repo}/commit/abc123",
-                                     "commitOid": "abc123", "pullRequestUrl": None})
+                            hub.repos[repo]["files"][value["path"]] = base64.b64decode(
+                                value["content"]
+                            )
+                    self._json(
+                        200,
+                        {
+                            "commitUrl": f"{hub.url}/datasets/{repo}/commit/abc123",
+                            "commitOid": "abc123",
+                            "pullRequestUrl": None,
+                        },
+                    )
                 else:
                     self._json(404, {"error": f"no route {path}"})
 

@@ -53,7 +53,7 @@ class FakeMistral:
         host, port = self.server.server_address[:2]
         return f"http://{host}:{port}"
 
-    def start(self) -> "FakeMistral":
+    def start(self) -> FakeMistral:
         self.thread.start()
         return self
 
@@ -118,8 +118,12 @@ class FakeMistral:
                 if reply.status != 200:
                     self._send_json(
                         reply.status,
-                        {"object": "error", "message": f"fake error {reply.status}",
-                         "type": "fake", "code": reply.status},
+                        {
+                            "object": "error",
+                            "message": f"fake error {reply.status}",
+                            "type": "fake",
+                            "code": reply.status,
+                        },
                         reply.headers,
                     )
                     return
@@ -180,28 +184,48 @@ class FakeMistral:
 
                 def send(choice: dict[str, Any], usage: dict[str, int] | None = None) -> None:
                     chunk: dict[str, Any] = {
-                        "id": cid, "object": "chat.completion.chunk",
-                        "created": int(time.time()), "model": model, "choices": [choice],
+                        "id": cid,
+                        "object": "chat.completion.chunk",
+                        "created": int(time.time()),
+                        "model": model,
+                        "choices": [choice],
                     }
                     if usage:
                         chunk["usage"] = usage
                     self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
                     self.wfile.flush()
 
-                send({"index": 0, "delta": {"role": "assistant", "content": ""},
-                      "finish_reason": None})
+                send(
+                    {
+                        "index": 0,
+                        "delta": {"role": "assistant", "content": ""},
+                        "finish_reason": None,
+                    }
+                )
                 text = reply.text
                 for i in range(0, len(text), reply.chunk_size):
                     if reply.delay_s:
                         time.sleep(reply.delay_s)
-                    send({"index": 0, "delta": {"content": text[i : i + reply.chunk_size]},
-                          "finish_reason": None})
+                    send(
+                        {
+                            "index": 0,
+                            "delta": {"content": text[i : i + reply.chunk_size]},
+                            "finish_reason": None,
+                        }
+                    )
                 if reply.tool_calls:
-                    send({"index": 0, "delta": {"tool_calls": self._tool_calls(reply)},
-                          "finish_reason": None})
+                    send(
+                        {
+                            "index": 0,
+                            "delta": {"tool_calls": self._tool_calls(reply)},
+                            "finish_reason": None,
+                        }
+                    )
                 finish = "tool_calls" if reply.tool_calls else "stop"
-                send({"index": 0, "delta": {"content": ""}, "finish_reason": finish},
-                     self._usage(body, reply))
+                send(
+                    {"index": 0, "delta": {"content": ""}, "finish_reason": finish},
+                    self._usage(body, reply),
+                )
                 self.wfile.write(b"data: [DONE]\n\n")
                 self.wfile.flush()
                 self.close_connection = True

@@ -21,8 +21,13 @@ from tests.fake_mistral import FakeMistral
 
 
 class FakeFineTuning:
-    def __init__(self, fake: FakeMistral, polls: int = 2, final_status: str = "SUCCESS",
-                 fail_uploads: int = 0) -> None:
+    def __init__(
+        self,
+        fake: FakeMistral,
+        polls: int = 2,
+        final_status: str = "SUCCESS",
+        fail_uploads: int = 0,
+    ) -> None:
         self.files: dict[str, dict[str, Any]] = {}
         self.jobs: dict[str, dict[str, Any]] = {}
         self.polls, self.final_status, self.fail_uploads = polls, final_status, fail_uploads
@@ -66,11 +71,21 @@ class FakeFineTuning:
                 return
         file_id = str(uuid.uuid4())
         self.files[file_id] = {"filename": filename, "purpose": purpose, "lines": lines}
-        handler._send_json(200, {
-            "id": file_id, "object": "file", "bytes": len(content), "created_at": int(time.time()),
-            "filename": filename, "purpose": purpose, "sample_type": "instruct",
-            "source": "upload", "num_lines": len(lines),
-        }, {})
+        handler._send_json(
+            200,
+            {
+                "id": file_id,
+                "object": "file",
+                "bytes": len(content),
+                "created_at": int(time.time()),
+                "filename": filename,
+                "purpose": purpose,
+                "sample_type": "instruct",
+                "source": "upload",
+                "num_lines": len(lines),
+            },
+            {},
+        )
 
     def _create(self, handler: Any, body: dict[str, Any]) -> None:
         files = [f["file_id"] for f in body.get("training_files") or []]
@@ -79,11 +94,19 @@ class FakeFineTuning:
             return
         job_id = str(uuid.uuid4())
         self.jobs[job_id] = {
-            "id": job_id, "object": "job", "model": body["model"], "status": "QUEUED",
-            "job_type": "completion", "created_at": int(time.time()),
-            "modified_at": int(time.time()), "training_files": files,
-            "hyperparameters": body.get("hyperparameters"), "suffix": body.get("suffix"),
-            "auto_start": body.get("auto_start"), "fine_tuned_model": None, "polls": 0,
+            "id": job_id,
+            "object": "job",
+            "model": body["model"],
+            "status": "QUEUED",
+            "job_type": "completion",
+            "created_at": int(time.time()),
+            "modified_at": int(time.time()),
+            "training_files": files,
+            "hyperparameters": body.get("hyperparameters"),
+            "suffix": body.get("suffix"),
+            "auto_start": body.get("auto_start"),
+            "fine_tuned_model": None,
+            "polls": 0,
         }
         handler._send_json(200, self._public(self.jobs[job_id]), {})
 

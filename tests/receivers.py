@@ -56,8 +56,9 @@ class _Inbox:
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
         message = message_from_bytes(envelope.original_content or envelope.content)
-        self.messages.append({"to": envelope.rcpt_tos, "from": envelope.mail_from,
-                              "message": message})
+        self.messages.append(
+            {"to": envelope.rcpt_tos, "from": envelope.mail_from, "message": message}
+        )
         return "250 OK"
 
 
@@ -67,7 +68,7 @@ class SMTPServer:
         self.controller = Controller(self.inbox, hostname="127.0.0.1", port=port)
         self.port = port
 
-    def start(self) -> "SMTPServer":
+    def start(self) -> SMTPServer:
         self.controller.start()
         return self
 

@@ -16,8 +16,9 @@ from tests.conftest import MISTRAL_MODEL, agent_config, csrf, free_port, wait_fo
 from tests.fake_mistral import Reply
 from tests.receivers import SMTPServer, WebhookReceiver, wait_until
 
-FAST = IntegrationSettings(retry_attempts=3, retry_initial_s=0.01, retry_max_s=0.05,
-                           http_timeout_s=5)
+FAST = IntegrationSettings(
+    retry_attempts=3, retry_initial_s=0.01, retry_max_s=0.05, http_timeout_s=5
+)
 
 
 @pytest.fixture
@@ -30,35 +31,55 @@ def smtp():
 @pytest.fixture
 def settings(data_dir, fake_mistral, smtp):
     return Settings(
-        data_dir=data_dir, agent_config=agent_config(fake_mistral.url),
-        integrations=replace(FAST, smtp_host="127.0.0.1", smtp_port=smtp.port,
-                             smtp_from="studio@example.test"),
+        data_dir=data_dir,
+        agent_config=agent_config(fake_mistral.url),
+        integrations=replace(
+            FAST, smtp_host="127.0.0.1", smtp_port=smtp.port, smtp_from="studio@example.test"
+        ),
     )
 
 
 def finished_run(db, run_id: str, cost: float, ended_at: float) -> None:
     def write(d):
-        create_run(d, {"id": run_id, "model": "m", "provider": "mistral", "started_at": ended_at - 1})
-        d.execute("update runs set status = 'succeeded', cost_usd = ?, ended_at = ? where id = ?",
-                  [cost, ended_at, run_id])
+        create_run(
+            d, {"id": run_id, "model": "m", "provider": "mistral", "started_at": ended_at - 1}
+        )
+        d.execute(
+            "update runs set status = 'succeeded', cost_usd = ?, ended_at = ? where id = ?",
+            [cost, ended_at, run_id],
+        )
+
     db.write_sync(write)
 
 
 def test_expensive_run_alerts_by_webhook_and_email(client, fake_mistral, smtp):
     hook = WebhookReceiver(fail_first=1)  # the first POST gets a 500: retried
     try:
-        r = client.post("/api/alerts/rules", json={
-            "name": "pricey run", "kind": "run_cost", "threshold_usd": 0.0001,
-            "webhook_url": hook.url, "email_to": "oncall@example.test, boss@example.test"})
+        r = client.post(
+            "/api/alerts/rules",
+            json={
+                "name": "pricey run",
+                "kind": "run_cost",
+                "threshold_usd": 0.0001,
+                "webhook_url": hook.url,
+                "email_to": "oncall@example.test, boss@example.test",
+            },
+        )
         assert r.status_code == 201, r.text
-        fake_mistral.add(Reply(text="Costly answer.", usage=(1000, 200)),
-                         Reply(text="Cheap.", usage=(1, 1)))
+        fake_mistral.add(
+            Reply(text="Costly answer.", usage=(1000, 200)), Reply(text="Cheap.", usage=(1, 1))
+        )
         expensive = client.post("/api/runs", json={"prompt": "big", "model": MISTRAL_MODEL})
         run_id = expensive.json()["run_id"]
         wait_for_run(client, run_id)
-        [alert] = wait_until(lambda: [a for a in client.get("/api/alerts").json()["alerts"]
-                                      if all(d["status"] != "pending" for d in a["deliveries"])],
-                             what="alert delivered")
+        [alert] = wait_until(
+            lambda: [
+                a
+                for a in client.get("/api/alerts").json()["alerts"]
+                if all(d["status"] != "pending" for d in a["deliveries"])
+            ],
+            what="alert delivered",
+        )
         assert alert["run_id"] == run_id and alert["value_usd"] > 0.0001
         by_channel = {d["channel"]: d for d in alert["deliveries"]}
         assert by_channel["webhook"]["status"] == "sent" and by_channel["webhook"]["attempts"] == 2
@@ -85,12 +106,22 @@ def test_expensive_run_alerts_by_webhook_and_email(client, fake_mistral, smtp):
 def test_failed_delivery_is_recorded_with_its_error(client, fake_mistral):
     hook = WebhookReceiver(fail_first=99, fail_status=503)
     try:
-        client.post("/api/alerts/rules", json={"name": "r", "kind": "run_cost",
-                                               "threshold_usd": 0, "webhook_url": hook.url})
-        run_id = client.post("/api/runs", json={"prompt": "x", "model": MISTRAL_MODEL}).json()["run_id"]
+        client.post(
+            "/api/alerts/rules",
+            json={"name": "r", "kind": "run_cost", "threshold_usd": 0, "webhook_url": hook.url},
+        )
+        run_id = client.post("/api/runs", json={"prompt": "x", "model": MISTRAL_MODEL}).json()[
+            "run_id"
+        ]
         wait_for_run(client, run_id)
-        [alert] = wait_until(lambda: [a for a in client.get("/api/alerts").json()["alerts"]
-                                      if a["deliveries"][0]["status"] == "failed"], what="failure")
+        [alert] = wait_until(
+            lambda: [
+                a
+                for a in client.get("/api/alerts").json()["alerts"]
+                if a["deliveries"][0]["status"] == "failed"
+            ],
+            what="failure",
+        )
         delivery = alert["deliveries"][0]
         assert delivery["attempts"] == 3 and "503" in delivery["error"]
         errors = client.get("/api/alerts").json()["errors"]
@@ -100,8 +131,10 @@ def test_failed_delivery_is_recorded_with_its_error(client, fake_mistral):
 
 
 def test_window_rule_alerts_once_per_spike(db):
-    rule = db.write_sync(create_rule, {"name": "hourly", "kind": "window_cost",
-                                       "threshold_usd": 1.0, "window_s": 3600})
+    rule = db.write_sync(
+        create_rule,
+        {"name": "hourly", "kind": "window_cost", "threshold_usd": 1.0, "window_s": 3600},
+    )
     t = 1_800_000_000.0
     finished_run(db, "a", 0.6, t)
     assert db.write_sync(check_run, "a") == []  # 0.6 in the window: under
@@ -120,8 +153,9 @@ def test_window_rule_alerts_once_per_spike(db):
 
 
 def test_baseline_rule(db):
-    db.write_sync(create_rule, {"name": "3x", "kind": "baseline", "multiplier": 3,
-                                "baseline_runs": 5})
+    db.write_sync(
+        create_rule, {"name": "3x", "kind": "baseline", "multiplier": 3, "baseline_runs": 5}
+    )
     t = 1_800_000_000.0
     for i in range(5):
         finished_run(db, f"base{i}", 0.01, t + i)
@@ -151,8 +185,10 @@ def test_run_rule_is_one_alert_per_run(db):
         ({"name": "n", "kind": "window_cost", "threshold_usd": 1, "window_s": "x"}, "number"),
         ({"name": "n", "kind": "baseline", "multiplier": 0.5}, "between"),
         ({"name": "n", "kind": "run_cost", "threshold_usd": 1, "webhook_url": "ftp://x"}, "http"),
-        ({"name": "n", "kind": "run_cost", "threshold_usd": 1, "email_to": "not an email"},
-         "e-mail"),
+        (
+            {"name": "n", "kind": "run_cost", "threshold_usd": 1, "email_to": "not an email"},
+            "e-mail",
+        ),
     ],
 )
 def test_bad_rules_are_400(client, body, message):
@@ -172,17 +208,29 @@ def test_rule_management_needs_admin(app, keys):
 
 
 def test_alerts_page_form(page_client):
-    r = page_client.post("/alerts/rules", data={"name": "", "kind": "run_cost",
-                                                "_csrf_token": csrf(page_client)})
+    r = page_client.post(
+        "/alerts/rules", data={"name": "", "kind": "run_cost", "_csrf_token": csrf(page_client)}
+    )
     assert r.status_code == 422 and "name is required" in r.text
-    r = page_client.post("/alerts/rules", data={
-        "name": "Team budget", "kind": "window_cost", "threshold_usd": "5", "window_s": "3600",
-        "_csrf_token": csrf(page_client)}, follow_redirects=False)
+    r = page_client.post(
+        "/alerts/rules",
+        data={
+            "name": "Team budget",
+            "kind": "window_cost",
+            "threshold_usd": "5",
+            "window_s": "3600",
+            "_csrf_token": csrf(page_client),
+        },
+        follow_redirects=False,
+    )
     assert r.status_code == 303
     page = page_client.get("/alerts").text
     assert "Team budget" in page and "within 60 min" in page
     rule_id = page_client.get("/api/alerts").json()["rules"][0]["id"]
-    r = page_client.post(f"/alerts/rules/{rule_id}/toggle",
-                         data={"_csrf_token": csrf(page_client)}, follow_redirects=False)
+    r = page_client.post(
+        f"/alerts/rules/{rule_id}/toggle",
+        data={"_csrf_token": csrf(page_client)},
+        follow_redirects=False,
+    )
     assert r.status_code == 303
     assert page_client.get("/api/alerts").json()["rules"][0]["enabled"] == 0

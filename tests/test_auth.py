@@ -57,8 +57,9 @@ def test_page_roles(app, keys, role, method, path, needed):
             data.update(prompt="hi", model=MISTRAL_MODEL)
         if path == "/settings/keys":
             data.update(name=f"new-{role}", role="viewer")
-        r = client.request(method, path, data=data if method == "POST" else None,
-                           follow_redirects=False)
+        r = client.request(
+            method, path, data=data if method == "POST" else None, follow_redirects=False
+        )
         if ORDER.index(role) >= ORDER.index(needed):
             assert r.status_code in (200, 303), (role, path, r.text[:300])
         else:
@@ -90,8 +91,9 @@ def test_revocation_takes_effect_at_once(app, keys):
         login(member, keys["member"])  # a browser session of the member key
         assert member.get("/runs").status_code == 200
         assert member.get("/api/runs", headers={"X-API-Key": keys["member"]}).status_code == 200
-        r = admin.post("/settings/keys/revoke",
-                       data={"name": "member-key", "_csrf_token": csrf(admin)})
+        r = admin.post(
+            "/settings/keys/revoke", data={"name": "member-key", "_csrf_token": csrf(admin)}
+        )
         assert r.status_code == 200
         row = BeautifulSoup(r.text, "html.parser").find("td", string="member-key").parent
         assert "revoked" in row.text
@@ -103,8 +105,11 @@ def test_revocation_takes_effect_at_once(app, keys):
 def test_session_cookie_flags_and_logout(app, keys):
     with TestClient(app) as client:
         client.get("/login")
-        r = client.post("/login", data={"key": keys["viewer"], "next": "/runs",
-                                        "_csrf_token": csrf(client)}, follow_redirects=False)
+        r = client.post(
+            "/login",
+            data={"key": keys["viewer"], "next": "/runs", "_csrf_token": csrf(client)},
+            follow_redirects=False,
+        )
         assert r.status_code == 303 and r.headers["location"] == "/runs"
         cookie = r.headers["set-cookie"]
         assert "agentop_session=" in cookie and "HttpOnly" in cookie
@@ -120,8 +125,12 @@ def test_session_cookie_flags_and_logout(app, keys):
 def test_secure_cookie_behind_https_proxy(app, keys):
     with TestClient(app) as client:
         client.get("/login")
-        r = client.post("/login", data={"key": keys["viewer"], "_csrf_token": csrf(client)},
-                        headers={"X-Forwarded-Proto": "https"}, follow_redirects=False)
+        r = client.post(
+            "/login",
+            data={"key": keys["viewer"], "_csrf_token": csrf(client)},
+            headers={"X-Forwarded-Proto": "https"},
+            follow_redirects=False,
+        )
         assert "Secure" in r.headers["set-cookie"]
 
 
@@ -136,11 +145,15 @@ def test_login_rejects_bad_key_and_open_redirects(anon):
 def test_csrf_is_required_for_session_posts(page_client):
     r = page_client.post("/runs", data={"prompt": "hi", "model": MISTRAL_MODEL})
     assert r.status_code == 403
-    r = page_client.post("/runs", data={"prompt": "hi", "model": MISTRAL_MODEL},
-                         headers={"x-csrftoken": "forged"})
+    r = page_client.post(
+        "/runs", data={"prompt": "hi", "model": MISTRAL_MODEL}, headers={"x-csrftoken": "forged"}
+    )
     assert r.status_code == 403
-    r = page_client.post("/runs", data={"prompt": "hi", "model": MISTRAL_MODEL},
-                         headers={"x-csrftoken": csrf(page_client), "HX-Request": "true"})
+    r = page_client.post(
+        "/runs",
+        data={"prompt": "hi", "model": MISTRAL_MODEL},
+        headers={"x-csrftoken": csrf(page_client), "HX-Request": "true"},
+    )
     assert r.status_code == 204
 
 
@@ -153,8 +166,10 @@ def test_session_cookie_cannot_change_state_through_the_api(page_client):
 def test_login_attempts_are_rate_limited(app, keys):
     with TestClient(app) as client:
         client.get("/login")
-        codes = [client.post("/login", data={"key": f"bad{i}", "_csrf_token": csrf(client)})
-                 .status_code for i in range(12)]
+        codes = [
+            client.post("/login", data={"key": f"bad{i}", "_csrf_token": csrf(client)}).status_code
+            for i in range(12)
+        ]
         assert codes[:10] == [401] * 10 and codes[-1] == 429
         r = client.post("/login", data={"key": keys["admin"], "_csrf_token": csrf(client)})
         assert r.status_code == 429  # even a good key waits out the window
@@ -173,18 +188,23 @@ def test_security_headers(client):
 
 
 def test_keys_page_shows_a_new_key_once(page_client):
-    r = page_client.post("/settings/keys", data={"name": "ci-bot", "role": "member",
-                                                  "_csrf_token": csrf(page_client)})
+    r = page_client.post(
+        "/settings/keys",
+        data={"name": "ci-bot", "role": "member", "_csrf_token": csrf(page_client)},
+    )
     page = BeautifulSoup(r.text, "html.parser")
     secret = page.select_one("#new-key").text.strip()
     assert secret.startswith("ao_") and len(secret) > 30
     later = page_client.get("/settings/keys").text
     assert secret not in later and secret[:11] in later  # the prefix stays visible
-    r = page_client.post("/settings/keys", data={"name": "ci-bot", "role": "member",
-                                                  "_csrf_token": csrf(page_client)})
+    r = page_client.post(
+        "/settings/keys",
+        data={"name": "ci-bot", "role": "member", "_csrf_token": csrf(page_client)},
+    )
     assert r.status_code == 422 and "already exists" in r.text
-    r = page_client.post("/settings/keys", data={"name": "x", "role": "root",
-                                                  "_csrf_token": csrf(page_client)})
+    r = page_client.post(
+        "/settings/keys", data={"name": "x", "role": "root", "_csrf_token": csrf(page_client)}
+    )
     assert r.status_code == 422 and "role must be one of" in r.text
 
 

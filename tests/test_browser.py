@@ -1,46 +1,21 @@
 """A person in Chromium starts a run from the form and watches the thread stream in."""
 
-import os
-
 import pytest
 
-from tests.browser import launch, save_shot
+from tests.browser import log_in, save_shot
 from tests.conftest import MISTRAL_MODEL
 from tests.fake_mistral import Reply
 
 pytestmark = pytest.mark.browser
 
 
-@pytest.fixture
-def browser():
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:  # pragma: no cover
-        pytest.fail("playwright is not installed")
-    with sync_playwright() as p:
-        try:
-            b = launch(p)
-        except Exception as exc:  # noqa: BLE001
-            if os.environ.get("CI"):
-                raise
-            pytest.skip(f"no Chromium available: {exc}")
-        yield b
-        b.close()
-
-
-def log_in(page, base_url: str, key: str) -> None:
-    page.goto(base_url + "/")
-    page.wait_for_url("**/login?next=*")
-    page.fill("input[name=key]", key)
-    page.click("main button[type=submit]")
-    page.wait_for_url(base_url + "/")
-
-
 def test_start_a_run_and_watch_it_stream(browser, live_server, fake_mistral, keys, tmp_path):
     answer = "Paris is the capital of France. " * 4
     fake_mistral.add(
-        Reply(text="Let me check.", tool_calls=[{"name": "elevenlabs_speak",
-                                                  "arguments": {"text": "Paris"}}]),
+        Reply(
+            text="Let me check.",
+            tool_calls=[{"name": "elevenlabs_speak", "arguments": {"text": "Paris"}}],
+        ),
         Reply(text=answer, chunk_size=3, delay_s=0.04, usage=(120, 40)),
     )
     page = browser.new_page(viewport={"width": 1280, "height": 900})

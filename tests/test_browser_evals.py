@@ -9,10 +9,9 @@ import pytest
 
 from app.store import Store
 from app.store.runs import create_run
-from tests.browser import save_shot
+from tests.browser import log_in, save_shot
 from tests.conftest import MISTRAL_MODEL, wait_for_run
 from tests.fake_mistral import Reply
-from tests.test_browser import browser, log_in  # noqa: F401 - the fixture, shared
 
 pytestmark = pytest.mark.browser
 
@@ -26,39 +25,72 @@ def history(settings):
         run_id = f"hist{i:02d}"
         started = now - (i % 7) * 86400 - 3600 * (i % 5) - 120
         ok = i % 5 != 0
-        store.write_sync(create_run, {
-            "id": run_id, "status": "succeeded" if ok else "failed", "prompt": f"question {i}",
-            "model": MISTRAL_MODEL if i % 3 else "smollm2-135m", "provider": "mistral",
-            "session_id": ("support", "research")[i % 2], "started_at": started,
-            "ended_at": started + 1 + i % 4, "latency_ms": 700 + 180 * (i % 9),
-            "input_tokens": 300 + 40 * i, "output_tokens": 60 + 9 * i,
-            "cost_usd": 0.00004 * (i + 3), "cost_status": "priced", "response": "answer"})
+        store.write_sync(
+            create_run,
+            {
+                "id": run_id,
+                "status": "succeeded" if ok else "failed",
+                "prompt": f"question {i}",
+                "model": MISTRAL_MODEL if i % 3 else "smollm2-135m",
+                "provider": "mistral",
+                "session_id": ("support", "research")[i % 2],
+                "started_at": started,
+                "ended_at": started + 1 + i % 4,
+                "latency_ms": 700 + 180 * (i % 9),
+                "input_tokens": 300 + 40 * i,
+                "output_tokens": 60 + 9 * i,
+                "cost_usd": 0.00004 * (i + 3),
+                "cost_status": "priced",
+                "response": "answer",
+            },
+        )
 
         def add(db, run_id=run_id, i=i, at=started + 60, ok=ok):
-            for metric, value, passed in (("score", 2 + i % 4, int(2 + i % 4 >= 4)),
-                                          ("exact_match", float(ok and i % 3 != 1),
-                                           int(ok and i % 3 != 1))):
-                db["evaluations"].insert({"run_id": run_id, "metric": metric, "value": value,
-                                          "passed": passed, "source": "heuristic",
-                                          "created_at": at})
+            for metric, value, passed in (
+                ("score", 2 + i % 4, int(2 + i % 4 >= 4)),
+                ("exact_match", float(ok and i % 3 != 1), int(ok and i % 3 != 1)),
+            ):
+                db["evaluations"].insert(
+                    {
+                        "run_id": run_id,
+                        "metric": metric,
+                        "value": value,
+                        "passed": passed,
+                        "source": "heuristic",
+                        "created_at": at,
+                    }
+                )
+
         store.write_sync(add)
     store.close()
 
 
 def test_score_a_run_by_hand_and_see_it_on_the_dashboard(
-    history, browser, live_server, fake_mistral, keys, tmp_path  # noqa: F811
+    history,
+    browser,
+    live_server,
+    fake_mistral,
+    keys,
+    tmp_path,  # noqa: F811
 ):
     import httpx
 
     fake_mistral.add(
-        Reply(text="Let me check.", tool_calls=[{"name": "elevenlabs_speak",
-                                                 "arguments": {"text": "Paris"}}]),
+        Reply(
+            text="Let me check.",
+            tool_calls=[{"name": "elevenlabs_speak", "arguments": {"text": "Paris"}}],
+        ),
         Reply(text="The capital of France is **Paris**.", usage=(120, 30)),
     )
     with httpx.Client(base_url=live_server.url, headers={"X-API-Key": keys["admin"]}) as api:
-        run_id = api.post("/api/runs", json={"prompt": "What is the capital of France?",
-                                             "model": MISTRAL_MODEL, "session": "support"}
-                          ).json()["run_id"]
+        run_id = api.post(
+            "/api/runs",
+            json={
+                "prompt": "What is the capital of France?",
+                "model": MISTRAL_MODEL,
+                "session": "support",
+            },
+        ).json()["run_id"]
         assert wait_for_run(api, run_id)["run"]["status"] == "succeeded"
 
     page = browser.new_page(viewport={"width": 1280, "height": 900})
@@ -115,24 +147,40 @@ def test_score_a_run_by_hand_and_see_it_on_the_dashboard(
 
 
 def test_run_an_experiment_and_watch_it_live_then_compare(
-    browser, live_server, fake_mistral, keys, tmp_path  # noqa: F811
+    browser,
+    live_server,
+    fake_mistral,
+    keys,
+    tmp_path,  # noqa: F811
 ):
     import httpx
 
-    items = [{"input": w, "expected": f"Echo: {w}" if i % 2 == 0 else w.upper()}
-             for i, w in enumerate(["alpha", "beta", "gamma", "delta", "epsilon"])]
+    items = [
+        {"input": w, "expected": f"Echo: {w}" if i % 2 == 0 else w.upper()}
+        for i, w in enumerate(["alpha", "beta", "gamma", "delta", "epsilon"])
+    ]
     with httpx.Client(base_url=live_server.url, headers={"X-API-Key": keys["admin"]}) as api:
         ds = api.post("/api/datasets", json={"name": "greek", "items": items}).json()
-        baseline = api.post("/api/experiments", json={
-            "dataset_id": ds["id"], "name": "baseline", "evaluators": ["exact_match"],
-            "config": {"model": MISTRAL_MODEL, "tools": []}}).json()
+        baseline = api.post(
+            "/api/experiments",
+            json={
+                "dataset_id": ds["id"],
+                "name": "baseline",
+                "evaluators": ["exact_match"],
+                "config": {"model": MISTRAL_MODEL, "tools": []},
+            },
+        ).json()
         deadline = time.monotonic() + 30
         while api.get(f"/api/experiments/{baseline['id']}").json()["status"] != "succeeded":
             assert time.monotonic() < deadline
             time.sleep(0.1)
     # The second experiment answers slowly, so the page sees it progress.
-    fake_mistral.add(*[Reply(text=w.upper(), chunk_size=1, delay_s=0.15) for w in
-                       ["alpha", "beta", "gamma", "delta", "epsilon"]])
+    fake_mistral.add(
+        *[
+            Reply(text=w.upper(), chunk_size=1, delay_s=0.15)
+            for w in ["alpha", "beta", "gamma", "delta", "epsilon"]
+        ]
+    )
 
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     problems: list[str] = []
@@ -148,13 +196,16 @@ def test_run_an_experiment_and_watch_it_live_then_compare(
     assert page.locator("[sse-connect]").count() == 1
     page.wait_for_function(
         "() => { const v = +document.querySelector('#exp-progress-bar').value; return v > 0 && v < 5; }",
-        timeout=15_000)
+        timeout=15_000,
+    )
     save_shot(page, tmp_path, "experiment-running")
     page.wait_for_selector("#exp-status.status-succeeded", timeout=30_000)
     assert page.locator("#exp-progress-bar").get_attribute("value") == "5"
     assert page.locator("#exp-items tr.exp-item-succeeded").count() == 5  # rows updated live
-    assert "ALPHA" in page.inner_text("#exp-item-" + str(page.locator("#exp-items tbody tr").first
-                                                          .get_attribute("id").split("-")[-1]))
+    assert "ALPHA" in page.inner_text(
+        "#exp-item-"
+        + str(page.locator("#exp-items tbody tr").first.get_attribute("id").split("-")[-1])
+    )
     save_shot(page, tmp_path, "experiment-done")
 
     page.select_option("#compare-form select", str(baseline["id"]))
@@ -175,8 +226,12 @@ def test_memory_viewer_follows_a_live_run(browser, live_server, fake_mistral, ke
     import httpx
 
     fake_mistral.add(
-        Reply(text="Let me check.", chunk_size=2, delay_s=0.05,
-              tool_calls=[{"name": "elevenlabs_speak", "arguments": {"text": "Paris"}}]),
+        Reply(
+            text="Let me check.",
+            chunk_size=2,
+            delay_s=0.05,
+            tool_calls=[{"name": "elevenlabs_speak", "arguments": {"text": "Paris"}}],
+        ),
         Reply(text="Paris is the capital of France.", chunk_size=2, delay_s=0.05),
     )
     page = browser.new_page(viewport={"width": 1280, "height": 900})
@@ -184,8 +239,9 @@ def test_memory_viewer_follows_a_live_run(browser, live_server, fake_mistral, ke
     page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
     log_in(page, live_server.url, keys["member"])
     with httpx.Client(base_url=live_server.url, headers={"X-API-Key": keys["admin"]}) as api:
-        run_id = api.post("/api/runs", json={"prompt": "Capital of France?",
-                                             "model": MISTRAL_MODEL}).json()["run_id"]
+        run_id = api.post(
+            "/api/runs", json={"prompt": "Capital of France?", "model": MISTRAL_MODEL}
+        ).json()["run_id"]
     page.goto(f"{live_server.url}/runs/{run_id}")
     assert page.locator("[sse-connect]").count() == 1
     page.wait_for_selector("#run-status.status-succeeded", timeout=20_000)

@@ -6,10 +6,9 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser import save_shot
+from tests.browser import log_in, save_shot
 from tests.conftest import MISTRAL_MODEL
 from tests.fake_mistral import Reply
-from tests.test_browser import browser, log_in  # noqa: F401 - browser is a fixture
 
 pytestmark = pytest.mark.browser
 
@@ -105,8 +104,11 @@ def test_filter_runs_without_a_reload_and_open_a_session(
     tmp_path,
 ):
     fake_mistral.add(Reply(text="Paris."), Reply(text="Rome."), Reply(text="Bern."))
-    for prompt, session in (("Capital of France?", "geo"), ("Capital of Italy?", "geo"),
-                            ("Capital of Switzerland?", None)):
+    for prompt, session in (
+        ("Capital of France?", "geo"),
+        ("Capital of Italy?", "geo"),
+        ("Capital of Switzerland?", None),
+    ):
         start_run(live_server, {"prompt": prompt, "model": MISTRAL_MODEL, "session": session})
     page = browser.new_page(viewport={"width": 1280, "height": 800})
     log_in(page, live_server.url, keys["viewer"])

@@ -8,10 +8,9 @@ script elements, inline handlers and javascript:/data: links.
 import httpx
 import pytest
 
-from tests.browser import save_shot
+from tests.browser import log_in, save_shot
 from tests.conftest import MISTRAL_MODEL
 from tests.fake_mistral import Reply
-from tests.test_browser import browser, log_in  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.browser
 
@@ -21,13 +20,13 @@ CORPUS = [
     "<svg onload=alert('s3')><circle r=5></svg>",
     "[click me](javascript:alert('s4'))",
     "![pic](javascript:alert('s5'))",
-    '<a href="javascript:alert(\'s6\')">a6</a>',
+    "<a href=\"javascript:alert('s6')\">a6</a>",
     "<iframe src=\"javascript:alert('s7')\"></iframe>",
     '"><script>alert("s8")</script>',
     "<details open ontoggle=alert('s9')>d</details>",
     "[d](data:text/html;base64,PHNjcmlwdD5hbGVydCgxMCk8L3NjcmlwdD4=)",
     "[ref][1]\n\n[1]: javascript:alert('s11')",
-    '<math><mi xlink:href="javascript:alert(\'s12\')">m</mi></math>',
+    "<math><mi xlink:href=\"javascript:alert('s12')\">m</mi></math>",
     "<style>body{display:none}</style><b onmouseover=alert('s13')>hover</b>",
     "`<script>alert('s14')</script>` and ```\n<script>alert('s15')</script>\n```",
 ]
@@ -56,9 +55,18 @@ def test_xss_corpus_never_executes(browser, live_server, fake_mistral, keys, tmp
     log_in(page, live_server.url, keys["viewer"])
 
     headers = {"X-API-Key": keys["member"]}
-    r = httpx.post(live_server.url + "/api/runs", headers=headers, timeout=10,
-                   json={"prompt": PAYLOAD, "model": MISTRAL_MODEL, "session": CORPUS[0],
-                         "system_prompt": CORPUS[1], "tools": []})
+    r = httpx.post(
+        live_server.url + "/api/runs",
+        headers=headers,
+        timeout=10,
+        json={
+            "prompt": PAYLOAD,
+            "model": MISTRAL_MODEL,
+            "session": CORPUS[0],
+            "system_prompt": CORPUS[1],
+            "tools": [],
+        },
+    )
     run_id = r.json()["run_id"]
 
     # Live: the answer streams in while the page is open.

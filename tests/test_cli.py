@@ -12,8 +12,9 @@ AGENTOP = [sys.executable, "-m", "app.cli"]
 def run_cli(*args, env_extra=None, timeout=120):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MISTRAL_", "AGENTOP_"))}
     env.update(env_extra or {})
-    return subprocess.run([*AGENTOP, *args], capture_output=True, text=True, env=env,
-                          timeout=timeout)
+    return subprocess.run(
+        [*AGENTOP, *args], capture_output=True, text=True, env=env, timeout=timeout
+    )
 
 
 def test_keys_create_list_revoke(tmp_path):
@@ -39,16 +40,30 @@ def test_no_auth_refuses_a_public_address(tmp_path):
 
 def test_run_streams_to_the_terminal_and_is_recorded(tmp_path, fake_mistral):
     fake_mistral.add(Reply(text="Paris, of course.", chunk_size=3))
-    env = {"MISTRAL_API_KEY": "k", "MISTRAL_SERVER_URL": fake_mistral.url,
-           "AGENTOP_DATA_DIR": str(tmp_path)}
-    r = run_cli("run", "Capital of France?", "--model", "mistral-small-latest",
-                "--temperature", "0.3", "--system", "Be brief.", env_extra=env)
+    env = {
+        "MISTRAL_API_KEY": "k",
+        "MISTRAL_SERVER_URL": fake_mistral.url,
+        "AGENTOP_DATA_DIR": str(tmp_path),
+    }
+    r = run_cli(
+        "run",
+        "Capital of France?",
+        "--model",
+        "mistral-small-latest",
+        "--temperature",
+        "0.3",
+        "--system",
+        "Be brief.",
+        env_extra=env,
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "Paris, of course."
     assert "[succeeded]" in r.stderr and "mistral-small-latest" in r.stderr
     body = fake_mistral.requests[0]
     assert body["temperature"] == 0.3 and body["messages"][0] == {
-        "role": "system", "content": "Be brief."}
+        "role": "system",
+        "content": "Be brief.",
+    }
     # Recorded like a web run: the same store holds it.
     from app.store import Store
     from app.store.runs import list_runs

@@ -23,9 +23,7 @@ def test_plain_variable_is_replaced():
 
 def test_several_variables_on_one_line_and_in_a_string():
     text = "url: http://${HOST}:${PORT}/v1"
-    assert parse(text, {"HOST": "127.0.0.1", "PORT": "8080"}) == {
-        "url": "http://127.0.0.1:8080/v1"
-    }
+    assert parse(text, {"HOST": "127.0.0.1", "PORT": "8080"}) == {"url": "http://127.0.0.1:8080/v1"}
 
 
 def test_default_used_when_unset_or_empty():

@@ -65,11 +65,14 @@ def test_deployment_is_one_replica_with_probes_limits_volume_and_secret():
     assert c["resources"]["limits"]["memory"] and c["resources"]["requests"]["cpu"]
     assert c["envFrom"][0]["secretRef"]["name"] == by_kind["Secret"]["metadata"]["name"]
     claim = [v for v in pod["volumes"] if "persistentVolumeClaim" in v][0]
-    assert claim["persistentVolumeClaim"]["claimName"] == (
-        by_kind["PersistentVolumeClaim"]["metadata"]["name"])
+    assert (
+        claim["persistentVolumeClaim"]["claimName"]
+        == (by_kind["PersistentVolumeClaim"]["metadata"]["name"])
+    )
     kustom = yaml.safe_load((K8S / "kustomization.yaml").read_text())
-    assert sorted(kustom["resources"]) == sorted(p.name for p in K8S.glob("*.yaml")
-                                                 if p.name != "kustomization.yaml")
+    assert sorted(kustom["resources"]) == sorted(
+        p.name for p in K8S.glob("*.yaml") if p.name != "kustomization.yaml"
+    )
 
 
 def test_dockerfile_steps_in_a_venv(tmp_path):
@@ -87,14 +90,23 @@ def test_dockerfile_steps_in_a_venv(tmp_path):
     home = tmp_path / "home"
     shutil.copytree(ROOT / "templates", home / "templates")
     shutil.copytree(ROOT / "static", home / "static")
-    r = subprocess.run([str(py), "-m", "pip", "install", "--quiet", str(src)],
-                       capture_output=True, text=True, timeout=1500)
+    r = subprocess.run(
+        [str(py), "-m", "pip", "install", "--quiet", str(src)],
+        capture_output=True,
+        text=True,
+        timeout=1500,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     port = free_port()
     env = {**os.environ, "AGENTOP_HOME": str(home), "AGENTOP_DATA_DIR": str(tmp_path / "data")}
-    server = subprocess.Popen([str(venv / "bin" / "agentop"), "serve", "--port", str(port)],
-                              cwd=str(tmp_path), env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True)
+    server = subprocess.Popen(
+        [str(venv / "bin" / "agentop"), "serve", "--port", str(port)],
+        cwd=str(tmp_path),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -109,8 +121,16 @@ def test_dockerfile_steps_in_a_venv(tmp_path):
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/login", timeout=5) as r:
             assert "Log in" in r.read().decode()  # templates found through AGENTOP_HOME
         # The local model ships inside the installed package.
-        r = subprocess.run([str(py), "-c", "from agents.providers.local import smollm2_path;"
-                            "print(smollm2_path())"], capture_output=True, text=True, cwd="/")
+        r = subprocess.run(
+            [
+                str(py),
+                "-c",
+                "from agents.providers.local import smollm2_path;print(smollm2_path())",
+            ],
+            capture_output=True,
+            text=True,
+            cwd="/",
+        )
         assert str(venv) in r.stdout
     finally:
         server.terminate()

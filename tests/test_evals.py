@@ -21,8 +21,11 @@ def finished_run(client, fake_mistral, text="Paris is the capital.", key=None) -
     """A succeeded run; ``key`` for logged-in page clients (the API wants a key to start runs)."""
     fake_mistral.add(Reply(text=text, usage=(20, 5)))
     headers = {"X-API-Key": key} if key else {}
-    run_id = client.post("/api/runs", json={"prompt": "Capital of France?", "model": MISTRAL_MODEL,
-                                            "tools": []}, headers=headers).json()["run_id"]
+    run_id = client.post(
+        "/api/runs",
+        json={"prompt": "Capital of France?", "model": MISTRAL_MODEL, "tools": []},
+        headers=headers,
+    ).json()["run_id"]
     assert wait_for_run(client, run_id)["run"]["status"] == "succeeded"
     return run_id
 
@@ -32,47 +35,75 @@ def finished_run(client, fake_mistral, text="Paris is the capital.", key=None) -
 
 def test_record_and_list_evaluations(client, fake_mistral):
     run_id = finished_run(client, fake_mistral)
-    r = client.post("/api/evals", json={"run_id": run_id, "metric": "accuracy", "value": 0.9,
-                                        "comment": "close enough"})
+    r = client.post(
+        "/api/evals",
+        json={"run_id": run_id, "metric": "accuracy", "value": 0.9, "comment": "close enough"},
+    )
     assert r.status_code == 201, r.text
     row = r.json()
     assert row["source"] == "api" and row["value"] == 0.9 and row["passed"] is None
     assert row["created_by"] == "admin-key" and row["created_at"] > 0
-    r = client.post("/api/evals", json={"run_id": run_id, "metric": "review", "label": "PASS",
-                                        "source": "human"})
+    r = client.post(
+        "/api/evals",
+        json={"run_id": run_id, "metric": "review", "label": "PASS", "source": "human"},
+    )
     assert r.status_code == 201 and r.json()["passed"] is True  # verdict read from the label
-    r = client.post("/api/evals", json={"run_id": run_id, "metric": "grade", "value": 2,
-                                        "label": "meh", "passed": False, "source": "llm-judge"})
+    r = client.post(
+        "/api/evals",
+        json={
+            "run_id": run_id,
+            "metric": "grade",
+            "value": 2,
+            "label": "meh",
+            "passed": False,
+            "source": "llm-judge",
+        },
+    )
     assert r.json()["passed"] is False and r.json()["label"] == "meh"
     # A corrected answer, as fine-tune exports read it.
-    r = client.post("/api/evals", json={"run_id": run_id, "metric": "correction",
-                                        "label": "Paris.", "source": "human"})
+    r = client.post(
+        "/api/evals",
+        json={"run_id": run_id, "metric": "correction", "label": "Paris.", "source": "human"},
+    )
     assert r.status_code == 201
 
     listed = client.get("/api/evals", params={"run_id": run_id}).json()["evaluations"]
     assert [e["metric"] for e in listed] == ["correction", "grade", "review", "accuracy"]
     assert listed[0]["run_model"] == MISTRAL_MODEL
     assert [e["metric"] for e in client.get("/api/evals?source=human").json()["evaluations"]] == [
-        "correction", "review"]
+        "correction",
+        "review",
+    ]
     assert client.get("/api/evals?metric=grade").json()["evaluations"][0]["value"] == 2
 
 
-@pytest.mark.parametrize("body, status, message", [
-    ({"metric": "x", "value": 1}, 400, "run_id"),
-    ({"run_id": "RUN", "value": 1}, 400, "metric"),
-    ({"run_id": "RUN", "metric": "x"}, 400, "give a numeric value, a label, or both"),
-    ({"run_id": "RUN", "metric": "x", "value": "high"}, 400, "value"),
-    ({"run_id": "RUN", "metric": "x", "value": True}, 400, "value"),
-    ({"run_id": "RUN", "metric": "x", "value": 1, "source": "robot"}, 400, "source must be one of"),
-    ({"run_id": "RUN", "metric": "  ", "value": 1}, 400, "metric is required"),
-    ({"run_id": "RUN", "metric": "bad<metric>", "value": 1}, 400, "metric must be"),
-    ({"run_id": "RUN", "metric": "m" * 101, "value": 1}, 400, "metric must be"),
-    ({"run_id": "RUN", "metric": "x", "label": "l" * 20001}, 400, "label is longer"),
-    ({"run_id": "RUN", "metric": "x", "value": 1, "comment": "c" * 5001}, 400, "comment is longer"),
-    ({"run_id": "RUN", "metric": "x", "value": 1, "passed": "yes"}, 400, "passed"),
-    ({"run_id": "nope", "metric": "x", "value": 1}, 404, "run 'nope' not found"),
-    ([1, 2], 400, ""),
-])
+@pytest.mark.parametrize(
+    "body, status, message",
+    [
+        ({"metric": "x", "value": 1}, 400, "run_id"),
+        ({"run_id": "RUN", "value": 1}, 400, "metric"),
+        ({"run_id": "RUN", "metric": "x"}, 400, "give a numeric value, a label, or both"),
+        ({"run_id": "RUN", "metric": "x", "value": "high"}, 400, "value"),
+        ({"run_id": "RUN", "metric": "x", "value": True}, 400, "value"),
+        (
+            {"run_id": "RUN", "metric": "x", "value": 1, "source": "robot"},
+            400,
+            "source must be one of",
+        ),
+        ({"run_id": "RUN", "metric": "  ", "value": 1}, 400, "metric is required"),
+        ({"run_id": "RUN", "metric": "bad<metric>", "value": 1}, 400, "metric must be"),
+        ({"run_id": "RUN", "metric": "m" * 101, "value": 1}, 400, "metric must be"),
+        ({"run_id": "RUN", "metric": "x", "label": "l" * 20001}, 400, "label is longer"),
+        (
+            {"run_id": "RUN", "metric": "x", "value": 1, "comment": "c" * 5001},
+            400,
+            "comment is longer",
+        ),
+        ({"run_id": "RUN", "metric": "x", "value": 1, "passed": "yes"}, 400, "passed"),
+        ({"run_id": "nope", "metric": "x", "value": 1}, 404, "run 'nope' not found"),
+        ([1, 2], 400, ""),
+    ],
+)
 def test_bad_evaluations_are_4xx_with_a_message(client, fake_mistral, body, status, message):
     run_id = finished_run(client, fake_mistral) if isinstance(body, dict) else None
     if isinstance(body, dict) and body.get("run_id") == "RUN":
@@ -88,8 +119,11 @@ def test_non_json_and_infinite_values_are_rejected(client, fake_mistral):
     run_id = finished_run(client, fake_mistral)
     r = client.post("/api/evals", content=b"not json", headers={"Content-Type": "application/json"})
     assert r.status_code == 400
-    r = client.post("/api/evals", content=f'{{"run_id": "{run_id}", "metric": "x", "value": 1e999}}',
-                    headers={"Content-Type": "application/json"})
+    r = client.post(
+        "/api/evals",
+        content=f'{{"run_id": "{run_id}", "metric": "x", "value": 1e999}}',
+        headers={"Content-Type": "application/json"},
+    )
     assert r.status_code == 400
 
 
@@ -113,13 +147,21 @@ def test_viewers_read_but_cannot_evaluate(settings, keys, fake_mistral):
 def test_run_evaluators_and_the_llm_judge_through_the_api(client, fake_mistral):
     run_id = finished_run(client, fake_mistral, "Paris is the capital.")
     fake_mistral.add(Reply(text="5 - correct and complete."))
-    r = client.post("/api/evals/run", json={
-        "run_id": run_id,
-        "expected": "Paris",
-        "evaluators": ["contains", "exact_match", {"name": "regex", "params": {"pattern": "^Paris"}},
-                       {"name": "latency_budget", "params": {"max_ms": 60000}},
-                       "tool_call_success", "llm_judge"],
-    })
+    r = client.post(
+        "/api/evals/run",
+        json={
+            "run_id": run_id,
+            "expected": "Paris",
+            "evaluators": [
+                "contains",
+                "exact_match",
+                {"name": "regex", "params": {"pattern": "^Paris"}},
+                {"name": "latency_budget", "params": {"max_ms": 60000}},
+                "tool_call_success",
+                "llm_judge",
+            ],
+        },
+    )
     assert r.status_code == 201, r.text
     rows = {e["metric"]: e for e in r.json()["evaluations"]}
     assert rows["contains"]["passed"] is True and rows["exact_match"]["passed"] is False
@@ -130,24 +172,35 @@ def test_run_evaluators_and_the_llm_judge_through_the_api(client, fake_mistral):
     assert judge["details"]["model"] == MISTRAL_MODEL and judge["details"]["provider"] == "mistral"
     # The judge was asked through the provider, with the question, reference and answer.
     judged = fake_mistral.requests[-1]
-    assert judged["temperature"] == 0 and "Reference answer:\nParis" in judged["messages"][1]["content"]
+    assert (
+        judged["temperature"] == 0
+        and "Reference answer:\nParis" in judged["messages"][1]["content"]
+    )
     assert all(e["source"] == "heuristic" for m, e in rows.items() if m != "llm_judge")
 
     for body, message in [
         ({"run_id": run_id, "evaluators": ["bleu"]}, "unknown evaluator"),
         ({"run_id": run_id, "evaluators": []}, "at least one"),
         ({"run_id": run_id, "evaluators": [{"name": "regex"}]}, "needs pattern"),
-        ({"run_id": run_id, "evaluators": [{"name": "llm_judge", "params": {"model": 5}}]},
-         "model must be a string"),
-        ({"run_id": run_id, "evaluators": [{"name": "llm_judge", "params": {"pass_at": 9}}]},
-         "pass_at"),
+        (
+            {"run_id": run_id, "evaluators": [{"name": "llm_judge", "params": {"model": 5}}]},
+            "model must be a string",
+        ),
+        (
+            {"run_id": run_id, "evaluators": [{"name": "llm_judge", "params": {"pass_at": 9}}]},
+            "pass_at",
+        ),
     ]:
         r = client.post("/api/evals/run", json=body)
         assert r.status_code == 400, (body, r.text)
         if message:
             assert message in r.text
-    assert client.post("/api/evals/run", json={"run_id": "nope", "evaluators": ["contains"]}
-                       ).status_code == 404
+    assert (
+        client.post(
+            "/api/evals/run", json={"run_id": "nope", "evaluators": ["contains"]}
+        ).status_code
+        == 404
+    )
 
 
 def test_a_judge_without_a_score_is_recorded_as_unparsed(client, fake_mistral):
@@ -158,8 +211,9 @@ def test_a_judge_without_a_score_is_recorded_as_unparsed(client, fake_mistral):
     assert row["label"] == "unparsed" and row["value"] is None and row["passed"] is None
     assert "fine answer" in row["details"]["raw"]
     fake_mistral.add(Reply(status=400))
-    [row] = client.post("/api/evals/run", json={"run_id": run_id, "evaluators": ["llm_judge"]}
-                        ).json()["evaluations"]
+    [row] = client.post(
+        "/api/evals/run", json={"run_id": run_id, "evaluators": ["llm_judge"]}
+    ).json()["evaluations"]
     assert row["label"] == "error" and row["passed"] is None
 
 
@@ -177,9 +231,16 @@ def test_score_a_run_by_hand_with_htmx(page_client, fake_mistral, keys):
     assert page.select_one("#run-evals .empty").text == "Not evaluated yet."
 
     headers = {"HX-Request": "true", "x-csrftoken": csrf(client)}
-    r = client.post(f"/runs/{run_id}/evals", headers=headers,
-                    data={"thumb": "up", "score": "5", "comment": "Spot on",
-                          "correction": "Paris is the capital of France."})
+    r = client.post(
+        f"/runs/{run_id}/evals",
+        headers=headers,
+        data={
+            "thumb": "up",
+            "score": "5",
+            "comment": "Spot on",
+            "correction": "Paris is the capital of France.",
+        },
+    )
     assert r.status_code == 200 and "<html" not in r.text
     frag = soup(r)
     assert frag.select_one("#run-evals .form-ok").text == "Saved."
@@ -198,7 +259,9 @@ def test_score_a_run_by_hand_with_htmx(page_client, fake_mistral, keys):
 
     # Nothing chosen, or a made-up score: a 422 with the form and its message.
     r = client.post(f"/runs/{run_id}/evals", headers=headers, data={"comment": "hmm"})
-    assert r.status_code == 422 and "pick thumbs up or down" in soup(r).select_one(".form-error").text
+    assert (
+        r.status_code == 422 and "pick thumbs up or down" in soup(r).select_one(".form-error").text
+    )
     assert soup(r).select_one("#eval-comment").text == "hmm"
     r = client.post(f"/runs/{run_id}/evals", headers=headers, data={"score": "11"})
     assert r.status_code == 422 and "1 to 5" in r.text
@@ -212,16 +275,28 @@ def test_run_an_evaluator_from_the_run_page(page_client, fake_mistral, keys):
     client = page_client
     run_id = finished_run(client, fake_mistral, "The answer is 42.", key=keys["admin"])
     headers = {"HX-Request": "true", "x-csrftoken": csrf(client)}
-    r = client.post(f"/runs/{run_id}/evals/auto", headers=headers,
-                    data={"evaluator": "regex", "argument": r"\b42\b"})
+    r = client.post(
+        f"/runs/{run_id}/evals/auto",
+        headers=headers,
+        data={"evaluator": "regex", "argument": r"\b42\b"},
+    )
     assert r.status_code == 200, r.text
     assert "regex recorded." in r.text and soup(r).select_one("tr.eval-row .verdict-pass")
-    r = client.post(f"/runs/{run_id}/evals/auto", headers=headers,
-                    data={"evaluator": "exact_match", "argument": "The answer is 42."})
+    r = client.post(
+        f"/runs/{run_id}/evals/auto",
+        headers=headers,
+        data={"evaluator": "exact_match", "argument": "The answer is 42."},
+    )
     assert soup(r).select("tr.eval-row .verdict-pass")
-    r = client.post(f"/runs/{run_id}/evals/auto", headers=headers,
-                    data={"evaluator": "regex", "argument": "(oops"})
-    assert r.status_code == 422 and "invalid pattern" in soup(r).select_one(".auto-eval .form-error").text
+    r = client.post(
+        f"/runs/{run_id}/evals/auto",
+        headers=headers,
+        data={"evaluator": "regex", "argument": "(oops"},
+    )
+    assert (
+        r.status_code == 422
+        and "invalid pattern" in soup(r).select_one(".auto-eval .form-error").text
+    )
 
 
 def test_viewer_cannot_score_from_the_page(settings, keys, fake_mistral):
@@ -250,19 +325,39 @@ def _seed(settings) -> None:
     for i in range(12):
         run_id = f"seed{i:02d}"
         started = now - (i % 6) * 86400 - 60
-        store.write_sync(create_run, {
-            "id": run_id, "status": "failed" if i % 4 == 0 else "succeeded",
-            "prompt": f"p{i}", "model": "mistral-small-latest" if i % 2 else "smollm2-135m",
-            "session_id": "alpha" if i % 3 else "beta", "started_at": started,
-            "latency_ms": 400 + 100 * i, "input_tokens": 100 + i, "output_tokens": 20 + i,
-            "cost_usd": 0.0001 * i, "cost_status": "priced"})
+        store.write_sync(
+            create_run,
+            {
+                "id": run_id,
+                "status": "failed" if i % 4 == 0 else "succeeded",
+                "prompt": f"p{i}",
+                "model": "mistral-small-latest" if i % 2 else "smollm2-135m",
+                "session_id": "alpha" if i % 3 else "beta",
+                "started_at": started,
+                "latency_ms": 400 + 100 * i,
+                "input_tokens": 100 + i,
+                "output_tokens": 20 + i,
+                "cost_usd": 0.0001 * i,
+                "cost_status": "priced",
+            },
+        )
 
         def add(db, run_id=run_id, i=i, started=started):
-            for metric, value, passed in (("score", 1 + i % 5, int(i % 5 >= 3)),
-                                          ("exact_match", float(i % 2), i % 2)):
-                db["evaluations"].insert({"run_id": run_id, "metric": metric, "value": value,
-                                          "passed": passed, "source": "api",
-                                          "created_at": started + 30})
+            for metric, value, passed in (
+                ("score", 1 + i % 5, int(i % 5 >= 3)),
+                ("exact_match", float(i % 2), i % 2),
+            ):
+                db["evaluations"].insert(
+                    {
+                        "run_id": run_id,
+                        "metric": metric,
+                        "value": value,
+                        "passed": passed,
+                        "source": "api",
+                        "created_at": started + 30,
+                    }
+                )
+
         store.write_sync(add)
     store.close()
 
@@ -280,7 +375,9 @@ def test_eval_dashboard_has_charts_and_breakdowns(settings, keys):
         models = [r.select_one("td").text.strip() for r in page.select("#by-model tbody tr")]
         assert set(models) == {"mistral-small-latest", "smollm2-135m"}
         assert {r.select_one("td").text.strip() for r in page.select("#by-session tbody tr")} == {
-            "alpha", "beta"}
+            "alpha",
+            "beta",
+        }
         assert len(page.select("#recent-evals tbody tr")) == 24
         # Filtered to one model, and other ranges.
         filtered = soup(client.get("/evals?model=smollm2-135m&range=30d"))
@@ -300,7 +397,11 @@ def test_dashboard_charts_runs_tokens_cost_latency(settings, keys):
         page = soup(client.get("/"))
         charts = page.select("#dashboard-charts figure.chart")
         assert [c.select_one(".chart-title").text for c in charts] == [
-            "Runs", "Tokens", "Cost (USD)", "Latency"]
+            "Runs",
+            "Tokens",
+            "Cost (USD)",
+            "Latency",
+        ]
         runs = page.select_one("#chart-runs svg")
         assert len(runs.select("rect.bar.ok")) == 6 and len(runs.select("rect.bar.bad")) >= 1
         assert "12 in range" in page.select_one("#chart-runs .chart-total").text

@@ -59,11 +59,14 @@ def test_datasets_from_items_csv_and_jsonl(client):
     assert [i["input"] for i in items] == ["alpha", "beta", "gamma", "delta", "epsilon"]
     assert items[4]["expected"] is None and items[4]["metadata"] == {"topic": "greek"}
 
-    csv_text = "question,answer,difficulty\nWhat is 2+2?,4,easy\n\"Say \"\"hi\"\"\",hi,easy\n"
+    csv_text = 'question,answer,difficulty\nWhat is 2+2?,4,easy\n"Say ""hi""",hi,easy\n'
     r = client.post("/api/datasets", json={"name": "csv", "content": csv_text, "format": "csv"})
     assert r.status_code == 201, r.text
     items = client.get(f"/api/datasets/{r.json()['id']}").json()["items"]
-    assert [(i["input"], i["expected"]) for i in items] == [("What is 2+2?", "4"), ('Say "hi"', "hi")]
+    assert [(i["input"], i["expected"]) for i in items] == [
+        ("What is 2+2?", "4"),
+        ('Say "hi"', "hi"),
+    ]
     assert items[0]["metadata"] == {"difficulty": "easy"}
 
     jsonl = '{"prompt": "a", "expected": {"k": 1}}\n\n{"input": "b"}\n'
@@ -71,25 +74,34 @@ def test_datasets_from_items_csv_and_jsonl(client):
     items = client.get(f"/api/datasets/{r.json()['id']}").json()["items"]
     assert [(i["input"], i["expected"]) for i in items] == [("a", '{"k": 1}'), ("b", None)]
     assert [d["name"] for d in client.get("/api/datasets").json()["datasets"]] == [
-        "jsonl", "csv", "greek letters"]
+        "jsonl",
+        "csv",
+        "greek letters",
+    ]
 
 
-@pytest.mark.parametrize("body, message", [
-    ({"name": "x", "items": []}, "no items"),
-    ({"name": "x", "items": [{"expected": "y"}]}, "item 1: no input"),
-    ({"name": "x", "items": [{"input": "  "}]}, "input must be a non-empty string"),
-    ({"name": "x", "items": [{"input": 5}]}, "input must be a non-empty string"),
-    ({"name": "x", "items": ["just text"]}, "must be an object"),
-    ({"name": "x", "items": [{"input": "a"}] * 1001}, "at most 1000"),
-    ({"name": "", "items": [{"input": "a"}]}, "name is required"),
-    ({"name": "x"}, "give items"),
-    ({"name": "x", "items": [{"input": "a"}], "content": "input\na"}, "not both"),
-    ({"name": "x", "content": "prompt_text,foo\na,b", "format": "csv"}, "needs an input column"),
-    ({"name": "x", "content": "", "format": "csv"}, "empty"),
-    ({"name": "x", "content": '{"input": "a"}\n{oops'}, "line 2: not valid JSON"),
-    ({"name": "x", "content": "input\n\"a\"\n\"\"\n", "format": "csv"}, "row 3"),
-    ({"name": "x", "content": "input\na", "format": "xml"}, "format must be csv or jsonl"),
-])
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ({"name": "x", "items": []}, "no items"),
+        ({"name": "x", "items": [{"expected": "y"}]}, "item 1: no input"),
+        ({"name": "x", "items": [{"input": "  "}]}, "input must be a non-empty string"),
+        ({"name": "x", "items": [{"input": 5}]}, "input must be a non-empty string"),
+        ({"name": "x", "items": ["just text"]}, "must be an object"),
+        ({"name": "x", "items": [{"input": "a"}] * 1001}, "at most 1000"),
+        ({"name": "", "items": [{"input": "a"}]}, "name is required"),
+        ({"name": "x"}, "give items"),
+        ({"name": "x", "items": [{"input": "a"}], "content": "input\na"}, "not both"),
+        (
+            {"name": "x", "content": "prompt_text,foo\na,b", "format": "csv"},
+            "needs an input column",
+        ),
+        ({"name": "x", "content": "", "format": "csv"}, "empty"),
+        ({"name": "x", "content": '{"input": "a"}\n{oops'}, "line 2: not valid JSON"),
+        ({"name": "x", "content": 'input\n"a"\n""\n', "format": "csv"}, "row 3"),
+        ({"name": "x", "content": "input\na", "format": "xml"}, "format must be csv or jsonl"),
+    ],
+)
 def test_bad_datasets_are_400_with_a_message(client, body, message):
     r = client.post("/api/datasets", json=body)
     assert r.status_code == 400, r.text
@@ -100,21 +112,28 @@ def test_dataset_from_runs_prefers_the_human_correction(client, fake_mistral):
     fake_mistral.add(Reply(text="Lyon"), Reply(text="Four"))
     ids = []
     for prompt in ("Capital of France?", "2+2?"):
-        run_id = client.post("/api/runs", json={"prompt": prompt, "model": MISTRAL_MODEL,
-                                                "tools": []}).json()["run_id"]
+        run_id = client.post(
+            "/api/runs", json={"prompt": prompt, "model": MISTRAL_MODEL, "tools": []}
+        ).json()["run_id"]
         wait_for_run(client, run_id)
         ids.append(run_id)
-    client.post("/api/evals", json={"run_id": ids[0], "metric": "correction", "label": "Paris",
-                                    "source": "human"})
+    client.post(
+        "/api/evals",
+        json={"run_id": ids[0], "metric": "correction", "label": "Paris", "source": "human"},
+    )
     r = client.post("/api/datasets/from-runs", json={"name": "from runs", "run_ids": ids + ids})
     assert r.status_code == 201 and r.json()["source"] == "runs"
     items = client.get(f"/api/datasets/{r.json()['id']}").json()["items"]
     assert [(i["input"], i["expected"]) for i in items] == [
-        ("Capital of France?", "Paris"), ("2+2?", "Four")]
+        ("Capital of France?", "Paris"),
+        ("2+2?", "Four"),
+    ]
     assert items[0]["metadata"]["run_id"] == ids[0]
     r = client.post("/api/datasets/from-runs", json={"name": "x", "run_ids": ["nope"]})
     assert r.status_code == 400 and "run 'nope' not found" in r.text
-    assert client.post("/api/datasets/from-runs", json={"name": "x", "run_ids": []}).status_code == 400
+    assert (
+        client.post("/api/datasets/from-runs", json={"name": "x", "run_ids": []}).status_code == 400
+    )
 
 
 def test_upload_page_and_pick_runs_page(page_client, fake_mistral, keys):
@@ -122,30 +141,51 @@ def test_upload_page_and_pick_runs_page(page_client, fake_mistral, keys):
     page = soup(client.get("/datasets"))
     assert page.select_one("#upload-form")["enctype"] == "multipart/form-data"
     csv_bytes = b"input,expected\nHello,Echo: Hello\nBye,Echo: Bye\n"
-    r = client.post("/datasets", data={"name": "uploaded", "_csrf_token": csrf(client)},
-                    files={"file": ("cases.csv", csv_bytes, "text/csv")}, follow_redirects=False)
+    r = client.post(
+        "/datasets",
+        data={"name": "uploaded", "_csrf_token": csrf(client)},
+        files={"file": ("cases.csv", csv_bytes, "text/csv")},
+        follow_redirects=False,
+    )
     assert r.status_code == 303, r.text
     ds_page = soup(client.get(r.headers["location"]))
     assert "uploaded" in ds_page.select_one("h1").text
     assert len(ds_page.select("#items-table tbody tr")) == 2
     form = ds_page.select_one("#experiment-form")
     assert {i["value"] for i in form.select("input[name=evaluators]")} >= {
-        "exact_match", "contains", "regex", "valid_json", "tool_call_success", "latency_budget",
-        "cost_budget", "llm_judge"}
+        "exact_match",
+        "contains",
+        "regex",
+        "valid_json",
+        "tool_call_success",
+        "latency_budget",
+        "cost_budget",
+        "llm_judge",
+    }
     # A bad file is a 422 with the message, on the same page.
-    r = client.post("/datasets", data={"name": "bad", "_csrf_token": csrf(client)},
-                    files={"file": ("x.jsonl", b"{nope", "application/json")})
-    assert r.status_code == 422 and "line 1: not valid JSON" in soup(r).select_one(".form-error").text
+    r = client.post(
+        "/datasets",
+        data={"name": "bad", "_csrf_token": csrf(client)},
+        files={"file": ("x.jsonl", b"{nope", "application/json")},
+    )
+    assert (
+        r.status_code == 422 and "line 1: not valid JSON" in soup(r).select_one(".form-error").text
+    )
 
     fake_mistral.add(Reply(text="Hi there"))
-    run_id = client.post("/api/runs", json={"prompt": "Say hi", "model": MISTRAL_MODEL},
-                         headers={"X-API-Key": keys["admin"]}).json()["run_id"]
+    run_id = client.post(
+        "/api/runs",
+        json={"prompt": "Say hi", "model": MISTRAL_MODEL},
+        headers={"X-API-Key": keys["admin"]},
+    ).json()["run_id"]
     wait_for_run(client, run_id)
     page = soup(client.get("/datasets"))
     assert page.select_one(f"#from-runs-form input[value='{run_id}']") is not None
-    r = client.post("/datasets/from-runs", data={"name": "picked", "run_ids": [run_id],
-                                                 "_csrf_token": csrf(client)},
-                    follow_redirects=False)
+    r = client.post(
+        "/datasets/from-runs",
+        data={"name": "picked", "run_ids": [run_id], "_csrf_token": csrf(client)},
+        follow_redirects=False,
+    )
     assert r.status_code == 303
     r = client.post("/datasets/from-runs", data={"name": "none", "_csrf_token": csrf(client)})
     assert r.status_code == 422 and "pick at least one run" in r.text
@@ -156,13 +196,16 @@ def test_upload_page_and_pick_runs_page(page_client, fake_mistral, keys):
 
 def test_experiment_over_five_items_with_fake_mistral(client, fake_mistral):
     ds = make_dataset(client)
-    r = client.post("/api/experiments", json={
-        "dataset_id": ds["id"],
-        "name": "echo baseline",
-        "config": {"model": MISTRAL_MODEL, "temperature": 0.1, "tools": [], "max_tokens": 50},
-        "evaluators": ["exact_match", "contains", "tool_call_success"],
-        "concurrency": 2,
-    })
+    r = client.post(
+        "/api/experiments",
+        json={
+            "dataset_id": ds["id"],
+            "name": "echo baseline",
+            "config": {"model": MISTRAL_MODEL, "temperature": 0.1, "tools": [], "max_tokens": 50},
+            "evaluators": ["exact_match", "contains", "tool_call_success"],
+            "concurrency": 2,
+        },
+    )
     assert r.status_code == 201, r.text
     created = r.json()
     assert created["status"] == "queued" and created["total"] == 5
@@ -199,12 +242,19 @@ def test_experiment_over_five_items_with_fake_mistral(client, fake_mistral):
 
 
 def test_concurrency_is_bounded(client, fake_mistral):
-    fake_mistral.add(*[Reply(text="slow answer here", chunk_size=2, delay_s=0.03)
-                       for _ in range(6)])
+    fake_mistral.add(
+        *[Reply(text="slow answer here", chunk_size=2, delay_s=0.03) for _ in range(6)]
+    )
     ds = make_dataset(client, [{"input": f"q{i}"} for i in range(6)])
-    exp = client.post("/api/experiments", json={
-        "dataset_id": ds["id"], "config": {"model": MISTRAL_MODEL, "tools": []},
-        "evaluators": [], "concurrency": 2}).json()
+    exp = client.post(
+        "/api/experiments",
+        json={
+            "dataset_id": ds["id"],
+            "config": {"model": MISTRAL_MODEL, "tools": []},
+            "evaluators": [],
+            "concurrency": 2,
+        },
+    ).json()
     done = wait_experiment(client, exp["id"])
     runs = [client.get(f"/api/runs/{i['run_id']}").json()["run"] for i in done["items"]]
     spans = [(r["started_at"], r["ended_at"]) for r in runs]
@@ -234,8 +284,12 @@ def test_bad_experiments_are_400(client):
 
 def test_compare_two_experiments_item_by_item(client, fake_mistral):
     ds = make_dataset(client)
-    base = {"dataset_id": ds["id"], "evaluators": ["exact_match"], "concurrency": 1,
-            "config": {"model": MISTRAL_MODEL, "tools": []}}
+    base = {
+        "dataset_id": ds["id"],
+        "evaluators": ["exact_match"],
+        "concurrency": 1,
+        "config": {"model": MISTRAL_MODEL, "tools": []},
+    }
     a = client.post("/api/experiments", json={**base, "name": "A"}).json()
     wait_experiment(client, a["id"])
     # B answers "omega" to everything: item 4 gets better, items 1 and 3 worse.
@@ -244,14 +298,25 @@ def test_compare_two_experiments_item_by_item(client, fake_mistral):
     wait_experiment(client, b["id"])
 
     body = client.get(f"/api/experiments/compare?a={a['id']}&b={b['id']}").json()
-    assert [row["change"] for row in body["rows"]] == ["worse", "same", "worse", "better", "unknown"]
+    assert [row["change"] for row in body["rows"]] == [
+        "worse",
+        "same",
+        "worse",
+        "better",
+        "unknown",
+    ]
     [metric] = body["metrics"]
     assert metric["a"]["pass_rate"] == 0.5 and metric["b"]["pass_rate"] == 0.25
 
     page = soup(client.get(f"/experiments/compare?a={a['id']}&b={b['id']}"))
     rows = page.select("#compare-items tbody tr")
     assert [r["class"][0] for r in rows] == [
-        "change-worse", "change-same", "change-worse", "change-better", "change-unknown"]
+        "change-worse",
+        "change-same",
+        "change-worse",
+        "change-better",
+        "change-unknown",
+    ]
     assert "Echo: alpha" in rows[0].select("td.output")[0].text
     assert "omega" in rows[0].select("td.output")[1].text
     assert page.select_one("#compare-summary").text.count("exact_match") == 1
@@ -269,23 +334,41 @@ def test_start_from_the_dataset_page_and_watch_progress_live(live_server, fake_m
     headers = {"X-API-Key": keys["admin"]}
     with httpx.Client(base_url=live_server.url, headers=headers, timeout=10) as http:
         ds = make_dataset(http)
-        fake_mistral.add(*[Reply(text="a slower answer", chunk_size=1, delay_s=0.03)
-                           for _ in ITEMS])
+        fake_mistral.add(
+            *[Reply(text="a slower answer", chunk_size=1, delay_s=0.03) for _ in ITEMS]
+        )
         # The form, as a browser posts it (cookie session + CSRF token).
         with httpx.Client(base_url=live_server.url, timeout=10) as browser:
             browser.get("/login")
-            browser.post("/login", data={"key": keys["member"], "next": "/",
-                                         "_csrf_token": browser.cookies["csrftoken"]})
-            r = browser.post("/experiments", data={
-                "_csrf_token": browser.cookies["csrftoken"], "dataset_id": str(ds["id"]),
-                "model": MISTRAL_MODEL, "temperature": "0.3", "max_tokens": "40",
-                "tools_present": "1", "concurrency": "2", "evaluators": ["contains", "regex"],
-                "regex.pattern": "^a ", "contains.text": "slower"})
+            browser.post(
+                "/login",
+                data={
+                    "key": keys["member"],
+                    "next": "/",
+                    "_csrf_token": browser.cookies["csrftoken"],
+                },
+            )
+            r = browser.post(
+                "/experiments",
+                data={
+                    "_csrf_token": browser.cookies["csrftoken"],
+                    "dataset_id": str(ds["id"]),
+                    "model": MISTRAL_MODEL,
+                    "temperature": "0.3",
+                    "max_tokens": "40",
+                    "tools_present": "1",
+                    "concurrency": "2",
+                    "evaluators": ["contains", "regex"],
+                    "regex.pattern": "^a ",
+                    "contains.text": "slower",
+                },
+            )
             assert r.status_code == 303, r.text
             experiment_id = int(r.headers["location"].rsplit("/", 1)[1])
             page = soup(browser.get(f"/experiments/{experiment_id}"))
             assert page.select_one("[sse-connect]")["sse-connect"] == (
-                f"/experiments/{experiment_id}/events")
+                f"/experiments/{experiment_id}/events"
+            )
 
         progress, ended = [], False
         with http.stream("GET", f"/experiments/{experiment_id}/events") as response:
@@ -302,8 +385,10 @@ def test_start_from_the_dataset_page_and_watch_progress_live(live_server, fake_m
         assert len(set(progress)) >= 3  # it moved while we watched, not only at the end
         done = http.get(f"/api/experiments/{experiment_id}").json()
         assert done["status"] == "succeeded" and done["passed"] == 5
-        assert done["evaluators"] == [{"name": "contains", "params": {"text": "slower"}},
-                                      {"name": "regex", "params": {"pattern": "^a "}}]
+        assert done["evaluators"] == [
+            {"name": "contains", "params": {"text": "slower"}},
+            {"name": "regex", "params": {"pattern": "^a "}},
+        ]
         assert done["created_by"] == "member-key" and done["config"]["temperature"] == 0.3
 
 
@@ -323,9 +408,14 @@ def test_stopping_the_server_mid_experiment_interrupts_it(settings, keys, fake_m
     fake_mistral.add(*[Reply(text="slow " * 20, chunk_size=1, delay_s=0.05) for _ in ITEMS])
     with api_client(settings, keys["admin"]) as client:
         ds = make_dataset(client)
-        exp = client.post("/api/experiments", json={
-            "dataset_id": ds["id"], "config": {"model": MISTRAL_MODEL, "tools": []},
-            "concurrency": 1}).json()
+        exp = client.post(
+            "/api/experiments",
+            json={
+                "dataset_id": ds["id"],
+                "config": {"model": MISTRAL_MODEL, "tools": []},
+                "concurrency": 1,
+            },
+        ).json()
         deadline = time.monotonic() + 10
         while client.get(f"/api/experiments/{exp['id']}").json()["status"] != "running":
             assert time.monotonic() < deadline
@@ -348,15 +438,22 @@ def test_experiment_on_the_local_model_with_the_local_judge(tmp_path):
     key = store.write_sync(create_key, "admin", "admin")[1]
     store.close()
     with api_client(settings, key) as client:
-        ds = make_dataset(client, [{"input": f"Name a colour. {i}", "expected": "colour"}
-                                   for i in range(5)])
-        r = client.post("/api/experiments", json={
-            "dataset_id": ds["id"],
-            "config": {"max_tokens": 8, "tools": [], "temperature": 0},
-            "evaluators": ["contains", {"name": "latency_budget", "params": {"max_ms": 600000}},
-                           {"name": "llm_judge", "params": {"max_tokens": 8}}],
-            "concurrency": 2,
-        })
+        ds = make_dataset(
+            client, [{"input": f"Name a colour. {i}", "expected": "colour"} for i in range(5)]
+        )
+        r = client.post(
+            "/api/experiments",
+            json={
+                "dataset_id": ds["id"],
+                "config": {"max_tokens": 8, "tools": [], "temperature": 0},
+                "evaluators": [
+                    "contains",
+                    {"name": "latency_budget", "params": {"max_ms": 600000}},
+                    {"name": "llm_judge", "params": {"max_tokens": 8}},
+                ],
+                "concurrency": 2,
+            },
+        )
         assert r.status_code == 201, r.text
         assert r.json()["config"]["model"] == LOCAL_MODEL  # the default without a key
         done = wait_experiment(client, r.json()["id"], timeout=240)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,8 +22,9 @@ from tests.fake_hf import FakeHub
 from tests.receivers import wait_until
 from tests.seed_runs import seed_all
 
-FAST = IntegrationSettings(retry_attempts=3, retry_initial_s=0.01, retry_max_s=0.05,
-                           wandb_mode="offline")
+FAST = IntegrationSettings(
+    retry_attempts=3, retry_initial_s=0.01, retry_max_s=0.05, wandb_mode="offline"
+)
 
 
 @pytest.fixture
@@ -41,15 +41,22 @@ def settings(data_dir, fake_mistral, hub, monkeypatch):
     seed_all(store)
     store.close()
     return Settings(
-        data_dir=data_dir, agent_config=agent_config(fake_mistral.url),
-        integrations=replace(FAST, hf_endpoint=hub.url, hf_token="hf_test",
-                             hf_repo="team/agent-runs"),
+        data_dir=data_dir,
+        agent_config=agent_config(fake_mistral.url),
+        integrations=replace(
+            FAST, hf_endpoint=hub.url, hf_token="hf_test", hf_repo="team/agent-runs"
+        ),
     )
 
 
 def finished(client, export_id: int, timeout: float = 60) -> dict:
-    return wait_until(lambda: (lambda e: e if e["status"] in ("succeeded", "failed") else None)(
-        client.get(f"/api/exports/{export_id}").json()), timeout, f"export {export_id}")
+    return wait_until(
+        lambda: (lambda e: e if e["status"] in ("succeeded", "failed") else None)(
+            client.get(f"/api/exports/{export_id}").json()
+        ),
+        timeout,
+        f"export {export_id}",
+    )
 
 
 def test_huggingface_parquet_export_pushed_with_a_retry(client, hub, data_dir):
@@ -66,8 +73,13 @@ def test_huggingface_parquet_export_pushed_with_a_retry(client, hub, data_dir):
     runs = pq.read_table(folder / "data" / "runs.parquet")
     assert runs.schema.equals(RUNS_SCHEMA) and runs.num_rows == 4
     good = next(r for r in runs.to_pylist() if r["id"] == "good")
-    assert [m["role"] for m in good["messages"]] == ["system", "user", "assistant", "tool",
-                                                     "assistant"]
+    assert [m["role"] for m in good["messages"]] == [
+        "system",
+        "user",
+        "assistant",
+        "tool",
+        "assistant",
+    ]
     assert good["tool_call_details"][0]["name"] == "hf_list_models"
     assert good["cost_status"] == "priced" and good["input_tokens"] == 300
     evaluations = pq.read_table(folder / "data" / "evaluations.parquet")
@@ -129,20 +141,30 @@ def test_wandb_artifact_offline(client, data_dir):
 
 
 def test_finetune_jsonl_from_selected_failed_and_low_scored_runs(client):
-    r = client.post("/api/exports", json={"kind": "finetune_jsonl", "run_ids": ["good"],
-                                          "failed": True, "below": 0.5})
+    r = client.post(
+        "/api/exports",
+        json={"kind": "finetune_jsonl", "run_ids": ["good"], "failed": True, "below": 0.5},
+    )
     export = finished(client, r.json()["export_id"])
     assert export["status"] == "succeeded", export["error"]
     result = export["result"]
     assert result["examples"] == 3 and result["corrected"] == 2 and result["considered"] == 4
-    assert list(result["skipped"]) == ["badraw"] and "no corrected answer" in result["skipped"]["badraw"]
+    assert (
+        list(result["skipped"]) == ["badraw"]
+        and "no corrected answer" in result["skipped"]["badraw"]
+    )
     body = client.get(f"/api/exports/{export['id']}/file")
     assert body.status_code == 200
     lines = [json.loads(line) for line in body.text.splitlines()]
     assert all(validate_line(line) == [] for line in lines)
     good, fixed, low = lines
-    assert [m["role"] for m in good["messages"]] == ["system", "user", "assistant", "tool",
-                                                     "assistant"]
+    assert [m["role"] for m in good["messages"]] == [
+        "system",
+        "user",
+        "assistant",
+        "tool",
+        "assistant",
+    ]
     call = good["messages"][2]["tool_calls"][0]
     assert ID_RE.match(call["id"]) and good["messages"][3]["tool_call_id"] == call["id"]
     assert "content" not in good["messages"][2]
@@ -154,13 +176,19 @@ def test_finetune_jsonl_from_selected_failed_and_low_scored_runs(client):
 
 def test_validate_line_catches_what_mistral_rejects():
     assert "the last message must be from the assistant" in validate_line(
-        {"messages": [{"role": "user", "content": "hi"}]})
-    bad_call = {"messages": [
-        {"role": "user", "content": "hi"},
-        {"role": "assistant", "tool_calls": [{"id": "call_1", "function": {"name": "f",
-                                                                            "arguments": "{"}}]},
-        {"role": "tool", "content": "x", "tool_call_id": "zzzzzzzzz"},
-        {"role": "assistant", "content": "done"}]}
+        {"messages": [{"role": "user", "content": "hi"}]}
+    )
+    bad_call = {
+        "messages": [
+            {"role": "user", "content": "hi"},
+            {
+                "role": "assistant",
+                "tool_calls": [{"id": "call_1", "function": {"name": "f", "arguments": "{"}}],
+            },
+            {"role": "tool", "content": "x", "tool_call_id": "zzzzzzzzz"},
+            {"role": "assistant", "content": "done"},
+        ]
+    }
     problems = " ".join(validate_line(bad_call))
     assert "9 letters" in problems and "JSON" in problems and "earlier tool call" in problems
 
@@ -192,9 +220,11 @@ def test_exports_need_a_member(app, keys):
 
 
 def test_exports_page_starts_one_and_streams_progress(page_client):
-    r = page_client.post("/exports", data={"kind": "finetune_jsonl", "failed": "true",
-                                           "_csrf_token": csrf(page_client)},
-                         follow_redirects=False)
+    r = page_client.post(
+        "/exports",
+        data={"kind": "finetune_jsonl", "failed": "true", "_csrf_token": csrf(page_client)},
+        follow_redirects=False,
+    )
     assert r.status_code == 303
     [export] = page_client.get("/api/exports").json()["exports"]
     finished(page_client, export["id"])
@@ -202,8 +232,9 @@ def test_exports_page_starts_one_and_streams_progress(page_client):
     stream = page_client.get(f"/exports/{export['id']}/events")
     assert "event: export_progress" in stream.text and "event: stream_end" in stream.text
     assert "download JSONL" in page_client.get("/exports").text
-    bad = page_client.post("/exports", data={"kind": "finetune_jsonl",
-                                             "_csrf_token": csrf(page_client)})
+    bad = page_client.post(
+        "/exports", data={"kind": "finetune_jsonl", "_csrf_token": csrf(page_client)}
+    )
     assert bad.status_code == 422 and "choose runs" in bad.text
 
 
@@ -211,8 +242,11 @@ def test_wandb_metrics_logged_per_finished_run(data_dir, fake_mistral, keys, mon
     from tests.conftest import api_client
 
     monkeypatch.setenv("WANDB_DATA_DIR", str(data_dir / "wandb-data"))
-    settings = Settings(data_dir=data_dir, agent_config=agent_config(fake_mistral.url),
-                        integrations=replace(FAST, wandb_run_metrics=True))
+    settings = Settings(
+        data_dir=data_dir,
+        agent_config=agent_config(fake_mistral.url),
+        integrations=replace(FAST, wandb_run_metrics=True),
+    )
     with api_client(settings, keys["member"]) as c:
         run_id = c.post("/api/runs", json={"prompt": "hi", "model": MISTRAL_MODEL}).json()["run_id"]
         wait_for_run(c, run_id)
@@ -231,14 +265,28 @@ def test_cli_export(settings, capsys, tmp_path):
     from app.cli import main
 
     out = tmp_path / "train.jsonl"
-    code = main(["export", "finetune", "--runs", "good", "--failed", "--below", "0.5",
-                 "--out", str(out), "--data-dir", str(settings.data_dir)])
+    code = main(
+        [
+            "export",
+            "finetune",
+            "--runs",
+            "good",
+            "--failed",
+            "--below",
+            "0.5",
+            "--out",
+            str(out),
+            "--data-dir",
+            str(settings.data_dir),
+        ]
+    )
     assert code == 0
     assert len(out.read_text().splitlines()) == 3
     printed = capsys.readouterr()
     assert "3 example(s)" in printed.out and "badraw" in printed.out
-    code = main(["export", "hf", "--format", "jsonl", "--no-push",
-                 "--data-dir", str(settings.data_dir)])
+    code = main(
+        ["export", "hf", "--format", "jsonl", "--no-push", "--data-dir", str(settings.data_dir)]
+    )
     assert code == 0
     assert "runs.jsonl" in capsys.readouterr().out
     assert main(["export", "hf", "--repo", "bad repo", "--data-dir", str(settings.data_dir)]) == 2

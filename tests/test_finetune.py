@@ -3,8 +3,6 @@ it with the real SDK, create and track the job, register the model, run and repl
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 
 from app.integrations import IntegrationSettings
@@ -15,8 +13,9 @@ from tests.fake_mistral_ft import FakeFineTuning
 from tests.receivers import wait_until
 from tests.seed_runs import seed_all
 
-FAST = IntegrationSettings(retry_attempts=3, retry_initial_s=0.01, retry_max_s=0.05,
-                           finetune_poll_s=0.05)
+FAST = IntegrationSettings(
+    retry_attempts=3, retry_initial_s=0.01, retry_max_s=0.05, finetune_poll_s=0.05
+)
 
 
 @pytest.fixture
@@ -24,21 +23,34 @@ def settings(data_dir, fake_mistral):
     store = Store(data_dir / "agentop.db")
     seed_all(store)
     store.close()
-    return Settings(data_dir=data_dir, agent_config=agent_config(fake_mistral.url),
-                    integrations=FAST)
+    return Settings(
+        data_dir=data_dir, agent_config=agent_config(fake_mistral.url), integrations=FAST
+    )
 
 
 def done(client, job_id: int) -> dict:
     return wait_until(
         lambda: (lambda j: j if j["status"] in ("succeeded", "failed", "cancelled") else None)(
-            client.get(f"/api/finetune/{job_id}").json()), 30, f"fine-tune {job_id}")
+            client.get(f"/api/finetune/{job_id}").json()
+        ),
+        30,
+        f"fine-tune {job_id}",
+    )
 
 
 def test_fine_tune_job_registers_a_model_to_run_on(client, fake_mistral):
     ft = FakeFineTuning(fake_mistral, polls=3, fail_uploads=1)
-    r = client.post("/api/finetune", json={"run_ids": ["good"], "failed": True, "below": 0.5,
-                                           "base_model": "open-mistral-7b",
-                                           "training_steps": 20, "learning_rate": 0.0002})
+    r = client.post(
+        "/api/finetune",
+        json={
+            "run_ids": ["good"],
+            "failed": True,
+            "below": 0.5,
+            "base_model": "open-mistral-7b",
+            "training_steps": 20,
+            "learning_rate": 0.0002,
+        },
+    )
     assert r.status_code == 202, r.text
     job = done(client, r.json()["job_id"])
     assert job["status"] == "succeeded", job["error"]
@@ -114,9 +126,11 @@ def test_fine_tuning_needs_a_mistral_key(data_dir, keys):
 
 def test_fine_tune_page(page_client, fake_mistral):
     FakeFineTuning(fake_mistral, polls=2)
-    r = page_client.post("/finetune", data={"run_ids": "good", "base_model": "open-mistral-7b",
-                                            "_csrf_token": csrf(page_client)},
-                         follow_redirects=False)
+    r = page_client.post(
+        "/finetune",
+        data={"run_ids": "good", "base_model": "open-mistral-7b", "_csrf_token": csrf(page_client)},
+        follow_redirects=False,
+    )
     assert r.status_code == 303
     [job] = page_client.get("/api/finetune").json()["jobs"]
     done(page_client, job["id"])
@@ -130,7 +144,8 @@ def test_replay_on_the_fine_tuned_model(client, fake_mistral):
     """Replays (issue 3) take a model override; the registered model must be accepted."""
     FakeFineTuning(fake_mistral, polls=1)
     model = done(client, client.post("/api/finetune", json={"run_ids": ["good"]}).json()["job_id"])[
-        "fine_tuned_model"]
+        "fine_tuned_model"
+    ]
     r = client.post("/api/runs/good/replay", json={"model": model})
     if r.status_code in (404, 405):
         pytest.skip("replay endpoint not in this tree yet")

@@ -14,8 +14,15 @@ def check(name, output, expected=None, run=None, **params):
 
 
 def test_all_evaluators_are_offered():
-    assert list(HEURISTICS) == ["exact_match", "contains", "regex", "valid_json",
-                                "tool_call_success", "latency_budget", "cost_budget"]
+    assert list(HEURISTICS) == [
+        "exact_match",
+        "contains",
+        "regex",
+        "valid_json",
+        "tool_call_success",
+        "latency_budget",
+        "cost_budget",
+    ]
 
 
 def test_exact_match():
@@ -62,7 +69,7 @@ def test_valid_json():
     assert check("valid_json", "```\n[1, 2]\n```").passed is True
     bad = check("valid_json", "{'a': 1}")
     assert bad.passed is False and "not JSON" in bad.comment
-    assert check("valid_json", "Sure! {\"a\": 1}").passed is False
+    assert check("valid_json", 'Sure! {"a": 1}').passed is False
 
 
 def test_tool_call_success():
@@ -89,15 +96,21 @@ def test_latency_budget():
 
 
 def test_cost_budget():
-    cheap = check("cost_budget", "x", run={"cost_usd": 0.0004, "cost_status": "priced"},
-                  max_usd=0.001)
+    cheap = check(
+        "cost_budget", "x", run={"cost_usd": 0.0004, "cost_status": "priced"}, max_usd=0.001
+    )
     assert (cheap.metric, cheap.passed) == ("cost_usd", True)
-    assert check("cost_budget", "x", run={"cost_usd": 0.01, "cost_status": "priced"},
-                 max_usd=0.001).passed is False
-    assert check("cost_budget", "x", run={"cost_usd": 0, "cost_status": "free"},
-                 max_usd=0).passed is True
-    unknown = check("cost_budget", "x", run={"cost_usd": 0, "cost_status": "unpriced"},
-                    max_usd=1)
+    assert (
+        check(
+            "cost_budget", "x", run={"cost_usd": 0.01, "cost_status": "priced"}, max_usd=0.001
+        ).passed
+        is False
+    )
+    assert (
+        check("cost_budget", "x", run={"cost_usd": 0, "cost_status": "free"}, max_usd=0).passed
+        is True
+    )
+    unknown = check("cost_budget", "x", run={"cost_usd": 0, "cost_status": "unpriced"}, max_usd=1)
     assert unknown.passed is None and unknown.label == "unpriced"
 
 
@@ -110,15 +123,32 @@ def test_unknown_evaluator_and_bad_params():
 
 def test_result_as_evaluation_row():
     row = check("exact_match", "a", "a").evaluation("run1")
-    assert row == {"run_id": "run1", "metric": "exact_match", "value": 1.0, "label": "pass",
-                   "comment": None, "source": "heuristic", "passed": 1}
+    assert row == {
+        "run_id": "run1",
+        "metric": "exact_match",
+        "value": 1.0,
+        "label": "pass",
+        "comment": None,
+        "source": "heuristic",
+        "passed": 1,
+    }
 
 
-@pytest.mark.parametrize("text, score", [
-    ("4", 4), ("Score: 5/5 - correct.", 5), ("I'd give it a 2 because", 2), ("3.", 3),
-    ("The answer is 42", None), ("no idea", None), ("", None), ("1.5 stars", None),
-    ("Score (1-5): 4", 4), ("between 1 - 5", None),
-])
+@pytest.mark.parametrize(
+    "text, score",
+    [
+        ("4", 4),
+        ("Score: 5/5 - correct.", 5),
+        ("I'd give it a 2 because", 2),
+        ("3.", 3),
+        ("The answer is 42", None),
+        ("no idea", None),
+        ("", None),
+        ("1.5 stars", None),
+        ("Score (1-5): 4", 4),
+        ("between 1 - 5", None),
+    ],
+)
 def test_judge_reads_a_score(text, score):
     assert parse_score(text) == score
 

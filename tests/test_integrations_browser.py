@@ -10,11 +10,10 @@ import pytest
 from app.integrations import IntegrationSettings
 from app.settings import Settings
 from app.store import Store
-from tests.browser import save_shot
+from tests.browser import log_in, save_shot
 from tests.conftest import agent_config
 from tests.fake_mistral_ft import FakeFineTuning
 from tests.seed_runs import seed_all
-from tests.test_browser import browser, log_in  # noqa: F401 - the shared browser fixture
 from tests.test_otlp import genai_agent, provider_for
 
 pytestmark = pytest.mark.browser
@@ -25,10 +24,18 @@ def settings(data_dir, fake_mistral):
     store = Store(data_dir / "agentop.db")
     seed_all(store)
     store.close()
-    fast = IntegrationSettings(retry_attempts=2, retry_initial_s=0.01, retry_max_s=0.05,
-                               finetune_poll_s=0.4, wandb_mode="offline")
-    return Settings(data_dir=data_dir, agent_config=agent_config(fake_mistral.url),
-                    integrations=replace(fast, hf_repo="team/agent-runs"))
+    fast = IntegrationSettings(
+        retry_attempts=2,
+        retry_initial_s=0.01,
+        retry_max_s=0.05,
+        finetune_poll_s=0.4,
+        wandb_mode="offline",
+    )
+    return Settings(
+        data_dir=data_dir,
+        agent_config=agent_config(fake_mistral.url),
+        integrations=replace(fast, hf_repo="team/agent-runs"),
+    )
 
 
 def test_integration_pages(browser, live_server, keys, fake_mistral, tmp_path):  # noqa: F811

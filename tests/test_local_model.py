@@ -52,7 +52,9 @@ def test_tool_arguments_always_match_their_schema(provider):
     params = GenerationParams(model=LOCAL_MODEL, temperature=0.9, max_tokens=8)
     for name in ("wandb_log", "hf_list_models", "elevenlabs_speak"):
         spec = load_tool(name, {}).spec
-        tokens, _ = provider._prompt(formatter, llm, chat, f"Calling {name} with arguments (JSON): ")
+        tokens, _ = provider._prompt(
+            formatter, llm, chat, f"Calling {name} with arguments (JSON): "
+        )
         raw, used = provider._constrained(llm, tokens, spec.parameters, params, 256)
         args = json.loads(raw)
         assert isinstance(args, dict) and used > 0

@@ -264,7 +264,12 @@ def test_tool_round_trip_feeds_result_back():
     # The second model call saw the assistant's request and the tool's answer.
     second = provider.calls[1]["messages"]
     assert [m["role"] for m in second] == ["user", "assistant", "tool"]
-    assert second[2] == {"role": "tool", "content": "echo:42", "tool_call_id": "c1_0", "name": "echo"}
+    assert second[2] == {
+        "role": "tool",
+        "content": "echo:42",
+        "tool_call_id": "c1_0",
+        "name": "echo",
+    }
 
 
 def test_tool_that_raises_is_a_failed_call_and_loop_continues():

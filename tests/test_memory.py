@@ -35,7 +35,11 @@ def test_loop_snapshots_after_every_step():
     snaps = sink.of(MemorySnapshot)
     assert [s.step for s in snaps] == [0, 1, 2, 3]
     assert [s.label for s in snaps] == [
-        "prompt", "round 1: model reply", "round 1: tool results", "round 2: model reply"]
+        "prompt",
+        "round 1: model reply",
+        "round 1: tool results",
+        "round 2: model reply",
+    ]
     # What the model would be sent next, at each step.
     assert [[m["role"] for m in s.messages] for s in snaps] == [
         ["system", "user"],
@@ -82,11 +86,18 @@ def test_a_failed_model_call_leaves_the_prompt_snapshot():
 
 
 def test_diff_marks_added_changed_dropped_and_scratch():
-    before = {"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"},
-                           {"role": "tool", "content": "c"}],
-              "scratch": {"round": 1, "pending": ["x"], "gone": True}}
-    after = {"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "B"}],
-             "scratch": {"round": 2, "pending": ["x"], "new": 1}}
+    before = {
+        "messages": [
+            {"role": "user", "content": "a"},
+            {"role": "assistant", "content": "b"},
+            {"role": "tool", "content": "c"},
+        ],
+        "scratch": {"round": 1, "pending": ["x"], "gone": True},
+    }
+    after = {
+        "messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "B"}],
+        "scratch": {"round": 2, "pending": ["x"], "new": 1},
+    }
     diff = diff_snapshots(before, after)
     assert [m["state"] for m in diff["messages"]] == ["same", "changed"]
     assert [r["m"]["content"] for r in diff["removed"]] == ["c"]
@@ -103,8 +114,10 @@ def test_diff_marks_added_changed_dropped_and_scratch():
 
 def _tool_run(client, fake_mistral) -> str:
     fake_mistral.add(
-        Reply(text="Let me speak.", tool_calls=[{"name": "elevenlabs_speak",
-                                                 "arguments": {"text": "hi"}}]),
+        Reply(
+            text="Let me speak.",
+            tool_calls=[{"name": "elevenlabs_speak", "arguments": {"text": "hi"}}],
+        ),
         Reply(text="I could not speak.", usage=(40, 5)),
     )
     r = client.post("/api/runs", json={"prompt": "say hi", "model": MISTRAL_MODEL})
@@ -128,8 +141,9 @@ def test_every_step_is_recorded_and_served(client, fake_mistral):
     assert events.count("event: memory_snapshot") == 4
     detail = client.get(f"/api/runs/{run_id}").json()
     llm_calls = sum(1 for s in detail["spans"] if s["kind"] == "llm")
-    tool_rounds = len({m["seq"] for m in detail["messages"] if m["role"] == "assistant"
-                       and m["tool_calls"]})
+    tool_rounds = len(
+        {m["seq"] for m in detail["messages"] if m["role"] == "assistant" and m["tool_calls"]}
+    )
     assert len(snaps) == 1 + llm_calls + tool_rounds
     assert client.get("/api/runs/nope/memory").status_code == 404
 
@@ -156,7 +170,9 @@ def test_run_page_memory_viewer_steps_through_snapshots(client, fake_mistral):
     assert frag.select_one(".step-next")["hx-get"].endswith("step=3")
     # Without htmx the same view comes as a whole page; a missing step shows the last.
     full = client.get(f"/runs/{run_id}/memory?step=99")
-    assert "<html" in full.text and soup(full).select_one("#memory-steps a[aria-current]").text == "3"
+    assert (
+        "<html" in full.text and soup(full).select_one("#memory-steps a[aria-current]").text == "3"
+    )
     assert client.get("/runs/nope/memory").status_code == 404
 
 

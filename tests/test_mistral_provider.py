@@ -133,7 +133,9 @@ def test_tool_call_round_trip(client, fake_mistral):
     fake_mistral.add(
         Reply(
             text="Let me say it.",
-            tool_calls=[{"id": "call0abcd", "name": "elevenlabs_speak", "arguments": {"text": "hi"}}],
+            tool_calls=[
+                {"id": "call0abcd", "name": "elevenlabs_speak", "arguments": {"text": "hi"}}
+            ],
         ),
         Reply(text="I could not speak.", usage=(40, 4)),
     )
@@ -209,7 +211,9 @@ def test_usage_gives_tokens_and_cost(client, fake_mistral):
 
 def test_usage_sums_over_rounds(client, fake_mistral):
     fake_mistral.add(
-        Reply(tool_calls=[{"name": "elevenlabs_speak", "arguments": {"text": "x"}}], usage=(100, 10)),
+        Reply(
+            tool_calls=[{"name": "elevenlabs_speak", "arguments": {"text": "x"}}], usage=(100, 10)
+        ),
         Reply(text="done", usage=(200, 20)),
     )
     run_id = start_run(client, "speak", tools=["elevenlabs_speak"])

@@ -40,42 +40,92 @@ def provider_for(url: str, key: str, service: str = "external-agent") -> TracerP
 def genai_agent(tracer, fail: bool = False) -> None:
     """An agent loop instrumented by hand with the GenAI semantic conventions."""
     with tracer.start_as_current_span(
-        "invoke_agent weather", attributes={"gen_ai.operation.name": "invoke_agent",
-                                            "gen_ai.conversation.id": "conv-42"}
+        "invoke_agent weather",
+        attributes={"gen_ai.operation.name": "invoke_agent", "gen_ai.conversation.id": "conv-42"},
     ) as root:
         user = [{"role": "user", "parts": [{"type": "text", "content": "Weather in Paris?"}]}]
-        with tracer.start_as_current_span("chat mistral-small-latest", attributes={
-            "gen_ai.operation.name": "chat", "gen_ai.provider.name": "mistral_ai",
-            "gen_ai.request.model": "mistral-small-latest", "gen_ai.request.temperature": 0.2,
-            "gen_ai.usage.input_tokens": 1000, "gen_ai.usage.output_tokens": 200,
-            "gen_ai.system_instructions": json.dumps([{"type": "text", "content": "Be brief."}]),
-            "gen_ai.input.messages": json.dumps(user),
-            "gen_ai.output.messages": json.dumps([{"role": "assistant", "parts": [
-                {"type": "tool_call", "id": "call1", "name": "get_weather",
-                 "arguments": {"city": "Paris"}}], "finish_reason": "tool_call"}]),
-            "gen_ai.response.finish_reasons": ["tool_call"],
-        }):
+        with tracer.start_as_current_span(
+            "chat mistral-small-latest",
+            attributes={
+                "gen_ai.operation.name": "chat",
+                "gen_ai.provider.name": "mistral_ai",
+                "gen_ai.request.model": "mistral-small-latest",
+                "gen_ai.request.temperature": 0.2,
+                "gen_ai.usage.input_tokens": 1000,
+                "gen_ai.usage.output_tokens": 200,
+                "gen_ai.system_instructions": json.dumps(
+                    [{"type": "text", "content": "Be brief."}]
+                ),
+                "gen_ai.input.messages": json.dumps(user),
+                "gen_ai.output.messages": json.dumps(
+                    [
+                        {
+                            "role": "assistant",
+                            "parts": [
+                                {
+                                    "type": "tool_call",
+                                    "id": "call1",
+                                    "name": "get_weather",
+                                    "arguments": {"city": "Paris"},
+                                }
+                            ],
+                            "finish_reason": "tool_call",
+                        }
+                    ]
+                ),
+                "gen_ai.response.finish_reasons": ["tool_call"],
+            },
+        ):
             time.sleep(0.01)
-        with tracer.start_as_current_span("execute_tool get_weather", attributes={
-            "gen_ai.operation.name": "execute_tool", "gen_ai.tool.name": "get_weather",
-            "gen_ai.tool.call.id": "call1", "gen_ai.tool.call.arguments": '{"city": "Paris"}',
-            "gen_ai.tool.call.result": "18°C, sunny",
-        }):
+        with tracer.start_as_current_span(
+            "execute_tool get_weather",
+            attributes={
+                "gen_ai.operation.name": "execute_tool",
+                "gen_ai.tool.name": "get_weather",
+                "gen_ai.tool.call.id": "call1",
+                "gen_ai.tool.call.arguments": '{"city": "Paris"}',
+                "gen_ai.tool.call.result": "18°C, sunny",
+            },
+        ):
             time.sleep(0.01)
         history = user + [
-            {"role": "assistant", "parts": [{"type": "tool_call", "id": "call1",
-                                             "name": "get_weather", "arguments": {"city": "Paris"}}]},
-            {"role": "tool", "parts": [{"type": "tool_call_response", "id": "call1",
-                                        "response": "18°C, sunny"}]},
+            {
+                "role": "assistant",
+                "parts": [
+                    {
+                        "type": "tool_call",
+                        "id": "call1",
+                        "name": "get_weather",
+                        "arguments": {"city": "Paris"},
+                    }
+                ],
+            },
+            {
+                "role": "tool",
+                "parts": [{"type": "tool_call_response", "id": "call1", "response": "18°C, sunny"}],
+            },
         ]
-        with tracer.start_as_current_span("chat mistral-small-latest", attributes={
-            "gen_ai.operation.name": "chat", "gen_ai.provider.name": "mistral_ai",
-            "gen_ai.request.model": "mistral-small-latest",
-            "gen_ai.usage.input_tokens": 300, "gen_ai.usage.output_tokens": 30,
-            "gen_ai.input.messages": json.dumps(history),
-            "gen_ai.output.messages": json.dumps([{"role": "assistant", "parts": [
-                {"type": "text", "content": "It is **18°C** and sunny in Paris."}]}]),
-        }):
+        with tracer.start_as_current_span(
+            "chat mistral-small-latest",
+            attributes={
+                "gen_ai.operation.name": "chat",
+                "gen_ai.provider.name": "mistral_ai",
+                "gen_ai.request.model": "mistral-small-latest",
+                "gen_ai.usage.input_tokens": 300,
+                "gen_ai.usage.output_tokens": 30,
+                "gen_ai.input.messages": json.dumps(history),
+                "gen_ai.output.messages": json.dumps(
+                    [
+                        {
+                            "role": "assistant",
+                            "parts": [
+                                {"type": "text", "content": "It is **18°C** and sunny in Paris."}
+                            ],
+                        }
+                    ]
+                ),
+            },
+        ):
             time.sleep(0.01)
         if fail:
             root.set_status(Status(StatusCode.ERROR, "guardrail tripped"))
@@ -101,8 +151,10 @@ def test_sdk_exporter_protobuf_round_trip(live_server, keys):
         assert run["prompt"] == "Weather in Paris?"
         assert run["response"] == "It is **18°C** and sunny in Paris."
         assert (run["input_tokens"], run["output_tokens"]) == (1300, 230)
-        expected = (llm_cost("mistral", "mistral-small", 1000, 200).usd
-                    + llm_cost("mistral", "mistral-small", 300, 30).usd)
+        expected = (
+            llm_cost("mistral", "mistral-small", 1000, 200).usd
+            + llm_cost("mistral", "mistral-small", 300, 30).usd
+        )
         assert run["cost_status"] == "priced" and run["cost_usd"] == pytest.approx(expected)
         assert run["tool_calls"] == 1 and run["latency_ms"] > 20
         roles = [m["role"] for m in detail["messages"]]
@@ -136,16 +188,23 @@ def test_run_streams_live_while_spans_arrive(live_server, keys):
     tracer = provider.get_tracer("test")
     seen: list[str] = []
     with httpx.Client(base_url=live_server.url, headers={"X-API-Key": keys["member"]}) as c:
-        with tracer.start_as_current_span("agent", attributes={
-            "openinference.span.kind": "AGENT", "input.value": "Say hi"}) as root:
-            with tracer.start_as_current_span("llm", attributes={
-                "openinference.span.kind": "LLM", "llm.model_name": "mistral-small-latest",
-                "llm.provider": "mistralai", "llm.token_count.prompt": 5,
-                "llm.token_count.completion": 2,
-                "llm.input_messages.0.message.role": "user",
-                "llm.input_messages.0.message.content": "Say hi",
-                "llm.output_messages.0.message.role": "assistant",
-                "llm.output_messages.0.message.content": "Hi!"}):
+        with tracer.start_as_current_span(
+            "agent", attributes={"openinference.span.kind": "AGENT", "input.value": "Say hi"}
+        ) as root:
+            with tracer.start_as_current_span(
+                "llm",
+                attributes={
+                    "openinference.span.kind": "LLM",
+                    "llm.model_name": "mistral-small-latest",
+                    "llm.provider": "mistralai",
+                    "llm.token_count.prompt": 5,
+                    "llm.token_count.completion": 2,
+                    "llm.input_messages.0.message.role": "user",
+                    "llm.input_messages.0.message.content": "Say hi",
+                    "llm.output_messages.0.message.role": "assistant",
+                    "llm.output_messages.0.message.content": "Hi!",
+                },
+            ):
                 pass
             # The child is exported; the root is still open: the run is live.
             [run] = c.get("/api/runs").json()["runs"]
@@ -182,26 +241,45 @@ def test_openinference_mistral_instrumentor_against_fake_mistral(live_server, ke
     instrumentor.instrument(tracer_provider=provider)
     try:
         client = Mistral(api_key="test-key", server_url=fake_mistral.url)
-        tools = [{"type": "function", "function": {
-            "name": "clock", "description": "time", "parameters": {"type": "object"}}}]
+        tools = [
+            {
+                "type": "function",
+                "function": {
+                    "name": "clock",
+                    "description": "time",
+                    "parameters": {"type": "object"},
+                },
+            }
+        ]
         with tracer.start_as_current_span("agent", attributes={"openinference.span.kind": "AGENT"}):
             first = client.chat.complete(
-                model="mistral-small-latest", tools=tools,
+                model="mistral-small-latest",
+                tools=tools,
                 messages=[{"role": "user", "content": "What time is it?"}],
             )
             call = first.choices[0].message.tool_calls[0]
-            with tracer.start_as_current_span("clock", attributes={
-                "openinference.span.kind": "TOOL", "tool.name": "clock",
-                "tool.parameters": call.function.arguments, "output.value": "12:00"}):
+            with tracer.start_as_current_span(
+                "clock",
+                attributes={
+                    "openinference.span.kind": "TOOL",
+                    "tool.name": "clock",
+                    "tool.parameters": call.function.arguments,
+                    "output.value": "12:00",
+                },
+            ):
                 pass
-            client.chat.complete(model="mistral-small-latest", messages=[
-                {"role": "user", "content": "What time is it?"},
-                {"role": "assistant", "content": "", "tool_calls": [call.model_dump()]},
-                {"role": "tool", "content": "12:00", "tool_call_id": call.id, "name": "clock"},
-            ])
+            client.chat.complete(
+                model="mistral-small-latest",
+                messages=[
+                    {"role": "user", "content": "What time is it?"},
+                    {"role": "assistant", "content": "", "tool_calls": [call.model_dump()]},
+                    {"role": "tool", "content": "12:00", "tool_call_id": call.id, "name": "clock"},
+                ],
+            )
         # A bare call outside any agent span is a run of its own.
-        client.chat.complete(model="mistral-small-latest",
-                             messages=[{"role": "user", "content": "ping"}])
+        client.chat.complete(
+            model="mistral-small-latest", messages=[{"role": "user", "content": "ping"}]
+        )
     finally:
         instrumentor.uninstrument()
         provider.shutdown()
@@ -246,8 +324,9 @@ def recorded_spans(fn) -> list:
 def test_json_round_trip_and_duplicate_exports(client):
     spans = recorded_spans(genai_agent)
     payload = otlp_json(spans)
-    r = client.post("/v1/traces", content=json.dumps(payload),
-                    headers={"Content-Type": "application/json"})
+    r = client.post(
+        "/v1/traces", content=json.dumps(payload), headers={"Content-Type": "application/json"}
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["agentop"]["accepted"] == 4 and len(body["agentop"]["runs"]) == 1
@@ -262,8 +341,9 @@ def test_json_round_trip_and_duplicate_exports(client):
 
 def test_protobuf_gzip_and_response_encoding(client):
     body = encode_spans(recorded_spans(genai_agent)).SerializeToString()
-    r = client.post("/v1/traces", content=gzip.compress(body),
-                    headers={**PROTOBUF, "Content-Encoding": "gzip"})
+    r = client.post(
+        "/v1/traces", content=gzip.compress(body), headers={**PROTOBUF, "Content-Encoding": "gzip"}
+    )
     assert r.status_code == 200 and r.headers["content-type"].startswith("application/x-protobuf")
     response = ExportTraceServiceResponse.FromString(r.content)
     assert response.partial_success.rejected_spans == 0
@@ -272,15 +352,37 @@ def test_protobuf_gzip_and_response_encoding(client):
 
 
 def test_invalid_span_ids_are_rejected_as_partial_success(client):
-    payload = {"resourceSpans": [{"scopeSpans": [{"spans": [
-        {"traceId": "", "spanId": "0102030405060708", "name": "no trace id"},
-        {"traceId": "0af7651916cd43dd8448eb211c80319c", "spanId": "b7ad6b7169203331",
-         "name": "ok", "startTimeUnixNano": "1700000000000000000",
-         "endTimeUnixNano": "1700000001000000000", "attributes": [
-             {"key": "openinference.span.kind", "value": {"stringValue": "TOOL"}},
-             {"key": "tool.name", "value": {"stringValue": "search"}},
-             {"key": "input.value", "value": {"stringValue": "{\"q\": \"otlp\"}"}}]},
-    ]}]}]}
+    payload = {
+        "resourceSpans": [
+            {
+                "scopeSpans": [
+                    {
+                        "spans": [
+                            {"traceId": "", "spanId": "0102030405060708", "name": "no trace id"},
+                            {
+                                "traceId": "0af7651916cd43dd8448eb211c80319c",
+                                "spanId": "b7ad6b7169203331",
+                                "name": "ok",
+                                "startTimeUnixNano": "1700000000000000000",
+                                "endTimeUnixNano": "1700000001000000000",
+                                "attributes": [
+                                    {
+                                        "key": "openinference.span.kind",
+                                        "value": {"stringValue": "TOOL"},
+                                    },
+                                    {"key": "tool.name", "value": {"stringValue": "search"}},
+                                    {
+                                        "key": "input.value",
+                                        "value": {"stringValue": '{"q": "otlp"}'},
+                                    },
+                                ],
+                            },
+                        ]
+                    }
+                ]
+            }
+        ]
+    }
     r = client.post("/v1/traces", json=payload)
     assert r.status_code == 200
     assert r.json()["partialSuccess"]["rejectedSpans"] == "1"
@@ -294,10 +396,20 @@ def test_invalid_span_ids_are_rejected_as_partial_success(client):
         (b"\xff\xfe not protobuf", PROTOBUF, 400, "protobuf"),
         (b"{not json", {"Content-Type": "application/json"}, 400, "JSON"),
         (b"[1, 2]", {"Content-Type": "application/json"}, 400, "object"),
-        (json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "xyz"}]}]}]}).encode(),
-         {"Content-Type": "application/json"}, 400, "hex"),
-        (json.dumps({"resourceSpans": "nope"}).encode(),
-         {"Content-Type": "application/json"}, 400, "resourceSpans"),
+        (
+            json.dumps(
+                {"resourceSpans": [{"scopeSpans": [{"spans": [{"traceId": "xyz"}]}]}]}
+            ).encode(),
+            {"Content-Type": "application/json"},
+            400,
+            "hex",
+        ),
+        (
+            json.dumps({"resourceSpans": "nope"}).encode(),
+            {"Content-Type": "application/json"},
+            400,
+            "resourceSpans",
+        ),
         (b"\x1f\x8b broken gzip", {**PROTOBUF, "Content-Encoding": "gzip"}, 400, "gzip"),
         (b"hello", {"Content-Type": "text/plain"}, 415, "Content-Type"),
     ],
@@ -321,6 +433,9 @@ def test_ingest_needs_a_member_key(app, keys):
         assert c.post("/v1/traces", content=body, headers=PROTOBUF).status_code == 401
         r = c.post("/v1/traces", content=body, headers={**PROTOBUF, "X-API-Key": keys["viewer"]})
         assert r.status_code == 403
-        r = c.post("/v1/traces", content=body,
-                   headers={**PROTOBUF, "Authorization": f"Bearer {keys['member']}"})
+        r = c.post(
+            "/v1/traces",
+            content=body,
+            headers={**PROTOBUF, "Authorization": f"Bearer {keys['member']}"},
+        )
         assert r.status_code == 200

@@ -4,10 +4,8 @@ import time
 
 from bs4 import BeautifulSoup
 
-from app.main import create_app
 from app.store import Store
 from app.store.runs import create_run
-from litestar.testing import TestClient
 from tests.conftest import MISTRAL_MODEL, api_client, csrf, wait_for_run
 from tests.fake_mistral import Reply
 
@@ -23,7 +21,10 @@ def test_dashboard_has_form_and_kpis(client):
     assert "smollm2-135m" in options and MISTRAL_MODEL in options
     assert page.select_one("#kpi-runs").text.strip() == "0"
     assert {i["value"] for i in page.select("input[name=tools]")} == {
-        "wandb_log", "hf_list_models", "elevenlabs_speak"}
+        "wandb_log",
+        "hf_list_models",
+        "elevenlabs_speak",
+    }
 
 
 def test_form_starts_a_run_and_the_page_shows_the_thread(page_client, fake_mistral):
@@ -31,8 +32,14 @@ def test_form_starts_a_run_and_the_page_shows_the_thread(page_client, fake_mistr
     fake_mistral.add(Reply(text="The answer is **42**."))
     r = client.post(
         "/runs",
-        data={"prompt": "What is the answer?", "model": MISTRAL_MODEL, "temperature": "0.2",
-              "max_tokens": "50", "tools_present": "1", "_csrf_token": csrf(client)},
+        data={
+            "prompt": "What is the answer?",
+            "model": MISTRAL_MODEL,
+            "temperature": "0.2",
+            "max_tokens": "50",
+            "tools_present": "1",
+            "_csrf_token": csrf(client),
+        },
         follow_redirects=False,
     )
     assert r.status_code == 303
@@ -50,16 +57,22 @@ def test_form_starts_a_run_and_the_page_shows_the_thread(page_client, fake_mistr
 
 
 def test_htmx_form_redirects_with_header(page_client):
-    r = page_client.post("/runs", data={"prompt": "hi", "model": MISTRAL_MODEL},
-                         headers={"HX-Request": "true", "x-csrftoken": csrf(page_client)})
+    r = page_client.post(
+        "/runs",
+        data={"prompt": "hi", "model": MISTRAL_MODEL},
+        headers={"HX-Request": "true", "x-csrftoken": csrf(page_client)},
+    )
     assert r.status_code == 204 and r.headers["HX-Redirect"].startswith("/runs/")
 
 
 def test_bad_form_input_is_a_422_with_the_message(page_client):
     client = page_client
     token = {"_csrf_token": csrf(client)}
-    r = client.post("/runs", data={"prompt": "  ", "model": MISTRAL_MODEL, **token},
-                    headers={"HX-Request": "true"})
+    r = client.post(
+        "/runs",
+        data={"prompt": "  ", "model": MISTRAL_MODEL, **token},
+        headers={"HX-Request": "true"},
+    )
     assert r.status_code == 422
     assert "prompt is required" in soup(r).select_one(".form-error").text
     r = client.post("/runs", data={"prompt": "x", "temperature": "hot", **token})
@@ -79,7 +92,9 @@ def test_untrusted_text_is_sanitized(client, fake_mistral):
         "[click](javascript:alert(2)) ![i](javascript:alert(3)) <a href='data:text/html,x'>d</a>"
     )
     fake_mistral.add(Reply(text=evil))
-    run_id = client.post("/api/runs", json={"prompt": evil, "model": MISTRAL_MODEL}).json()["run_id"]
+    run_id = client.post("/api/runs", json={"prompt": evil, "model": MISTRAL_MODEL}).json()[
+        "run_id"
+    ]
     wait_for_run(client, run_id)
     html = client.get(f"/runs/{run_id}").text
     page = BeautifulSoup(html, "html.parser")
@@ -92,8 +107,10 @@ def test_untrusted_text_is_sanitized(client, fake_mistral):
 
 def test_runs_left_running_are_interrupted_on_start(settings, keys):
     store = Store(settings.db_path)
-    store.write_sync(create_run, {"id": "crashed1", "status": "running", "prompt": "p",
-                                  "model": "m", "provider": "local"})
+    store.write_sync(
+        create_run,
+        {"id": "crashed1", "status": "running", "prompt": "p", "model": "m", "provider": "local"},
+    )
     store.close()
     with api_client(settings, keys["admin"]) as client:
         detail = client.get("/api/runs/crashed1").json()
@@ -107,8 +124,15 @@ def test_runs_page_paginates_newest_first(settings, keys):
     store = Store(settings.db_path)
     now = time.time()
     for i in range(60):
-        store.write_sync(create_run, {"id": f"r{i:03d}", "status": "succeeded",
-                                      "prompt": f"prompt {i}", "started_at": now + i})
+        store.write_sync(
+            create_run,
+            {
+                "id": f"r{i:03d}",
+                "status": "succeeded",
+                "prompt": f"prompt {i}",
+                "started_at": now + i,
+            },
+        )
     store.close()
     with api_client(settings, keys["admin"]) as client:
         first = soup(client.get("/runs"))

@@ -102,7 +102,7 @@ def test_identical_replay_and_replay_of_a_replay(client, fake_mistral):
     assert parent["id"] in lineage.select_one(".lineage-parent").text
     assert lineage.select_one("#diff-with-parent")["href"] == f"/diffs/{first['diff_id']}"
     assert [a.text for a in lineage.select("table.replays code")] == [second["run_id"][:8]]
-    assert lineage.select_one("table.replays a[href='/diffs/%s']" % second["diff_id"])
+    assert lineage.select_one(f"table.replays a[href='/diffs/{second['diff_id']}']")
 
 
 def test_overrides_of_tools_system_prompt_and_model(client, fake_mistral):

@@ -20,8 +20,9 @@ def test_no_input_makes_a_server_error(live_server):
 
     for operation in operations:
 
-        @settings(max_examples=25, deadline=None, database=None,
-                  suppress_health_check=list(HealthCheck))
+        @settings(
+            max_examples=25, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+        )
         @given(case=operation.as_strategy())
         def check(case):
             # timeout: an event stream of a run that is still going would not end.

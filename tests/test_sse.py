@@ -30,6 +30,8 @@ TIMEOUT = httpx.Timeout(5.0)
 
 def KEY_HEADERS(live_server) -> dict[str, str]:  # noqa: N802 - reads like a constant
     return {"X-API-Key": live_server.admin_key}  # connect, read (per chunk), write and pool
+
+
 STREAM_DEADLINE_S = 20.0
 SLOW_TEXT = "The quick brown fox jumps over a lazy dog"  # 41 characters
 
@@ -128,7 +130,9 @@ def key(events: list[SSE]) -> list[tuple[int, str, Any]]:
 
 @pytest.fixture
 def http(live_server) -> Iterator[httpx.Client]:  # type: ignore[no-untyped-def]
-    with httpx.Client(base_url=live_server.url, timeout=TIMEOUT, headers=KEY_HEADERS(live_server)) as client:
+    with httpx.Client(
+        base_url=live_server.url, timeout=TIMEOUT, headers=KEY_HEADERS(live_server)
+    ) as client:
         yield client
 
 
@@ -210,12 +214,18 @@ def test_negative_after_is_rejected(http, fake_mistral):
 
 
 def test_resume_after_the_terminal_event_closes_the_stream(live_server, fake_mistral):
-    with httpx.Client(base_url=live_server.url, timeout=TIMEOUT, headers=KEY_HEADERS(live_server)) as setup:
+    with httpx.Client(
+        base_url=live_server.url, timeout=TIMEOUT, headers=KEY_HEADERS(live_server)
+    ) as setup:
         run_id = start_run(setup)
         run = wait_finished(setup, run_id)
     # An EventSource reconnects with the id of the last event it saw, here the
     # terminal one: the server should answer with an empty stream that ends.
-    with httpx.Client(base_url=live_server.url, timeout=httpx.Timeout(5.0, read=2.0), headers=KEY_HEADERS(live_server)) as client:
+    with httpx.Client(
+        base_url=live_server.url,
+        timeout=httpx.Timeout(5.0, read=2.0),
+        headers=KEY_HEADERS(live_server),
+    ) as client:
         try:
             events, ended = read_stream(
                 client, run_id, headers={"Last-Event-ID": str(run["last_seq"])}
@@ -338,7 +348,7 @@ def test_concurrent_writer_and_many_followers(db):
         results = await asyncio.gather(produce(), *(follow(d, a) for d, a in specs))
         late = [e.seq for e in await collect(follow_run(db, broker, "r", 0, 1.0))]
         assert broker.subscriber_count("r") == 0
-        out = dict(zip(specs, results[1:]))
+        out = dict(zip(specs, results[1:], strict=False))
         out[(-1, 0)] = late
         return out
 
@@ -372,7 +382,11 @@ def test_overflowed_subscriber_catches_up_from_sqlite(db, monkeypatch):
             await recorder.emit(token(i))
         await recorder.emit(
             LLMCallFinished(
-                model="m", provider="local", input_tokens=1, output_tokens=1, latency_ms=1,
+                model="m",
+                provider="local",
+                input_tokens=1,
+                output_tokens=1,
+                latency_ms=1,
                 at=T0 + 30,
             )
         )

@@ -236,7 +236,10 @@ def test_full_run_projection(db):
     feed(MessageAdded(role="tool", content="12:00", tool_call_id="c1", name="clock", at=T0 + 1.1))
     feed(
         MessageAdded(
-            role="tool", content="ERROR: RuntimeError: boom", tool_call_id="c2", name="boom",
+            role="tool",
+            content="ERROR: RuntimeError: boom",
+            tool_call_id="c2",
+            name="boom",
             at=T0 + 1.1,
         )
     )
@@ -273,7 +276,12 @@ def test_full_run_projection(db):
 
     detail = db.read_sync(run_detail, "run1")
     assert [m["role"] for m in detail["messages"]] == [
-        "system", "user", "assistant", "tool", "tool", "assistant",
+        "system",
+        "user",
+        "assistant",
+        "tool",
+        "tool",
+        "assistant",
     ]
     assistant = detail["messages"][2]
     assert [c["id"] for c in assistant["tool_calls"]] == ["c1", "c2"]
@@ -321,8 +329,12 @@ def test_local_run_is_free(db):
     for i in range(2):
         _, run = feed(
             LLMCallFinished(
-                model="smollm2-135m", provider="local", input_tokens=10, output_tokens=3,
-                latency_ms=1.0, at=T0 + i,
+                model="smollm2-135m",
+                provider="local",
+                input_tokens=10,
+                output_tokens=3,
+                latency_ms=1.0,
+                at=T0 + i,
             )
         )
     assert run["cost_status"] == "free" and run["cost_usd"] == 0.0
@@ -481,8 +493,12 @@ def test_totals(db):
     fp(RunStarted(model="mistral-small-latest", provider="mistral", params={}, at=T0))
     fp(
         LLMCallFinished(
-            model="mistral-small-latest", provider="mistral", input_tokens=100,
-            output_tokens=10, latency_ms=1, at=T0,
+            model="mistral-small-latest",
+            provider="mistral",
+            input_tokens=100,
+            output_tokens=10,
+            latency_ms=1,
+            at=T0,
         )
     )
     fp(RunFinished(response="x", at=T0 + 1))

@@ -3,7 +3,6 @@
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 
@@ -27,8 +26,10 @@ class _Recorder(BaseHTTPRequestHandler):
     def do_GET(self):  # noqa: N802
         self.seen.append(("GET", self.path, dict(self.headers)))
         if self.path.startswith("/api/models"):
-            models = [{"id": "google-bert/bert-base-uncased", "_id": "1", "modelId": "x"},
-                      {"id": "distilbert/distilbert-base-uncased", "_id": "2", "modelId": "y"}]
+            models = [
+                {"id": "google-bert/bert-base-uncased", "_id": "1", "modelId": "x"},
+                {"id": "distilbert/distilbert-base-uncased", "_id": "2", "modelId": "y"},
+            ]
             self._reply(200, json.dumps(models).encode())
         else:
             self._reply(404, b"{}")
@@ -72,12 +73,21 @@ def test_hf_list_models_through_huggingface_hub(fake_vendor):
 
 def test_elevenlabs_speak_saves_audio_and_reports_characters(fake_vendor, tmp_path):
     url, seen = fake_vendor
-    settings = {"api_key": "el-key", "base_url": url, "data_dir": str(tmp_path),
-                "voice_id": "voice123", "model_id": "eleven_flash_v2_5"}
+    settings = {
+        "api_key": "el-key",
+        "base_url": url,
+        "data_dir": str(tmp_path),
+        "voice_id": "voice123",
+        "model_id": "eleven_flash_v2_5",
+    }
     out = load_tool("elevenlabs_speak", settings)({"text": "Hello there"})
     [line] = out.cost_lines
-    assert line == {"vendor": "elevenlabs", "kind": "tts", "model": "eleven_flash_v2_5",
-                    "characters": 11}
+    assert line == {
+        "vendor": "elevenlabs",
+        "kind": "tts",
+        "model": "eleven_flash_v2_5",
+        "characters": 11,
+    }
     [audio] = list((tmp_path / "audio").glob("*.mp3"))
     assert audio.read_bytes() == b"ID3fake-mp3-bytes"
     post = [s for s in seen if s[0] == "POST"][0]

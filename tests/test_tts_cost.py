@@ -10,23 +10,30 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from app.integrations import IntegrationSettings
 from app.price_tables import add_override, load_settings_overrides, lookup, price_event, price_table
 from app.settings import Settings
-from app.integrations import IntegrationSettings
 from tests.conftest import MISTRAL_MODEL, agent_config, api_client, wait_for_run
 from tests.fake_mistral import Reply
 
 
 def at(day: str) -> float:
-    return dt.datetime.fromisoformat(day).replace(tzinfo=dt.timezone.utc).timestamp()
+    return dt.datetime.fromisoformat(day).replace(tzinfo=dt.UTC).timestamp()
 
 
 def tts_event(characters: int, model: str = "eleven_multilingual_v2", when: str = "2026-06-01"):
     return {
-        "type": "tool_call_finished", "at": at(when), "call_id": "c1", "name": "elevenlabs_speak",
-        "arguments": {}, "result": "ok", "error": None, "latency_ms": 5.0,
-        "cost_lines": [{"vendor": "elevenlabs", "kind": "tts", "model": model,
-                        "characters": characters}],
+        "type": "tool_call_finished",
+        "at": at(when),
+        "call_id": "c1",
+        "name": "elevenlabs_speak",
+        "arguments": {},
+        "result": "ok",
+        "error": None,
+        "latency_ms": 5.0,
+        "cost_lines": [
+            {"vendor": "elevenlabs", "kind": "tts", "model": model, "characters": characters}
+        ],
     }
 
 
@@ -43,17 +50,35 @@ def test_characters_priced_by_model_and_credit_price():
 
 
 def test_overrides_have_effective_dates(db):
-    db.write_sync(add_override, {"vendor": "elevenlabs", "item": "credit",
-                                 "field": "usd_per_credit", "value": 0.0003,
-                                 "effective_from": "2027-01-01"}, "page", 0.0)
+    db.write_sync(
+        add_override,
+        {
+            "vendor": "elevenlabs",
+            "item": "credit",
+            "field": "usd_per_credit",
+            "value": 0.0003,
+            "effective_from": "2027-01-01",
+        },
+        "page",
+        0.0,
+    )
     before = db.read_sync(lambda d: price_event(d, tts_event(1000, when="2026-12-31")))
     after = db.read_sync(lambda d: price_event(d, tts_event(1000, when="2027-01-02")))
     assert before["cost_usd"] == pytest.approx(0.22)  # the built-in price still applied then
     assert after["cost_usd"] == pytest.approx(0.30)
     # Mistral token prices go through the same tables.
-    db.write_sync(add_override, {"vendor": "mistral", "item": "mistral-small-latest",
-                                 "field": "input_per_m", "value": 1.0,
-                                 "effective_from": "2027-01-01"}, "page", 0.0)
+    db.write_sync(
+        add_override,
+        {
+            "vendor": "mistral",
+            "item": "mistral-small-latest",
+            "field": "input_per_m",
+            "value": 1.0,
+            "effective_from": "2027-01-01",
+        },
+        "page",
+        0.0,
+    )
     assert db.read_sync(lookup, "mistral", "mistral-small", "input_per_m", at("2027-02-01")) == 1.0
     assert db.read_sync(lookup, "mistral", "mistral-small", "input_per_m", at("2026-12-01")) == 0.1
     table = db.read_sync(price_table, at("2027-02-01"))
@@ -68,8 +93,16 @@ def test_overrides_have_effective_dates(db):
         ({"vendor": "mistral", "item": "x", "field": "usd_per_credit", "value": 1}, "field"),
         ({"vendor": "mistral", "item": "x", "field": "input_per_m", "value": "a"}, "number"),
         ({"vendor": "mistral", "item": "x", "field": "input_per_m", "value": -1}, "at least 0"),
-        ({"vendor": "mistral", "item": "x", "field": "input_per_m", "value": 1,
-          "effective_from": "tomorrow"}, "YYYY-MM-DD"),
+        (
+            {
+                "vendor": "mistral",
+                "item": "x",
+                "field": "input_per_m",
+                "value": 1,
+                "effective_from": "tomorrow",
+            },
+            "YYYY-MM-DD",
+        ),
     ],
 )
 def test_bad_overrides_are_refused(db, row, message):
@@ -90,7 +123,9 @@ def test_settings_file_and_env_override_prices(db, tmp_path):
     assert priced["cost_usd"] == pytest.approx(2000 * 0.0001)
     # Reloading replaces (not duplicates) the settings rows.
     assert db.write_sync(load_settings_overrides, None, None, 0.0) == 0
-    assert db.read_sync(lambda d: price_event(d, tts_event(1000)))["cost_usd"] == pytest.approx(0.22)
+    assert db.read_sync(lambda d: price_event(d, tts_event(1000)))["cost_usd"] == pytest.approx(
+        0.22
+    )
 
 
 class FakeElevenLabs:
@@ -127,22 +162,36 @@ def test_speech_cost_in_run_session_and_dashboard_totals(data_dir, fake_mistral,
     eleven = FakeElevenLabs()
     config = agent_config(fake_mistral.url)
     tools = dict(config.tools)
-    tools["elevenlabs_speak"] = {"api_key": "el-key", "base_url": eleven.url,
-                                 "model_id": "eleven_multilingual_v2", "timeout": 10}
+    tools["elevenlabs_speak"] = {
+        "api_key": "el-key",
+        "base_url": eleven.url,
+        "model_id": "eleven_multilingual_v2",
+        "timeout": 10,
+    }
     settings = Settings(
-        data_dir=data_dir, agent_config=agent_config(fake_mistral.url, tools=tools),
+        data_dir=data_dir,
+        agent_config=agent_config(fake_mistral.url, tools=tools),
         integrations=IntegrationSettings(elevenlabs_usd_per_credit=0.0003),
     )
     text = "Bonjour, voici la météo de Paris."
     fake_mistral.add(
-        Reply(tool_calls=[{"name": "elevenlabs_speak", "arguments": {"text": text}}],
-              usage=(1000, 100)),
+        Reply(
+            tool_calls=[{"name": "elevenlabs_speak", "arguments": {"text": text}}],
+            usage=(1000, 100),
+        ),
         Reply(text="Done.", usage=(1000, 100)),
     )
     try:
         with api_client(settings, keys["member"]) as c:
-            r = c.post("/api/runs", json={"prompt": "Say the weather", "model": MISTRAL_MODEL,
-                                          "session": "voice", "tools": ["elevenlabs_speak"]})
+            r = c.post(
+                "/api/runs",
+                json={
+                    "prompt": "Say the weather",
+                    "model": MISTRAL_MODEL,
+                    "session": "voice",
+                    "tools": ["elevenlabs_speak"],
+                },
+            )
             detail = wait_for_run(c, r.json()["run_id"])
             run = detail["run"]
             [tool] = detail["tool_calls"]

@@ -164,7 +164,11 @@ class LocalProvider:
         return tokens, formatted.stop
 
     def _constrained(
-        self, llm: Any, tokens: list[int], schema: dict[str, Any], params: GenerationParams,
+        self,
+        llm: Any,
+        tokens: list[int],
+        schema: dict[str, Any],
+        params: GenerationParams,
         max_tokens: int,
     ) -> tuple[str, int]:
         from llama_cpp import LlamaGrammar
@@ -193,7 +197,10 @@ class LocalProvider:
             names = [t.name for t in tools]
             decision_tokens, _ = self._prompt(formatter, llm, chat, "Tool: ")
             text, used = self._constrained(
-                llm, decision_tokens, {"type": "string", "enum": ["none", *names]}, params,
+                llm,
+                decision_tokens,
+                {"type": "string", "enum": ["none", *names]},
+                params,
                 DECISION_MAX_TOKENS,
             )
             input_tokens += len(decision_tokens)
@@ -219,17 +226,25 @@ class LocalProvider:
                         "__error__": f"arguments cut off at {ARGUMENTS_MAX_TOKENS} tokens",
                         "raw": raw[:500],
                     }
-                call = ToolCallRequest(id=f"call_{uuid.uuid4().hex[:12]}", name=tool.name,
-                                       arguments=arguments)
+                call = ToolCallRequest(
+                    id=f"call_{uuid.uuid4().hex[:12]}", name=tool.name, arguments=arguments
+                )
                 return Completion(
-                    text="", model=params.model, input_tokens=input_tokens,
-                    output_tokens=output_tokens, finish_reason="tool_calls", tool_calls=(call,),
+                    text="",
+                    model=params.model,
+                    input_tokens=input_tokens,
+                    output_tokens=output_tokens,
+                    finish_reason="tool_calls",
+                    tool_calls=(call,),
                 )
         parts: list[str] = []
         finish_reason = None
         for chunk in llm.create_completion(
-            tokens, stream=True, max_tokens=params.max_tokens,
-            temperature=params.temperature, stop=stop,
+            tokens,
+            stream=True,
+            max_tokens=params.max_tokens,
+            temperature=params.temperature,
+            stop=stop,
         ):
             choice = chunk["choices"][0]
             if choice.get("text"):
@@ -243,8 +258,11 @@ class LocalProvider:
         input_tokens += len(tokens)
         text = "".join(parts)
         return Completion(
-            text=text.strip(), model=params.model, input_tokens=input_tokens,
-            output_tokens=output_tokens, finish_reason=finish_reason,
+            text=text.strip(),
+            model=params.model,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            finish_reason=finish_reason,
         )
 
     async def stream(

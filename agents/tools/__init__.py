@@ -9,8 +9,9 @@ adding a tool is adding a module and a config entry: no registry to keep.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from agents.providers.base import ToolSpec
 

@@ -52,7 +52,9 @@ def _metrics(raw: Any) -> dict[str, float]:
         items = []
     if not items:
         raise ValueError("metrics must be a non-empty list of {name, value}")
-    bad = [str(k) for k, v in items if not k or isinstance(v, bool) or not isinstance(v, (int, float))]
+    bad = [
+        str(k) for k, v in items if not k or isinstance(v, bool) or not isinstance(v, (int, float))
+    ]
     if bad:
         raise ValueError(f"metric values must be numbers; not numeric: {', '.join(bad)}")
     return {str(k): float(v) for k, v in items}

@@ -23,10 +23,22 @@ def slack_payload(d: dict[str, Any]) -> dict[str, Any]:
     return {
         "text": d["message"],
         "blocks": [
-            {"type": "section", "text": {"type": "mrkdwn", "text": f":rotating_light: {d['message']}"}},
-            {"type": "context", "elements": [{"type": "mrkdwn", "text": (
-                f"rule *{d['rule_name']}* ({d['rule_kind']}) · run `{d['run_id']}`"
-                f" · ${d['value_usd']:.6f} over ${d['threshold_usd']:.6f}")}]},
+            {
+                "type": "section",
+                "text": {"type": "mrkdwn", "text": f":rotating_light: {d['message']}"},
+            },
+            {
+                "type": "context",
+                "elements": [
+                    {
+                        "type": "mrkdwn",
+                        "text": (
+                            f"rule *{d['rule_name']}* ({d['rule_kind']}) · run `{d['run_id']}`"
+                            f" · ${d['value_usd']:.6f} over ${d['threshold_usd']:.6f}"
+                        ),
+                    }
+                ],
+            },
         ],
     }
 
@@ -49,8 +61,9 @@ def send_email(d: dict[str, Any], settings: IntegrationSettings) -> None:
         f"{d['message']}\n\nRule: {d['rule_name']} ({d['rule_kind']})\nRun: {d['run_id']}\n"
         f"Observed: ${d['value_usd']:.6f}\nThreshold: ${d['threshold_usd']:.6f}\n"
     )
-    with smtplib.SMTP(settings.smtp_host, settings.smtp_port,
-                      timeout=settings.http_timeout_s) as smtp:
+    with smtplib.SMTP(
+        settings.smtp_host, settings.smtp_port, timeout=settings.http_timeout_s
+    ) as smtp:
         if settings.smtp_starttls:
             smtp.starttls()
         if settings.smtp_user:
@@ -74,8 +87,14 @@ def deliver_alerts(store: Any, alert_ids: list[int], settings: IntegrationSettin
             SENDERS[d["channel"]](d, settings)
 
         try:
-            call_with_retry(send, integration=d["channel"], action="alert",
-                            subject=f"alert:{d['alert_id']}", settings=settings, record=record)
+            call_with_retry(
+                send,
+                integration=d["channel"],
+                action="alert",
+                subject=f"alert:{d['alert_id']}",
+                settings=settings,
+                record=record,
+            )
             store.write_sync(finish_delivery, d["id"], True, attempts, None)
             results.append({**d, "status": "sent", "attempts": attempts})
         except Exception as exc:  # noqa: BLE001 - recorded, shown on the alerts page

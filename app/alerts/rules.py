@@ -111,10 +111,14 @@ def describe_rule(rule: dict[str, Any]) -> str:
         return f"a run costs more than {format_cost(rule['threshold_usd'], 'priced')}"
     if rule["kind"] == "window_cost":
         minutes = rule["window_s"] / 60
-        return (f"runs cost more than {format_cost(rule['threshold_usd'], 'priced')}"
-                f" within {minutes:g} min")
-    return (f"a run costs more than {rule['multiplier']:g}× the average of the previous"
-            f" {rule['baseline_runs']} runs")
+        return (
+            f"runs cost more than {format_cost(rule['threshold_usd'], 'priced')}"
+            f" within {minutes:g} min"
+        )
+    return (
+        f"a run costs more than {rule['multiplier']:g}× the average of the previous"
+        f" {rule['baseline_runs']} runs"
+    )
 
 
 # --- checking -----------------------------------------------------------------
@@ -133,7 +137,8 @@ def _evaluate(db: Database, rule: dict[str, Any], run: dict[str, Any]) -> tuple[
         ).fetchone()[0]
         return total > rule["threshold_usd"], total, rule["threshold_usd"]
     previous = [
-        r[0] for r in db.execute(
+        r[0]
+        for r in db.execute(
             "select cost_usd from runs where ended_at < ? and id != ? and ended_at is not null"
             " order by ended_at desc limit ?",
             [end, run["id"], rule["baseline_runs"]],
@@ -155,13 +160,30 @@ def _message(rule: dict[str, Any], run: dict[str, Any], value: float, limit: flo
     return f"Cost alert “{rule['name']}”: {what}, over {format_cost(limit, 'priced')}."
 
 
-def _raise(db: Database, rule: dict[str, Any], run: dict[str, Any], fingerprint: str,
-           value: float, limit: float, now: float) -> int:
-    pk = db["alerts"].insert({
-        "rule_id": rule["id"], "fingerprint": fingerprint, "run_id": run["id"],
-        "value_usd": value, "threshold_usd": limit,
-        "message": _message(rule, run, value, limit), "created_at": now,
-    }).last_pk
+def _raise(
+    db: Database,
+    rule: dict[str, Any],
+    run: dict[str, Any],
+    fingerprint: str,
+    value: float,
+    limit: float,
+    now: float,
+) -> int:
+    pk = (
+        db["alerts"]
+        .insert(
+            {
+                "rule_id": rule["id"],
+                "fingerprint": fingerprint,
+                "run_id": run["id"],
+                "value_usd": value,
+                "threshold_usd": limit,
+                "message": _message(rule, run, value, limit),
+                "created_at": now,
+            }
+        )
+        .last_pk
+    )
     for channel, target in (("webhook", rule["webhook_url"]), ("email", rule["email_to"])):
         if target:
             db["alert_deliveries"].insert(
@@ -183,7 +205,9 @@ def check_run(db: Database, run_id: str, now: float | None = None) -> list[int]:
         fires, value, limit = _evaluate(db, rule, run)
         if rule["kind"] == "run_cost":
             fingerprint = f"rule{rule['id']}:run:{run_id}"
-            seen = db.execute("select 1 from alerts where fingerprint = ?", [fingerprint]).fetchone()
+            seen = db.execute(
+                "select 1 from alerts where fingerprint = ?", [fingerprint]
+            ).fetchone()
             if fires and not seen:
                 new.append(_raise(db, rule, run, fingerprint, value, limit, now))
             continue
@@ -192,7 +216,9 @@ def check_run(db: Database, run_id: str, now: float | None = None) -> list[int]:
         ).fetchone()
         if fires and open_alert is None:
             fingerprint = f"rule{rule['id']}:episode:{run_id}"
-            if not db.execute("select 1 from alerts where fingerprint = ?", [fingerprint]).fetchone():
+            if not db.execute(
+                "select 1 from alerts where fingerprint = ?", [fingerprint]
+            ).fetchone():
                 new.append(_raise(db, rule, run, fingerprint, value, limit, now))
         elif not fires and open_alert is not None:
             db.execute("update alerts set resolved_at = ? where id = ?", [now, open_alert[0]])
@@ -216,7 +242,9 @@ def pending_deliveries(db: Database, alert_ids: list[int]) -> list[dict[str, Any
     return [dict(r) for r in rows.fetchall()]
 
 
-def finish_delivery(db: Database, delivery_id: int, ok: bool, attempts: int, error: str | None) -> None:
+def finish_delivery(
+    db: Database, delivery_id: int, ok: bool, attempts: int, error: str | None
+) -> None:
     db.execute(
         "update alert_deliveries set status = ?, attempts = ?, error = ?, sent_at = ? where id = ?",
         ["sent" if ok else "failed", attempts, error, time.time() if ok else None, delivery_id],
@@ -225,7 +253,8 @@ def finish_delivery(db: Database, delivery_id: int, ok: bool, attempts: int, err
 
 def list_alerts(db: Database, limit: int = 100) -> list[dict[str, Any]]:
     alerts = [
-        dict(r) for r in db.execute(
+        dict(r)
+        for r in db.execute(
             "select a.*, r.name as rule_name, r.kind as rule_kind from alerts a"
             " join alert_rules r on r.id = a.rule_id order by a.created_at desc, a.id desc limit ?",
             [limit],
@@ -235,7 +264,8 @@ def list_alerts(db: Database, limit: int = 100) -> list[dict[str, Any]]:
     if alerts:
         marks = ",".join("?" * len(alerts))
         for d in db.execute(
-            f"select * from alert_deliveries where alert_id in ({marks}) order by id", list(by_alert)
+            f"select * from alert_deliveries where alert_id in ({marks}) order by id",
+            list(by_alert),
         ).fetchall():
             by_alert[d["alert_id"]].append(dict(d))
     for a in alerts:

@@ -104,7 +104,9 @@ class DatasetFromRuns:
 @dataclass
 class ExperimentCreate:
     dataset_id: int
-    config: dict[str, Any] | None = None  # model, temperature, max_tokens, system_prompt, tools, max_rounds
+    config: dict[str, Any] | None = (
+        None  # model, temperature, max_tokens, system_prompt, tools, max_rounds
+    )
     evaluators: list[Any] | None = None
     name: str | None = None
     concurrency: int | None = None
@@ -137,8 +139,12 @@ class EvalsAPI(Controller):
         rows = await store.read(list_evaluations, run_id, metric, source, limit, offset)
         return {"evaluations": rows, "limit": limit, "offset": offset}
 
-    @post("/run", summary="Score a run with built-in evaluators or the LLM judge",
-          status_code=201, guards=[requires_member])
+    @post(
+        "/run",
+        summary="Score a run with built-in evaluators or the LLM judge",
+        status_code=201,
+        guards=[requires_member],
+    )
     async def evaluate(
         self,
         request: Request,
@@ -154,14 +160,18 @@ class EvalsAPI(Controller):
             raise NotFoundException(f"run {data.run_id!r} not found")
         if run["status"] in ("queued", "running"):
             raise InputError("the run has not finished yet")
-        rows = await evaluate_run(store, runner, data.run_id, evaluators, data.expected, who(request))
+        rows = await evaluate_run(
+            store, runner, data.run_id, evaluators, data.expected, who(request)
+        )
         return {"evaluations": rows}
 
     @get("/summary", summary="Success rate and metrics over time, per model and per session")
     async def summary(
         self,
         store: NamedDependency[Store],
-        range_key: Annotated[str, QueryParameter(name="range", pattern="^(24h|7d|30d|90d)$")] = "7d",
+        range_key: Annotated[
+            str, QueryParameter(name="range", pattern="^(24h|7d|30d|90d)$")
+        ] = "7d",
         model: FromQuery[str | None] = None,
         session: FromQuery[str | None] = None,
     ) -> dict[str, Any]:
@@ -188,12 +198,17 @@ class MemoryAPI(Controller):
         out, previous = [], None
         for snap in snaps:
             diff = diff_snapshots(previous, snap)
-            out.append({
-                **snap,
-                "added": [m["index"] for m in diff["messages"] if m["state"] == "added"],
-                "scratch_changed": {s["key"]: {"old": s["old"], "new": s["value"]}
-                                    for s in diff["scratch"] if s["state"] != "same"},
-            })
+            out.append(
+                {
+                    **snap,
+                    "added": [m["index"] for m in diff["messages"] if m["state"] == "added"],
+                    "scratch_changed": {
+                        s["key"]: {"old": s["old"], "new": s["value"]}
+                        for s in diff["scratch"]
+                        if s["state"] != "same"
+                    },
+                }
+            )
             previous = snap
         return {"run_id": run_id, "snapshots": out}
 
@@ -202,8 +217,12 @@ class DatasetsAPI(Controller):
     path = "/api/datasets"
     tags = ["datasets"]
 
-    @post("/", summary="Create a dataset from items or CSV/JSONL text", status_code=201,
-          guards=[requires_member])
+    @post(
+        "/",
+        summary="Create a dataset from items or CSV/JSONL text",
+        status_code=201,
+        guards=[requires_member],
+    )
     async def create(
         self, request: Request, data: JSONBody[DatasetCreate], store: NamedDependency[Store]
     ) -> dict[str, Any]:
@@ -217,16 +236,22 @@ class DatasetsAPI(Controller):
             source = (data.format or "jsonl").lower()
         else:
             raise InputError("give items (a list) or content (CSV or JSONL text)")
-        return await store.write(create_dataset, name, items, source, data.description,
-                                 who(request))
+        return await store.write(
+            create_dataset, name, items, source, data.description, who(request)
+        )
 
-    @post("/from-runs", summary="Create a dataset from runs (prompt -> input, answer -> expected)",
-          status_code=201, guards=[requires_member])
+    @post(
+        "/from-runs",
+        summary="Create a dataset from runs (prompt -> input, answer -> expected)",
+        status_code=201,
+        guards=[requires_member],
+    )
     async def from_runs(
         self, request: Request, data: JSONBody[DatasetFromRuns], store: NamedDependency[Store]
     ) -> dict[str, Any]:
-        return await store.write(dataset_from_runs, check_name(data.name), data.run_ids,
-                                 who(request))
+        return await store.write(
+            dataset_from_runs, check_name(data.name), data.run_ids, who(request)
+        )
 
     @get("/", summary="Datasets, newest first")
     async def index(self, store: NamedDependency[Store]) -> dict[str, Any]:
@@ -245,8 +270,12 @@ class ExperimentsAPI(Controller):
     tags = ["experiments"]
     dependencies = EXPERIMENT_DEPENDENCIES
 
-    @post("/", summary="Run a dataset against one configuration and score every item",
-          status_code=201, guards=[requires_member])
+    @post(
+        "/",
+        summary="Run a dataset against one configuration and score every item",
+        status_code=201,
+        guards=[requires_member],
+    )
     async def create(
         self,
         request: Request,
@@ -254,7 +283,11 @@ class ExperimentsAPI(Controller):
         experiments: NamedDependency[Experiments],
     ) -> dict[str, Any]:
         return await experiments.start(
-            data.dataset_id, data.config, data.evaluators, data.name, data.concurrency,
+            data.dataset_id,
+            data.config,
+            data.evaluators,
+            data.name,
+            data.concurrency,
             created_by=who(request),
         )
 

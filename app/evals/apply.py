@@ -69,9 +69,14 @@ async def _one(
             verdict = await judge(runner, run.get("prompt") or "", subject.output, expected, params)
         except Exception as exc:  # noqa: BLE001 - a failed judge call is a result, not a crash
             log.warning("llm judge failed on run %s: %s", run["id"], exc)
-            result = Result(JUDGE, None, None, label="error", comment=f"{type(exc).__name__}: {exc}"[:500])
+            result = Result(
+                JUDGE, None, None, label="error", comment=f"{type(exc).__name__}: {exc}"[:500]
+            )
             return result.evaluation(run["id"], "llm-judge"), {"params": params}
-        return verdict.result.evaluation(run["id"], "llm-judge"), {**verdict.details, "params": params}
+        return verdict.result.evaluation(run["id"], "llm-judge"), {
+            **verdict.details,
+            "params": params,
+        }
     # On a thread: a user's regex may take up to its timeout.
     result = await asyncio.to_thread(heuristics.evaluate, name, subject, params)
     details: dict[str, Any] = {"evaluator": name, "params": params}
@@ -96,7 +101,5 @@ async def evaluate_run(
     stored = []
     for choice in evaluators:
         row, details = await _one(runner, run, choice, expected)
-        stored.append(
-            await store.write(record_evaluation, row, created_by, experiment_id, details)
-        )
+        stored.append(await store.write(record_evaluation, row, created_by, experiment_id, details))
     return stored

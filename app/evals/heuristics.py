@@ -271,7 +271,12 @@ def cost_budget(subject: Subject, params: dict[str, Any]) -> Result:
     status = subject.run.get("cost_status")
     cost = float(subject.run.get("cost_usd") or 0.0)
     if status in ("unpriced", "partial"):
-        return Result("cost_usd", cost, None, label="unpriced",
-                      comment="the model has no price: the cost is unknown")
+        return Result(
+            "cost_usd",
+            cost,
+            None,
+            label="unpriced",
+            comment="the model has no price: the cost is unknown",
+        )
     ok = cost <= params["max_usd"]
     return Result("cost_usd", cost, ok, comment=f"budget ${params['max_usd']:g}")

@@ -27,7 +27,9 @@ SYSTEM = (
 )
 # A lone digit 1-5 ("4", "4/5", "a 4."), not part of a number ("42", "1.5") nor of a
 # range echoed from the prompt ("(1-5)").
-_SCORE = re.compile(r"(?<!\d)(?<!\d\.)(?<![-–]\s)(?<![-–])([1-5])(?:\s*/\s*5)?(?!\d|\.\d|\s*[-–]\s*\d)")
+_SCORE = re.compile(
+    r"(?<!\d)(?<!\d\.)(?<![-–]\s)(?<![-–])([1-5])(?:\s*/\s*5)?(?!\d|\.\d|\s*[-–]\s*\d)"
+)
 
 
 @dataclass(frozen=True)
@@ -107,10 +109,16 @@ async def judge(
     }
     score = parse_score(raw)
     if score is None:
-        result = Result(METRIC, None, None, label="unparsed",
-                        comment=f"the judge did not give a score: {raw.strip()[:300]!r}")
+        result = Result(
+            METRIC,
+            None,
+            None,
+            label="unparsed",
+            comment=f"the judge did not give a score: {raw.strip()[:300]!r}",
+        )
     else:
         reason = raw.strip()[:500]
-        result = Result(METRIC, float(score), score >= params["pass_at"], label=f"{score}/5",
-                        comment=reason)
+        result = Result(
+            METRIC, float(score), score >= params["pass_at"], label=f"{score}/5", comment=reason
+        )
     return Verdict(result, details)

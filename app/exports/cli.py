@@ -68,22 +68,33 @@ def cmd_export(args: argparse.Namespace) -> int:
             print(f"[{fraction * 100:3.0f}%] {stage}", file=sys.stderr)
 
         try:
-            result = run_export(store, row["id"], kind, params, settings.integrations,
-                                settings.data_dir, progress)
+            result = run_export(
+                store, row["id"], kind, params, settings.integrations, settings.data_dir, progress
+            )
         except Exception as exc:  # noqa: BLE001 - shown, and recorded on the export row
-            store.write_sync(update_export, row["id"], status="failed", error=str(exc),
-                             finished_at=time.time())
+            store.write_sync(
+                update_export, row["id"], status="failed", error=str(exc), finished_at=time.time()
+            )
             print(f"export failed: {exc}", file=sys.stderr)
             return 1
-        store.write_sync(update_export, row["id"], status="succeeded", progress=1.0, stage="done",
-                         result=result, finished_at=time.time())
+        store.write_sync(
+            update_export,
+            row["id"],
+            status="succeeded",
+            progress=1.0,
+            stage="done",
+            result=result,
+            finished_at=time.time(),
+        )
     finally:
         store.close()
     if kind == "finetune_jsonl":
         if args.out:
             shutil.copy(result["path"], args.out)
-        print(f"{result['examples']} example(s) from {result['considered']} run(s), "
-              f"{result['corrected']} corrected → {args.out or result['path']}")
+        print(
+            f"{result['examples']} example(s) from {result['considered']} run(s), "
+            f"{result['corrected']} corrected → {args.out or result['path']}"
+        )
         for run_id, reason in result["skipped"].items():
             print(f"  skipped {run_id}: {reason}")
     else:

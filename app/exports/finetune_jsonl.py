@@ -50,8 +50,10 @@ def _tool_spec(name: str) -> dict[str, Any]:
 
         return load_tool(name, {}).spec.to_mistral()
     except Exception:  # noqa: BLE001 - a tool from elsewhere (OTLP) has no local spec
-        return {"type": "function", "function": {"name": name, "description": "",
-                                                 "parameters": {"type": "object"}}}
+        return {
+            "type": "function",
+            "function": {"name": name, "description": "", "parameters": {"type": "object"}},
+        }
 
 
 def conversation(record: dict[str, Any], correction: str | None) -> dict[str, Any] | None:
@@ -68,9 +70,14 @@ def conversation(record: dict[str, Any], correction: str | None) -> dict[str, An
             message: dict[str, Any] = {"role": "assistant"}
             if calls:
                 message["tool_calls"] = [
-                    {"id": mistral_call_id(str(c.get("id") or i), run_id), "type": "function",
-                     "function": {"name": c["function"]["name"],
-                                  "arguments": c["function"].get("arguments") or "{}"}}
+                    {
+                        "id": mistral_call_id(str(c.get("id") or i), run_id),
+                        "type": "function",
+                        "function": {
+                            "name": c["function"]["name"],
+                            "arguments": c["function"].get("arguments") or "{}",
+                        },
+                    }
                     for i, c in enumerate(calls)
                 ]
                 tools.update(c["function"]["name"] for c in calls)
@@ -78,8 +85,13 @@ def conversation(record: dict[str, Any], correction: str | None) -> dict[str, An
                 message["content"] = m["content"]
             out.append(message)
         elif role == "tool":
-            out.append({"role": "tool", "content": m["content"] or "",
-                        "tool_call_id": mistral_call_id(str(m["tool_call_id"] or ""), run_id)})
+            out.append(
+                {
+                    "role": "tool",
+                    "content": m["content"] or "",
+                    "tool_call_id": mistral_call_id(str(m["tool_call_id"] or ""), run_id),
+                }
+            )
         else:
             out.append({"role": role, "content": m["content"]})
     if correction is not None:
@@ -132,8 +144,9 @@ def validate_line(line: Any) -> list[str]:
     return errors
 
 
-def select_runs(db: Any, run_ids_: list[str] | None, failed: bool,
-                below: float | None) -> tuple[list[str], set[str]]:
+def select_runs(
+    db: Any, run_ids_: list[str] | None, failed: bool, below: float | None
+) -> tuple[list[str], set[str]]:
     """(run ids in order, the ids that need a correction to be used)."""
     chosen = run_ids(db, run_ids_) if run_ids_ else []
     needs_correction: set[str] = set()
@@ -147,7 +160,11 @@ def select_runs(db: Any, run_ids_: list[str] | None, failed: bool,
 
 
 def build_jsonl(
-    db: Any, path: Path, run_ids_: list[str] | None, failed: bool, below: float | None,
+    db: Any,
+    path: Path,
+    run_ids_: list[str] | None,
+    failed: bool,
+    below: float | None,
     progress: Callable[[float, str], None] = lambda f, s: None,
 ) -> dict[str, Any]:
     """Write the JSONL; return counts and the reason each skipped run was left out."""
@@ -171,5 +188,10 @@ def build_jsonl(
             corrected += correction is not None
             if n % 100 == 0:
                 progress(0.1 + 0.8 * n / max(1, len(ids)), f"built {n} of {len(ids)} examples")
-    return {"path": str(path), "examples": written, "corrected": corrected,
-            "considered": len(ids), "skipped": skipped}
+    return {
+        "path": str(path),
+        "examples": written,
+        "corrected": corrected,
+        "considered": len(ids),
+        "skipped": skipped,
+    }

@@ -29,35 +29,79 @@ from app.render import TEMPLATES_DIR
 FORMATS = ("parquet", "jsonl")
 REPO_RE = re.compile(r"^[A-Za-z0-9][\w.\-]{0,95}/[A-Za-z0-9][\w.\-]{0,95}$")
 
-MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string()), ("tool_calls", pa.string()),
-                     ("tool_call_id", pa.string()), ("name", pa.string())])
-TOOL_CALL = pa.struct([("call_id", pa.string()), ("name", pa.string()),
-                       ("arguments", pa.string()), ("result", pa.string()),
-                       ("error", pa.string()), ("status", pa.string()),
-                       ("latency_ms", pa.float64()), ("cost_usd", pa.float64())])
-RUNS_SCHEMA = pa.schema([
-    ("id", pa.string()), ("session_id", pa.string()), ("parent_run_id", pa.string()),
-    ("status", pa.string()), ("source", pa.string()), ("model", pa.string()),
-    ("provider", pa.string()), ("params", pa.string()), ("prompt", pa.string()),
-    ("response", pa.string()), ("error", pa.string()), ("started_at", pa.float64()),
-    ("ended_at", pa.float64()), ("latency_ms", pa.float64()), ("input_tokens", pa.int64()),
-    ("output_tokens", pa.int64()), ("cost_usd", pa.float64()), ("cost_status", pa.string()),
-    ("tool_calls", pa.int64()), ("tool_errors", pa.int64()), ("extra_cost_usd", pa.float64()),
-    ("messages", pa.list_(MESSAGE)), ("tool_call_details", pa.list_(TOOL_CALL)),
-])
-EVALUATIONS_SCHEMA = pa.schema([
-    ("id", pa.int64()), ("run_id", pa.string()), ("metric", pa.string()), ("value", pa.float64()),
-    ("label", pa.string()), ("comment", pa.string()), ("source", pa.string()),
-    ("passed", pa.int64()), ("created_at", pa.float64()),
-])
+MESSAGE = pa.struct(
+    [
+        ("role", pa.string()),
+        ("content", pa.string()),
+        ("tool_calls", pa.string()),
+        ("tool_call_id", pa.string()),
+        ("name", pa.string()),
+    ]
+)
+TOOL_CALL = pa.struct(
+    [
+        ("call_id", pa.string()),
+        ("name", pa.string()),
+        ("arguments", pa.string()),
+        ("result", pa.string()),
+        ("error", pa.string()),
+        ("status", pa.string()),
+        ("latency_ms", pa.float64()),
+        ("cost_usd", pa.float64()),
+    ]
+)
+RUNS_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("session_id", pa.string()),
+        ("parent_run_id", pa.string()),
+        ("status", pa.string()),
+        ("source", pa.string()),
+        ("model", pa.string()),
+        ("provider", pa.string()),
+        ("params", pa.string()),
+        ("prompt", pa.string()),
+        ("response", pa.string()),
+        ("error", pa.string()),
+        ("started_at", pa.float64()),
+        ("ended_at", pa.float64()),
+        ("latency_ms", pa.float64()),
+        ("input_tokens", pa.int64()),
+        ("output_tokens", pa.int64()),
+        ("cost_usd", pa.float64()),
+        ("cost_status", pa.string()),
+        ("tool_calls", pa.int64()),
+        ("tool_errors", pa.int64()),
+        ("extra_cost_usd", pa.float64()),
+        ("messages", pa.list_(MESSAGE)),
+        ("tool_call_details", pa.list_(TOOL_CALL)),
+    ]
+)
+EVALUATIONS_SCHEMA = pa.schema(
+    [
+        ("id", pa.int64()),
+        ("run_id", pa.string()),
+        ("metric", pa.string()),
+        ("value", pa.float64()),
+        ("label", pa.string()),
+        ("comment", pa.string()),
+        ("source", pa.string()),
+        ("passed", pa.int64()),
+        ("created_at", pa.float64()),
+    ]
+)
 FIELD_DOCS = {
-    "id": "run id", "session_id": "session the run belongs to", "parent_run_id":
-    "the run this one replays", "status": "succeeded, failed or interrupted", "source":
-    "studio, api, cli or otlp (ingested)", "params": "generation parameters (JSON)",
+    "id": "run id",
+    "session_id": "session the run belongs to",
+    "parent_run_id": "the run this one replays",
+    "status": "succeeded, failed or interrupted",
+    "source": "studio, api, cli or otlp (ingested)",
+    "params": "generation parameters (JSON)",
     "messages": "the conversation: role, content, tool_calls (JSON), tool_call_id, name",
     "tool_call_details": "each tool call with arguments (JSON), result, error, latency, cost",
-    "cost_usd": "total cost in USD (tokens and beyond)", "cost_status":
-    "priced, free, unpriced or partial", "extra_cost_usd": "cost beyond tokens (speech…)",
+    "cost_usd": "total cost in USD (tokens and beyond)",
+    "cost_status": "priced, free, unpriced or partial",
+    "extra_cost_usd": "cost beyond tokens (speech…)",
 }
 
 
@@ -82,13 +126,17 @@ def _write_table(rows: list[dict[str, Any]], schema: pa.Schema, path: Path, fmt:
 
 
 def dataset_card(context: dict[str, Any]) -> str:
-    env = Environment(loader=FileSystemLoader(str(TEMPLATES_DIR)), autoescape=False,
-                      keep_trailing_newline=True)
+    env = Environment(
+        loader=FileSystemLoader(str(TEMPLATES_DIR)), autoescape=False, keep_trailing_newline=True
+    )
     return env.get_template("exports/dataset_card.md").render(**context)
 
 
 def write_dataset(
-    db: Any, folder: Path, fmt: str, repo: str | None,
+    db: Any,
+    folder: Path,
+    fmt: str,
+    repo: str | None,
     progress: Callable[[float, str], None] = lambda f, s: None,
 ) -> dict[str, Any]:
     """Write the dataset folder from ``db`` (a read connection); return what was written."""
@@ -101,26 +149,36 @@ def write_dataset(
     for record in run_records(db, ids):
         runs.append(record)
         if len(runs) % 200 == 0:
-            progress(0.1 + 0.4 * len(runs) / max(1, len(ids)), f"read {len(runs)} of {len(ids)} runs")
+            progress(
+                0.1 + 0.4 * len(runs) / max(1, len(ids)), f"read {len(runs)} of {len(ids)} runs"
+            )
     evaluations = evaluation_records(db)
     _write_table(runs, RUNS_SCHEMA, data / f"runs.{fmt}", fmt)
     _write_table(evaluations, EVALUATIONS_SCHEMA, data / f"evaluations.{fmt}", fmt)
     progress(0.6, "wrote data files")
     context = {
-        "repo": repo, "fmt": fmt, "runs": len(runs), "evaluations": len(evaluations),
-        "exported_at": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "repo": repo,
+        "fmt": fmt,
+        "runs": len(runs),
+        "evaluations": len(evaluations),
+        "exported_at": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "models": Counter(r["model"] for r in runs).most_common(),
         "statuses": Counter(r["status"] for r in runs).most_common(),
         "sources": Counter(r["source"] for r in runs).most_common(),
         "metrics": Counter(e["metric"] for e in evaluations).most_common(),
         "runs_schema": [(f.name, str(f.type), FIELD_DOCS.get(f.name, "")) for f in RUNS_SCHEMA],
         "evaluations_schema": [(f.name, str(f.type)) for f in EVALUATIONS_SCHEMA],
-        "size_category": "n<1K" if len(runs) < 1000 else ("1K<n<10K" if len(runs) < 10_000
-                                                          else "10K<n<100K"),
+        "size_category": "n<1K"
+        if len(runs) < 1000
+        else ("1K<n<10K" if len(runs) < 10_000 else "10K<n<100K"),
     }
     (folder / "README.md").write_text(dataset_card(context), encoding="utf-8")
-    return {"folder": str(folder), "runs": len(runs), "evaluations": len(evaluations),
-            "files": sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())}
+    return {
+        "folder": str(folder),
+        "runs": len(runs),
+        "evaluations": len(evaluations),
+        "files": sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()),
+    }
 
 
 def push_dataset(
@@ -136,7 +194,9 @@ def push_dataset(
         try:
             api.create_repo(repo, repo_type="dataset", private=settings.hf_private, exist_ok=True)
             commit = api.upload_folder(
-                repo_id=repo, repo_type="dataset", folder_path=str(folder),
+                repo_id=repo,
+                repo_type="dataset",
+                folder_path=str(folder),
                 commit_message="AgentOp-Studio export",
             )
         except HfHubHTTPError as exc:
@@ -146,5 +206,11 @@ def push_dataset(
             raise
         return str(commit.commit_url if hasattr(commit, "commit_url") else commit)
 
-    return call_with_retry(push, integration="huggingface", action="push dataset",
-                           subject=subject, settings=settings, record=record)
+    return call_with_retry(
+        push,
+        integration="huggingface",
+        action="push dataset",
+        subject=subject,
+        settings=settings,
+        record=record,
+    )

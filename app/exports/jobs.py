@@ -69,7 +69,9 @@ def parse_options(kind: Any, data: dict[str, Any], settings: IntegrationSettings
         try:
             below = float(below)
         except (TypeError, ValueError):
-            raise ExportError("below must be a number (the score under which a run counts as low)") from None
+            raise ExportError(
+                "below must be a number (the score under which a run counts as low)"
+            ) from None
     failed = _flag(data.get("failed"), False)
     if not ids and not failed and below is None:
         raise ExportError("choose runs: run_ids, failed=true, or a score threshold (below)")
@@ -87,11 +89,24 @@ def _decode(row: Any) -> dict[str, Any]:
     return out
 
 
-def insert_export(db: Database, kind: str, params: dict[str, Any], created_by: str) -> dict[str, Any]:
-    pk = db["exports"].insert({
-        "kind": kind, "status": "queued", "progress": 0.0, "stage": "queued",
-        "params": json.dumps(params), "created_by": created_by, "created_at": time.time(),
-    }).last_pk
+def insert_export(
+    db: Database, kind: str, params: dict[str, Any], created_by: str
+) -> dict[str, Any]:
+    pk = (
+        db["exports"]
+        .insert(
+            {
+                "kind": kind,
+                "status": "queued",
+                "progress": 0.0,
+                "stage": "queued",
+                "params": json.dumps(params),
+                "created_by": created_by,
+                "created_at": time.time(),
+            }
+        )
+        .last_pk
+    )
     return get_export(db, pk)  # type: ignore[return-value]
 
 
@@ -115,7 +130,8 @@ def update_export(db: Database, export_id: int, **values: Any) -> dict[str, Any]
 def interrupt_exports(db: Database) -> int:
     cursor = db.execute(
         "update exports set status = 'failed', error = 'interrupted: the server stopped',"
-        " finished_at = ? where status in ('queued', 'running')", [time.time()]
+        " finished_at = ? where status in ('queued', 'running')",
+        [time.time()],
     )
     return cursor.rowcount
 
@@ -124,8 +140,13 @@ def interrupt_exports(db: Database) -> int:
 
 
 def run_export(
-    store: Any, export_id: int, kind: str, params: dict[str, Any],
-    settings: IntegrationSettings, data_dir: Path, progress: Progress,
+    store: Any,
+    export_id: int,
+    kind: str,
+    params: dict[str, Any],
+    settings: IntegrationSettings,
+    data_dir: Path,
+    progress: Progress,
 ) -> dict[str, Any]:
     """Do one export (blocking); return its result. Raises on failure."""
     folder = data_dir / "exports" / f"export-{export_id}"
@@ -143,14 +164,21 @@ def run_export(
         sqlite_snapshot(store.path, folder / "agentop.db")
         runs = store.read_sync(write_run_files, folder / "runs", progress)
         progress(0.7, "logging the artifact to W&B")
-        settings_for = settings if params["project"] == settings.wandb_project else \
-            _with_project(settings, params["project"])
+        settings_for = (
+            settings
+            if params["project"] == settings.wandb_project
+            else _with_project(settings, params["project"])
+        )
         info = log_artifact(folder, settings_for, data_dir, subject, record, {"runs": runs})
         return {"folder": str(folder), "runs": runs, **info}
     progress(0.05, "selecting runs")
     return store.read_sync(
-        build_jsonl, folder / "finetune.jsonl", params["run_ids"] or None, params["failed"],
-        params["below"], progress,
+        build_jsonl,
+        folder / "finetune.jsonl",
+        params["run_ids"] or None,
+        params["failed"],
+        params["below"],
+        progress,
     )
 
 
@@ -163,8 +191,9 @@ def _with_project(settings: IntegrationSettings, project: str) -> IntegrationSet
 class ExportJobs:
     """Runs exports in the background for the web app, one worker thread each."""
 
-    def __init__(self, store: Any, broker: Broker, settings: IntegrationSettings,
-                 data_dir: Path) -> None:
+    def __init__(
+        self, store: Any, broker: Broker, settings: IntegrationSettings, data_dir: Path
+    ) -> None:
         self.store = store
         self.broker = broker
         self.settings = settings
@@ -196,27 +225,49 @@ class ExportJobs:
 
         def progress(fraction: float, stage: str) -> None:
             updated = self.store.write_sync(
-                update_export, export_id, progress=round(min(max(fraction, 0.0), 1.0), 3),
+                update_export,
+                export_id,
+                progress=round(min(max(fraction, 0.0), 1.0), 3),
                 stage=stage,
             )
             loop.call_soon_threadsafe(self.publish, updated)
 
-        self.publish(await self.store.write(
-            update_export, export_id, status="running", started_at=time.time(), stage="starting"))
+        self.publish(
+            await self.store.write(
+                update_export, export_id, status="running", started_at=time.time(), stage="starting"
+            )
+        )
         try:
             result = await asyncio.to_thread(
-                run_export, self.store, export_id, row["kind"], row["params"], self.settings,
-                self.data_dir, progress,
+                run_export,
+                self.store,
+                export_id,
+                row["kind"],
+                row["params"],
+                self.settings,
+                self.data_dir,
+                progress,
             )
         except Exception as exc:  # noqa: BLE001 - recorded on the row and shown
             log.warning("export %s failed: %s", export_id, describe(exc))
             final = await self.store.write(
-                update_export, export_id, status="failed", error=describe(exc),
-                finished_at=time.time(), stage="failed")
+                update_export,
+                export_id,
+                status="failed",
+                error=describe(exc),
+                finished_at=time.time(),
+                stage="failed",
+            )
         else:
             final = await self.store.write(
-                update_export, export_id, status="succeeded", progress=1.0, stage="done",
-                result=result, finished_at=time.time())
+                update_export,
+                export_id,
+                status="succeeded",
+                progress=1.0,
+                stage="done",
+                result=result,
+                finished_at=time.time(),
+            )
         self.publish(final)
 
     async def wait(self, export_id: int, timeout: float = 60) -> None:

@@ -16,20 +16,49 @@ from typing import Any
 from sqlite_utils import Database
 
 RUN_FIELDS = (
-    "id", "session_id", "parent_run_id", "status", "source", "model", "provider", "params",
-    "prompt", "response", "error", "started_at", "ended_at", "latency_ms", "input_tokens",
-    "output_tokens", "cost_usd", "cost_status", "tool_calls", "tool_errors",
+    "id",
+    "session_id",
+    "parent_run_id",
+    "status",
+    "source",
+    "model",
+    "provider",
+    "params",
+    "prompt",
+    "response",
+    "error",
+    "started_at",
+    "ended_at",
+    "latency_ms",
+    "input_tokens",
+    "output_tokens",
+    "cost_usd",
+    "cost_status",
+    "tool_calls",
+    "tool_errors",
 )
-EVALUATION_FIELDS = ("id", "run_id", "metric", "value", "label", "comment", "source", "passed",
-                     "created_at")
+EVALUATION_FIELDS = (
+    "id",
+    "run_id",
+    "metric",
+    "value",
+    "label",
+    "comment",
+    "source",
+    "passed",
+    "created_at",
+)
 CORRECTION = "correction"
 BATCH = 200
 
 
 def has_table(db: Database, name: str) -> bool:
-    return db.execute(
-        "select 1 from sqlite_master where type = 'table' and name = ?", [name]
-    ).fetchone() is not None
+    return (
+        db.execute(
+            "select 1 from sqlite_master where type = 'table' and name = ?", [name]
+        ).fetchone()
+        is not None
+    )
 
 
 def _columns(db: Database, table: str) -> set[str]:
@@ -48,9 +77,16 @@ def _json(value: Any) -> Any:
 def run_ids(db: Database, ids: list[str] | None = None) -> list[str]:
     """Finished runs, oldest first (or just ``ids``, in that order, those that exist)."""
     if ids is not None:
-        found = {r[0] for r in db.execute(
-            f"select id from runs where id in ({','.join('?' * len(ids))})", ids).fetchall()
-        } if ids else set()
+        found = (
+            {
+                r[0]
+                for r in db.execute(
+                    f"select id from runs where id in ({','.join('?' * len(ids))})", ids
+                ).fetchall()
+            }
+            if ids
+            else set()
+        )
         return [i for i in ids if i in found]
     rows = db.execute(
         "select id from runs where status in ('succeeded', 'failed', 'interrupted')"
@@ -62,28 +98,41 @@ def run_ids(db: Database, ids: list[str] | None = None) -> list[str]:
 def run_records(db: Database, ids: list[str]) -> Iterator[dict[str, Any]]:
     """One record per run: the run's fields, its messages and tool calls, nested."""
     for start in range(0, len(ids), BATCH):
-        chunk = ids[start:start + BATCH]
+        chunk = ids[start : start + BATCH]
         marks = ",".join("?" * len(chunk))
-        runs = {r["id"]: dict(r) for r in db.execute(
-            f"select * from runs where id in ({marks})", chunk).fetchall()}
+        runs = {
+            r["id"]: dict(r)
+            for r in db.execute(f"select * from runs where id in ({marks})", chunk).fetchall()
+        }
         messages: dict[str, list[dict[str, Any]]] = {i: [] for i in chunk}
         for m in db.execute(
             f"select * from messages where run_id in ({marks}) order by run_id, seq", chunk
         ).fetchall():
-            messages[m["run_id"]].append({
-                "role": m["role"], "content": m["content"] or "",
-                "tool_calls": json.dumps(_json(m["tool_calls"]) or []),
-                "tool_call_id": m["tool_call_id"], "name": m["name"],
-            })
+            messages[m["run_id"]].append(
+                {
+                    "role": m["role"],
+                    "content": m["content"] or "",
+                    "tool_calls": json.dumps(_json(m["tool_calls"]) or []),
+                    "tool_call_id": m["tool_call_id"],
+                    "name": m["name"],
+                }
+            )
         calls: dict[str, list[dict[str, Any]]] = {i: [] for i in chunk}
         for t in db.execute(
             f"select * from tool_calls where run_id in ({marks}) order by run_id, seq", chunk
         ).fetchall():
-            calls[t["run_id"]].append({
-                "call_id": t["call_id"], "name": t["name"], "arguments": t["arguments"] or "{}",
-                "result": t["result"], "error": t["error"], "status": t["status"],
-                "latency_ms": t["latency_ms"], "cost_usd": t["cost_usd"],
-            })
+            calls[t["run_id"]].append(
+                {
+                    "call_id": t["call_id"],
+                    "name": t["name"],
+                    "arguments": t["arguments"] or "{}",
+                    "result": t["result"],
+                    "error": t["error"],
+                    "status": t["status"],
+                    "latency_ms": t["latency_ms"],
+                    "cost_usd": t["cost_usd"],
+                }
+            )
         for run_id in chunk:
             run = runs.get(run_id)
             if run is None:
@@ -127,7 +176,9 @@ def low_scored(db: Database, below: float | None) -> set[str]:
     for e in evaluation_records(db):
         if e["metric"] == CORRECTION:
             continue
-        if e["passed"] == 0 or (below is not None and e["value"] is not None and e["value"] < below):
+        if e["passed"] == 0 or (
+            below is not None and e["value"] is not None and e["value"] < below
+        ):
             low.add(e["run_id"])
     return low
 

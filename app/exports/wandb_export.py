@@ -61,8 +61,12 @@ def _wandb_dir(data_dir: Path) -> Path:
 
 
 def log_artifact(
-    folder: Path, settings: IntegrationSettings, data_dir: Path, subject: str,
-    record: Recorder | None, metadata: dict[str, Any],
+    folder: Path,
+    settings: IntegrationSettings,
+    data_dir: Path,
+    subject: str,
+    record: Recorder | None,
+    metadata: dict[str, Any],
 ) -> dict[str, Any]:
     """Log ``folder`` as a dataset artifact; return the W&B run id, mode and run directory."""
     import wandb
@@ -72,24 +76,42 @@ def log_artifact(
     def log() -> dict[str, Any]:
         with _WANDB_LOCK:
             run = wandb.init(
-                project=settings.wandb_project, entity=settings.wandb_entity or None, mode=mode,
-                dir=str(_wandb_dir(data_dir)), job_type="agentop-export",
-                settings=wandb.Settings(silent=True, console="off"), reinit="create_new",
+                project=settings.wandb_project,
+                entity=settings.wandb_entity or None,
+                mode=mode,
+                dir=str(_wandb_dir(data_dir)),
+                job_type="agentop-export",
+                settings=wandb.Settings(silent=True, console="off"),
+                reinit="create_new",
             )
             try:
-                artifact = wandb.Artifact("agentop-studio", type="dataset", metadata=metadata,
-                                          description="AgentOp-Studio database snapshot and runs")
+                artifact = wandb.Artifact(
+                    "agentop-studio",
+                    type="dataset",
+                    metadata=metadata,
+                    description="AgentOp-Studio database snapshot and runs",
+                )
                 # Immutable: the export folder is never rewritten, so wandb need not stage a copy.
                 artifact.add_dir(str(folder), policy="immutable")
                 run.log_artifact(artifact)
-                info = {"wandb_run_id": run.id, "mode": mode, "run_dir": str(run.dir),
-                        "url": getattr(run, "url", None)}
+                info = {
+                    "wandb_run_id": run.id,
+                    "mode": mode,
+                    "run_dir": str(run.dir),
+                    "url": getattr(run, "url", None),
+                }
             finally:
                 run.finish()
             return info
 
-    return call_with_retry(log, integration="wandb", action="log artifact", subject=subject,
-                           settings=settings, record=record)
+    return call_with_retry(
+        log,
+        integration="wandb",
+        action="log artifact",
+        subject=subject,
+        settings=settings,
+        record=record,
+    )
 
 
 class RunMetricsLogger:
@@ -110,10 +132,14 @@ class RunMetricsLogger:
         if run is None:
             return None
         metrics = {
-            "input_tokens": run["input_tokens"], "output_tokens": run["output_tokens"],
-            "cost_usd": run["cost_usd"], "extra_cost_usd": run.get("extra_cost_usd") or 0.0,
-            "latency_ms": run["latency_ms"] or 0.0, "tool_calls": run["tool_calls"],
-            "tool_errors": run["tool_errors"], "succeeded": int(run["status"] == "succeeded"),
+            "input_tokens": run["input_tokens"],
+            "output_tokens": run["output_tokens"],
+            "cost_usd": run["cost_usd"],
+            "extra_cost_usd": run.get("extra_cost_usd") or 0.0,
+            "latency_ms": run["latency_ms"] or 0.0,
+            "tool_calls": run["tool_calls"],
+            "tool_errors": run["tool_errors"],
+            "succeeded": int(run["status"] == "succeeded"),
         }
 
         def log() -> str:
@@ -121,12 +147,21 @@ class RunMetricsLogger:
                 w = wandb.init(
                     project=self.settings.wandb_project,
                     entity=self.settings.wandb_entity or None,
-                    mode=self.settings.resolved_wandb_mode, dir=str(_wandb_dir(self.data_dir)),
-                    name=f"agent-run-{run_id}", job_type="agent-run", group=run["session_id"],
-                    config={"run_id": run_id, "model": run["model"], "provider": run["provider"],
-                            "source": run["source"], "params": run["params"]},
+                    mode=self.settings.resolved_wandb_mode,
+                    dir=str(_wandb_dir(self.data_dir)),
+                    name=f"agent-run-{run_id}",
+                    job_type="agent-run",
+                    group=run["session_id"],
+                    config={
+                        "run_id": run_id,
+                        "model": run["model"],
+                        "provider": run["provider"],
+                        "source": run["source"],
+                        "params": run["params"],
+                    },
                     tags=[run["status"], run["source"] or "studio"],
-                    settings=wandb.Settings(silent=True, console="off"), reinit="create_new",
+                    settings=wandb.Settings(silent=True, console="off"),
+                    reinit="create_new",
                 )
                 try:
                     w.log(metrics)
@@ -136,8 +171,13 @@ class RunMetricsLogger:
                     w.finish()
 
         try:
-            return call_with_retry(log, integration="wandb", action="log run metrics",
-                                   subject=f"run:{run_id}", settings=self.settings,
-                                   record=self.record)
+            return call_with_retry(
+                log,
+                integration="wandb",
+                action="log run metrics",
+                subject=f"run:{run_id}",
+                settings=self.settings,
+                record=self.record,
+            )
         except Exception:  # noqa: BLE001 - recorded; a run's metrics must not break the studio
             return None

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import gzip
 import json
 import zlib
 from dataclasses import dataclass, field
@@ -94,14 +93,22 @@ def _hex_ids(payload: dict[str, Any]) -> dict[str, Any]:
     for resource_spans in payload.get("resourceSpans") or payload.get("resource_spans") or []:
         if not isinstance(resource_spans, dict):
             raise OTLPError("resourceSpans must be a list of objects")
-        for scope_spans in resource_spans.get("scopeSpans") or resource_spans.get("scope_spans") or []:
+        for scope_spans in (
+            resource_spans.get("scopeSpans") or resource_spans.get("scope_spans") or []
+        ):
             if not isinstance(scope_spans, dict):
                 raise OTLPError("scopeSpans must be a list of objects")
             for span in scope_spans.get("spans") or []:
                 if not isinstance(span, dict):
                     raise OTLPError("spans must be a list of objects")
-                for key, size in (("traceId", 16), ("trace_id", 16), ("spanId", 8),
-                                  ("span_id", 8), ("parentSpanId", 8), ("parent_span_id", 8)):
+                for key, size in (
+                    ("traceId", 16),
+                    ("trace_id", 16),
+                    ("spanId", 8),
+                    ("span_id", 8),
+                    ("parentSpanId", 8),
+                    ("parent_span_id", 8),
+                ):
                     if key in span:
                         span[key] = _hex_to_b64(span[key], size, key)
                 for link in span.get("links") or []:
@@ -119,7 +126,9 @@ def parse_request(body: bytes, content_type: str) -> ExportTraceServiceRequest:
         try:
             request.ParseFromString(body)
         except (DecodeError, RuntimeWarning) as exc:
-            raise OTLPError(f"body is not a valid OTLP protobuf ExportTraceServiceRequest: {exc}") from None
+            raise OTLPError(
+                f"body is not a valid OTLP protobuf ExportTraceServiceRequest: {exc}"
+            ) from None
         return request
     if kind in JSON_TYPES:
         try:
@@ -177,7 +186,9 @@ def spans_of(request: ExportTraceServiceRequest) -> tuple[list[SpanRecord], list
                     SpanRecord(
                         trace_id=span.trace_id.hex(),
                         span_id=span.span_id.hex(),
-                        parent_span_id=span.parent_span_id.hex() if any(span.parent_span_id) else "",
+                        parent_span_id=span.parent_span_id.hex()
+                        if any(span.parent_span_id)
+                        else "",
                         name=span.name,
                         start=start,
                         end=max(start, end),
@@ -185,8 +196,11 @@ def spans_of(request: ExportTraceServiceRequest) -> tuple[list[SpanRecord], list
                         status_message=span.status.message,
                         attributes=attributes(span.attributes),
                         events=[
-                            {"name": e.name, "at": e.time_unix_nano / 1e9,
-                             "attributes": attributes(e.attributes)}
+                            {
+                                "name": e.name,
+                                "at": e.time_unix_nano / 1e9,
+                                "attributes": attributes(e.attributes),
+                            }
                             for e in span.events
                         ],
                         resource=resource,

@@ -80,26 +80,48 @@ def _open_trace(db: Database, spans: list[SpanRecord], result: IngestResult) -> 
     run_id = uuid.uuid4().hex[:16]
     create_run(
         db,
-        {"id": run_id, "model": model, "provider": provider, "source": "otlp",
-         "session_id": session, "started_at": started, "params": {}},
+        {
+            "id": run_id,
+            "model": model,
+            "provider": provider,
+            "source": "otlp",
+            "session_id": session,
+            "started_at": started,
+            "params": {},
+        },
     )
     db["otlp_traces"].insert(
-        {"trace_id": trace_id, "run_id": run_id, "service_name": service,
-         "messages_seen": 0, "created_at": time.time()}
+        {
+            "trace_id": trace_id,
+            "run_id": run_id,
+            "service_name": service,
+            "messages_seen": 0,
+            "created_at": time.time(),
+        }
     )
     trace = _Trace(db, {"trace_id": trace_id, "run_id": run_id}, result)
     params = {"trace_id": trace_id, "service": service, **(semconv.params_of(llm) if llm else {})}
-    trace.emit({"type": "run_started", "at": started, "model": model, "provider": provider,
-                "params": params})
+    trace.emit(
+        {
+            "type": "run_started",
+            "at": started,
+            "model": model,
+            "provider": provider,
+            "params": params,
+        }
+    )
     return trace
 
 
 def _seen(db: Database, trace: _Trace, span: SpanRecord) -> bool:
     if span.span_id == trace.root_span_id:
         return True
-    return db.execute(
-        "select 1 from spans where run_id = ? and span_id = ?", [trace.run_id, span.span_id]
-    ).fetchone() is not None
+    return (
+        db.execute(
+            "select 1 from spans where run_id = ? and span_id = ?", [trace.run_id, span.span_id]
+        ).fetchone()
+        is not None
+    )
 
 
 def _parent(trace: _Trace, span: SpanRecord) -> str:
@@ -129,7 +151,8 @@ def _join_session(db: Database, run_id: str, session: str) -> None:
         return
     db.execute(
         "insert or ignore into run_sessions (name, created_at, last_run_at)"
-        " select ?, started_at, started_at from runs where id = ?", [session, run_id]
+        " select ?, started_at, started_at from runs where id = ?",
+        [session, run_id],
     )
     db.execute(
         """
@@ -151,7 +174,7 @@ def _join_session(db: Database, run_id: str, session: str) -> None:
 def _llm(db: Database, trace: _Trace, span: SpanRecord) -> None:
     inputs, outputs = semconv.messages_of(span)
     # Each call repeats the conversation so far: record only what is new.
-    new = inputs[trace.messages_seen:] if len(inputs) > trace.messages_seen else inputs[-1:]
+    new = inputs[trace.messages_seen :] if len(inputs) > trace.messages_seen else inputs[-1:]
     for message in new:
         trace.emit({"type": "message", "at": span.start, **message})
     for message in outputs:
@@ -165,34 +188,68 @@ def _llm(db: Database, trace: _Trace, span: SpanRecord) -> None:
         [model, provider, trace.run_id],
     )
     inp, out = semconv.usage_of(span)
-    trace.emit({
-        "type": "llm_call_finished", "at": span.end, "model": model, "provider": provider,
-        "input_tokens": inp, "output_tokens": out, "latency_ms": (span.end - span.start) * 1000,
-        "round": 0, "finish_reason": semconv.finish_reason_of(span),
-        "span_id": span.span_id, "parent_span_id": _parent(trace, span),
-    })
+    trace.emit(
+        {
+            "type": "llm_call_finished",
+            "at": span.end,
+            "model": model,
+            "provider": provider,
+            "input_tokens": inp,
+            "output_tokens": out,
+            "latency_ms": (span.end - span.start) * 1000,
+            "round": 0,
+            "finish_reason": semconv.finish_reason_of(span),
+            "span_id": span.span_id,
+            "parent_span_id": _parent(trace, span),
+        }
+    )
 
 
 def _tool(trace: _Trace, span: SpanRecord) -> None:
     tool = semconv.tool_of(span)
-    trace.emit({"type": "tool_call_started", "at": span.start, "call_id": tool["call_id"],
-                "name": tool["name"], "arguments": tool["arguments"]})
-    trace.emit({
-        "type": "tool_call_finished", "at": span.end, **tool,
-        "latency_ms": (span.end - span.start) * 1000, "cost_lines": [],
-        "span_id": span.span_id, "parent_span_id": _parent(trace, span),
-    })
+    trace.emit(
+        {
+            "type": "tool_call_started",
+            "at": span.start,
+            "call_id": tool["call_id"],
+            "name": tool["name"],
+            "arguments": tool["arguments"],
+        }
+    )
+    trace.emit(
+        {
+            "type": "tool_call_finished",
+            "at": span.end,
+            **tool,
+            "latency_ms": (span.end - span.start) * 1000,
+            "cost_lines": [],
+            "span_id": span.span_id,
+            "parent_span_id": _parent(trace, span),
+        }
+    )
 
 
 def _other(db: Database, trace: _Trace, span: SpanRecord, kind: str) -> None:
     """Spans that are not a step of the thread (chains, retrievers…) keep their place in the tree."""
-    db["spans"].insert({
-        "run_id": trace.run_id, "span_id": span.span_id, "parent_span_id": _parent(trace, span),
-        "kind": kind, "name": span.name, "start_at": span.start, "end_at": span.end,
-        "status": "error" if span.error else "ok",
-        "attributes": semconv.as_text({k: v for k, v in span.attributes.items()
-                                     if not k.startswith(("llm.input_messages", "input.value"))}),
-    })
+    db["spans"].insert(
+        {
+            "run_id": trace.run_id,
+            "span_id": span.span_id,
+            "parent_span_id": _parent(trace, span),
+            "kind": kind,
+            "name": span.name,
+            "start_at": span.start,
+            "end_at": span.end,
+            "status": "error" if span.error else "ok",
+            "attributes": semconv.as_text(
+                {
+                    k: v
+                    for k, v in span.attributes.items()
+                    if not k.startswith(("llm.input_messages", "input.value"))
+                }
+            ),
+        }
+    )
 
 
 def _finish(db: Database, trace: _Trace, span: SpanRecord, last_assistant: str | None) -> None:
@@ -210,7 +267,9 @@ def _finish(db: Database, trace: _Trace, span: SpanRecord, last_assistant: str |
     if span.error:
         trace.emit({"type": "run_failed", "at": span.end, "error": semconv.error_of(span)})
     else:
-        trace.emit({"type": "run_finished", "at": span.end, "response": last_assistant or out or ""})
+        trace.emit(
+            {"type": "run_finished", "at": span.end, "response": last_assistant or out or ""}
+        )
 
 
 def ingest_spans(db: Database, spans: list[SpanRecord]) -> IngestResult:
@@ -245,7 +304,8 @@ def ingest_spans(db: Database, spans: list[SpanRecord]) -> IngestResult:
             if span.is_root:
                 last = db.execute(
                     "select content from messages where run_id = ? and role = 'assistant'"
-                    " and content != '' order by seq desc limit 1", [trace.run_id],
+                    " and content != '' order by seq desc limit 1",
+                    [trace.run_id],
                 ).fetchone()
                 _finish(db, trace, span, last[0] if last else None)
             result.accepted += 1

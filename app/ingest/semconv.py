@@ -29,8 +29,13 @@ from app.ingest.decode import SpanRecord
 LLM, TOOL, AGENT, OTHER = "llm", "tool", "agent", "other"
 _OI_KINDS = {"LLM": LLM, "TOOL": TOOL, "AGENT": AGENT, "CHAIN": AGENT}
 _GENAI_OPS = {
-    "chat": LLM, "text_completion": LLM, "generate_content": LLM, "completion": LLM,
-    "execute_tool": TOOL, "invoke_agent": AGENT, "create_agent": AGENT,
+    "chat": LLM,
+    "text_completion": LLM,
+    "generate_content": LLM,
+    "completion": LLM,
+    "execute_tool": TOOL,
+    "invoke_agent": AGENT,
+    "create_agent": AGENT,
 }
 _PROVIDERS = {"mistral_ai": "mistral", "mistralai": "mistral", "mistral": "mistral"}
 _INDEXED = re.compile(r"^(\d+)\.(.+)$")
@@ -89,7 +94,7 @@ def indexed(a: dict[str, Any], prefix: str) -> list[dict[str, Any]]:
     start = prefix + "."
     for key, value in a.items():
         if key.startswith(start):
-            match = _INDEXED.match(key[len(start):])
+            match = _INDEXED.match(key[len(start) :])
             if match:
                 items.setdefault(int(match.group(1)), {})[match.group(2)] = value
     return [items[i] for i in sorted(items)]
@@ -97,20 +102,30 @@ def indexed(a: dict[str, Any], prefix: str) -> list[dict[str, Any]]:
 
 def model_of(span: SpanRecord) -> str:
     a = span.attributes
-    return str(_first(a, "gen_ai.response.model", "gen_ai.request.model", "llm.model_name") or "unknown")
+    return str(
+        _first(a, "gen_ai.response.model", "gen_ai.request.model", "llm.model_name") or "unknown"
+    )
 
 
 def provider_of(span: SpanRecord) -> str:
     a = span.attributes
-    raw = str(_first(a, "gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system") or "")
+    raw = str(
+        _first(a, "gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system") or ""
+    )
     return _PROVIDERS.get(raw.lower(), raw.lower() or "otlp")
 
 
 def usage_of(span: SpanRecord) -> tuple[int, int]:
     a = span.attributes
-    inp = _first(a, "gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens", "llm.token_count.prompt")
-    out = _first(a, "gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens",
-                 "llm.token_count.completion")
+    inp = _first(
+        a, "gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens", "llm.token_count.prompt"
+    )
+    out = _first(
+        a,
+        "gen_ai.usage.output_tokens",
+        "gen_ai.usage.completion_tokens",
+        "llm.token_count.completion",
+    )
     return _int(inp), _int(out)
 
 
@@ -118,7 +133,9 @@ def params_of(span: SpanRecord) -> dict[str, Any]:
     a = span.attributes
     params = _maybe_json(a.get("llm.invocation_parameters"))
     # Instrumentors list every SDK parameter, unset ones as "".
-    params = {k: v for k, v in params.items() if v not in ("", None)} if isinstance(params, dict) else {}
+    params = (
+        {k: v for k, v in params.items() if v not in ("", None)} if isinstance(params, dict) else {}
+    )
     for key in ("temperature", "max_tokens", "top_p"):
         value = a.get(f"gen_ai.request.{key}")
         if value is not None:
@@ -141,8 +158,13 @@ def session_of(span: SpanRecord) -> str | None:
 # --- messages --------------------------------------------------------------
 
 
-def _message(role: Any, content: Any, tool_calls: list[dict[str, Any]] | None = None,
-             tool_call_id: Any = None, name: Any = None) -> dict[str, Any]:
+def _message(
+    role: Any,
+    content: Any,
+    tool_calls: list[dict[str, Any]] | None = None,
+    tool_call_id: Any = None,
+    name: Any = None,
+) -> dict[str, Any]:
     return {
         "role": str(role or "user"),
         "content": as_text(content),
@@ -154,8 +176,11 @@ def _message(role: Any, content: Any, tool_calls: list[dict[str, Any]] | None = 
 
 def _tool_call(call_id: Any, name: Any, arguments: Any) -> dict[str, Any]:
     args = arguments if isinstance(arguments, str) else json.dumps(arguments or {})
-    return {"id": str(call_id or ""), "type": "function",
-            "function": {"name": str(name or ""), "arguments": args}}
+    return {
+        "id": str(call_id or ""),
+        "type": "function",
+        "function": {"name": str(name or ""), "arguments": args},
+    }
 
 
 def _openinference_messages(a: dict[str, Any], prefix: str) -> list[dict[str, Any]]:
@@ -166,12 +191,22 @@ def _openinference_messages(a: dict[str, Any], prefix: str) -> list[dict[str, An
             parts = indexed(item, "message.contents")
             content = "".join(str(p.get("message_content.text") or "") for p in parts)
         calls = [
-            _tool_call(c.get("tool_call.id"), c.get("tool_call.function.name"),
-                       c.get("tool_call.function.arguments"))
+            _tool_call(
+                c.get("tool_call.id"),
+                c.get("tool_call.function.name"),
+                c.get("tool_call.function.arguments"),
+            )
             for c in indexed(item, "message.tool_calls")
         ]
-        out.append(_message(item.get("message.role"), content, calls,
-                            item.get("message.tool_call_id"), item.get("message.name")))
+        out.append(
+            _message(
+                item.get("message.role"),
+                content,
+                calls,
+                item.get("message.tool_call_id"),
+                item.get("message.name"),
+            )
+        )
     return out
 
 
@@ -208,8 +243,12 @@ def _genai_event_messages(span: SpanRecord) -> tuple[list[dict[str, Any]], list[
     for event in span.events:
         name, a = event["name"], event["attributes"]
         body = _maybe_json(a.get("body") if "body" in a else a.get("content"))
-        if name in ("gen_ai.system.message", "gen_ai.user.message", "gen_ai.assistant.message",
-                    "gen_ai.tool.message"):
+        if name in (
+            "gen_ai.system.message",
+            "gen_ai.user.message",
+            "gen_ai.assistant.message",
+            "gen_ai.tool.message",
+        ):
             role = name.split(".")[1]
             content = body.get("content") if isinstance(body, dict) else body
             inputs.append(_message(role, content, tool_call_id=a.get("id")))
@@ -223,8 +262,11 @@ def _genai_event_messages(span: SpanRecord) -> tuple[list[dict[str, Any]], list[
 def _input_value_messages(a: dict[str, Any]) -> list[dict[str, Any]]:
     value = _maybe_json(a.get("input.value"))
     if isinstance(value, dict) and isinstance(value.get("messages"), list):
-        return [_message(m.get("role"), m.get("content"), tool_call_id=m.get("tool_call_id"))
-                for m in value["messages"] if isinstance(m, dict)]
+        return [
+            _message(m.get("role"), m.get("content"), tool_call_id=m.get("tool_call_id"))
+            for m in value["messages"]
+            if isinstance(m, dict)
+        ]
     if isinstance(value, str) and value:
         return [_message("user", value)]
     return []
@@ -246,8 +288,10 @@ def messages_of(span: SpanRecord) -> tuple[list[dict[str, Any]], list[dict[str, 
     if not inputs:
         inputs = [_message(m.get("role"), m.get("content")) for m in indexed(a, "gen_ai.prompt")]
     if not outputs:
-        outputs = [_message(m.get("role") or "assistant", m.get("content"))
-                   for m in indexed(a, "gen_ai.completion")]
+        outputs = [
+            _message(m.get("role") or "assistant", m.get("content"))
+            for m in indexed(a, "gen_ai.completion")
+        ]
     if not inputs or not outputs:
         event_in, event_out = _genai_event_messages(span)
         inputs = inputs or event_in

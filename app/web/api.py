@@ -6,16 +6,16 @@ from dataclasses import asdict, dataclass
 from typing import Annotated, Any
 
 from litestar import Controller, Request, get, post
-from litestar.exceptions import NotFoundException
 from litestar.di import NamedDependency
+from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, JSONBody, Parameter, QueryParameter
 from litestar.response import ServerSentEvent
 
 from app.auth.guards import requires_member
 from app.live import Broker
+from app.run_filters import count_filtered, filtered_runs, parse_filters
 from app.runs import Runner, parse_run_input
 from app.store import Store
-from app.run_filters import count_filtered, filtered_runs, parse_filters
 from app.store.runs import get_run, run_detail
 from app.web.events import resume_point, run_event_stream
 
@@ -60,7 +60,9 @@ class RunsAPI(Controller):
     tags = ["runs"]
 
     @post("/", summary="Start a run in the background", status_code=201, guards=[requires_member])
-    async def create(self, data: JSONBody[RunCreate], runner: NamedDependency[Runner]) -> RunCreated:
+    async def create(
+        self, data: JSONBody[RunCreate], runner: NamedDependency[Runner]
+    ) -> RunCreated:
         run_input = parse_run_input(asdict(data), runner.config, runner.tool_names)
         run = await runner.start(run_input, source="api")
         return RunCreated(run_id=run["id"], status=run["status"])
@@ -83,14 +85,26 @@ class RunsAPI(Controller):
         ] = None,
     ) -> dict[str, Any]:
         filters = parse_filters(
-            {"q": q, "status": status, "model": model, "session": session,
-             "from": date_from, "to": date_to}
+            {
+                "q": q,
+                "status": status,
+                "model": model,
+                "session": session,
+                "from": date_from,
+                "to": date_to,
+            }
         )
         runs = await store.read(filtered_runs, filters, limit, offset)
         total, more = await store.read(count_filtered, filters)
         # A filtered total is counted up to COUNT_CAP; "total_capped" says there are more.
-        return {"runs": runs, "total": total, "total_capped": more, "limit": limit,
-                "offset": offset, "filters": filters.query_params()}
+        return {
+            "runs": runs,
+            "total": total,
+            "total_capped": more,
+            "limit": limit,
+            "offset": offset,
+            "filters": filters.query_params(),
+        }
 
     @get("/{run_id:str}", summary="A run with its messages, tool calls and spans")
     async def show(self, run_id: FromPath[str], store: NamedDependency[Store]) -> dict[str, Any]:

@@ -12,8 +12,16 @@ from litestar.params import QueryParameter, URLEncodedBody
 from litestar.response import Redirect, Template
 
 from app.auth.guards import requires_admin
-from app.auth.keys import ROLES, KeyError_, create_key, create_session, delete_session, find_key
-from app.auth.keys import list_keys, revoke_key
+from app.auth.keys import (
+    ROLES,
+    KeyError_,
+    create_key,
+    create_session,
+    delete_session,
+    find_key,
+    list_keys,
+    revoke_key,
+)
 from app.auth.middleware import SESSION_COOKIE
 from app.store import Store
 
@@ -85,8 +93,14 @@ class KeysController(Controller):
 
     async def _page(self, store: Store, status: int = 200, **extra: Any) -> Template:
         keys = await store.read(list_keys)
-        context = {"keys": keys, "roles": ROLES, "nav": "keys", "created": None, "error": "",
-                   **extra}
+        context = {
+            "keys": keys,
+            "roles": ROLES,
+            "nav": "keys",
+            "created": None,
+            "error": "",
+            **extra,
+        }
         return Template("keys.html", context=context, status_code=status)
 
     @get("/")

@@ -65,18 +65,42 @@ def human_evaluations(run_id: str, form: dict[str, Any]) -> list[dict[str, Any]]
     if thumb:
         if thumb not in ("up", "down"):
             raise InputError("thumb must be up or down")
-        rows.append({"run_id": run_id, "metric": "thumbs", "value": 1 if thumb == "up" else 0,
-                     "label": thumb, "comment": comment, "source": "human"})
+        rows.append(
+            {
+                "run_id": run_id,
+                "metric": "thumbs",
+                "value": 1 if thumb == "up" else 0,
+                "label": thumb,
+                "comment": comment,
+                "source": "human",
+            }
+        )
     score = form.get("score")
     if score not in (None, ""):
         if score not in ("1", "2", "3", "4", "5"):
             raise InputError("score must be a whole number from 1 to 5")
-        rows.append({"run_id": run_id, "metric": "score", "value": score, "label": f"{score}/5",
-                     "comment": comment, "source": "human", "passed": int(score) >= 4})
+        rows.append(
+            {
+                "run_id": run_id,
+                "metric": "score",
+                "value": score,
+                "label": f"{score}/5",
+                "comment": comment,
+                "source": "human",
+                "passed": int(score) >= 4,
+            }
+        )
     correction = (form.get("correction") or "").strip()
     if correction:
-        rows.append({"run_id": run_id, "metric": "correction", "label": correction,
-                     "comment": comment, "source": "human"})
+        rows.append(
+            {
+                "run_id": run_id,
+                "metric": "correction",
+                "label": correction,
+                "comment": comment,
+                "source": "human",
+            }
+        )
     if not rows:
         raise InputError("pick thumbs up or down, a score, or write a corrected answer")
     # The comment goes with the first verdict only, so the list does not repeat it.

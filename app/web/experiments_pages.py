@@ -72,15 +72,18 @@ def evaluators_from_form(form: dict[str, Any]) -> list[dict[str, Any]]:
     chosen = []
     for name in _as_list(form.get("evaluators")):
         prefix = f"{name}."
-        params = {k[len(prefix):]: v for k, v in form.items() if k.startswith(prefix) and v != ""}
+        params = {k[len(prefix) :]: v for k, v in form.items() if k.startswith(prefix) and v != ""}
         chosen.append({"name": name, "params": params})
     return chosen
 
 
 def config_from_form(form: dict[str, Any]) -> dict[str, Any]:
     data = _form_to_input(form)
-    return {k: data[k] for k in ("model", "temperature", "max_tokens", "system_prompt", "tools",
-                                 "max_rounds") if k in data}
+    return {
+        k: data[k]
+        for k in ("model", "temperature", "max_tokens", "system_prompt", "tools", "max_rounds")
+        if k in data
+    }
 
 
 def evaluator_specs() -> list[dict[str, Any]]:
@@ -89,23 +92,32 @@ def evaluator_specs() -> list[dict[str, Any]]:
             "name": h.name,
             "title": h.title,
             "description": h.description,
-            "params": [{"name": p.name, "title": p.title, "kind": p.kind.__name__}
-                       for p in h.params],
+            "params": [
+                {"name": p.name, "title": p.title, "kind": p.kind.__name__} for p in h.params
+            ],
         }
         for h in HEURISTICS.values()
     ]
-    specs.append({"name": JUDGE, "title": "LLM judge",
-                  "description": "A model grades the answer 1–5 (passes at 4); uses the model "
-                                 "named here, else the default model.",
-                  "params": ()})
+    specs.append(
+        {
+            "name": JUDGE,
+            "title": "LLM judge",
+            "description": "A model grades the answer 1–5 (passes at 4); uses the model "
+            "named here, else the default model.",
+            "params": (),
+        }
+    )
     return specs
 
 
 async def _progress_context(store: Store, experiment_id: int, item_id: int | None) -> dict:
     experiment = await store.read(get_experiment, experiment_id)
     items = await store.read(experiment_items, experiment_id, item_id)
-    return {"experiment": experiment, "items": items,
-            "metrics": await store.read(metric_summary, experiment_id)}
+    return {
+        "experiment": experiment,
+        "items": items,
+        "metrics": await store.read(metric_summary, experiment_id),
+    }
 
 
 class ExperimentPagesController(Controller):
@@ -148,9 +160,14 @@ class ExperimentPagesController(Controller):
             if not text.strip():
                 raise InputError("choose a CSV or JSONL file, or paste its content")
             items = parse_upload(text, filename, str(data.get("format") or "") or None)
-            fmt = "csv" if filename.lower().endswith(".csv") or data.get("format") == "csv" else "jsonl"
-            dataset = await store.write(create_dataset, name, items, fmt,
-                                        (data.get("description") or None), who(request))
+            fmt = (
+                "csv"
+                if filename.lower().endswith(".csv") or data.get("format") == "csv"
+                else "jsonl"
+            )
+            dataset = await store.write(
+                create_dataset, name, items, fmt, (data.get("description") or None), who(request)
+            )
         except InputError as exc:
             values = {k: v for k, v in data.items() if isinstance(v, str)}
             return await self._datasets_page(store, 422, upload_error=str(exc), values=values)
@@ -161,8 +178,12 @@ class ExperimentPagesController(Controller):
         self, request: Request, store: NamedDependency[Store], data: URLEncodedBody[dict[str, Any]]
     ) -> Response | Template:
         try:
-            dataset = await store.write(dataset_from_runs, check_name(data.get("name")),
-                                        _as_list(data.get("run_ids")), who(request))
+            dataset = await store.write(
+                dataset_from_runs,
+                check_name(data.get("name")),
+                _as_list(data.get("run_ids")),
+                who(request),
+            )
         except InputError as exc:
             return await self._datasets_page(store, 422, runs_error=str(exc))
         return _go(request, f"/datasets/{dataset['id']}")
@@ -186,7 +207,9 @@ class ExperimentPagesController(Controller):
 
     @get("/datasets/{dataset_id:int}")
     async def dataset(
-        self, dataset_id: RowId, store: NamedDependency[Store],
+        self,
+        dataset_id: RowId,
+        store: NamedDependency[Store],
         runner: NamedDependency[Runner],
     ) -> Template:
         return await self._dataset_page(store, runner, dataset_id)
@@ -202,8 +225,12 @@ class ExperimentPagesController(Controller):
     ) -> Response | Template:
         try:
             experiment = await experiments.start(
-                data.get("dataset_id"), config_from_form(data), evaluators_from_form(data),
-                data.get("name"), data.get("concurrency"), created_by=who(request),
+                data.get("dataset_id"),
+                config_from_form(data),
+                evaluators_from_form(data),
+                data.get("name"),
+                data.get("concurrency"),
+                created_by=who(request),
             )
         except InputError as exc:
             try:
@@ -212,19 +239,20 @@ class ExperimentPagesController(Controller):
                 dataset_id = 0
             if await store.read(get_dataset, dataset_id) is None:
                 raise
-            return await self._dataset_page(store, runner, dataset_id, 422,
-                                            values=data, error=str(exc))
+            return await self._dataset_page(
+                store, runner, dataset_id, 422, values=data, error=str(exc)
+            )
         return _go(request, f"/experiments/{experiment['id']}")
 
     @get("/experiments")
     async def experiments_page(self, store: NamedDependency[Store]) -> Template:
-        return Template("experiments.html", context={
-            "nav": "experiments", "experiments": await store.read(list_experiments)})
+        return Template(
+            "experiments.html",
+            context={"nav": "experiments", "experiments": await store.read(list_experiments)},
+        )
 
     @get("/experiments/compare")
-    async def compare(
-        self, store: NamedDependency[Store], a: QueryId, b: QueryId
-    ) -> Template:
+    async def compare(self, store: NamedDependency[Store], a: QueryId, b: QueryId) -> Template:
         try:
             comparison = await store.read(compare_experiments, a, b)
         except LookupError as exc:
@@ -238,10 +266,14 @@ class ExperimentPagesController(Controller):
         context = await _progress_context(store, experiment_id, None)
         if context["experiment"] is None:
             raise NotFoundException(f"experiment {experiment_id} not found")
-        others = [e for e in await store.read(list_experiments, context["experiment"]["dataset_id"])
-                  if e["id"] != experiment_id]
-        return Template("experiment.html", context={"nav": "experiments", "others": others,
-                                                    **context})
+        others = [
+            e
+            for e in await store.read(list_experiments, context["experiment"]["dataset_id"])
+            if e["id"] != experiment_id
+        ]
+        return Template(
+            "experiment.html", context={"nav": "experiments", "others": others, **context}
+        )
 
     @get("/experiments/{experiment_id:int}/events")
     async def events(
@@ -264,5 +296,6 @@ class ExperimentPagesController(Controller):
                 yield ServerSentEventMessage(data=html, event="experiment_progress")
             yield ServerSentEventMessage(data="end", event=STREAM_END)
 
-        return ServerSentEvent(stream(), headers={"Cache-Control": "no-cache",
-                                                  "X-Accel-Buffering": "no"})
+        return ServerSentEvent(
+            stream(), headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        )

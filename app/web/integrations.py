@@ -9,6 +9,12 @@ from app.web.integrations_otlp import OTLPController
 from app.web.integrations_prices import PricesPage
 
 CONTROLLERS = [
-    OTLPController, AlertsPage, AlertsAPI, ExportsPage, ExportsAPI, FineTunePage, FineTuneAPI,
+    OTLPController,
+    AlertsPage,
+    AlertsAPI,
+    ExportsPage,
+    ExportsAPI,
+    FineTunePage,
+    FineTuneAPI,
     PricesPage,
 ]

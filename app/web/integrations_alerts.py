@@ -92,15 +92,20 @@ class AlertsAPI(Controller):
         return {"alerts": context["alerts"], "rules": context["rules"], "errors": context["errors"]}
 
     @post("/rules", summary="Create a cost alert rule", guards=[requires_admin], status_code=201)
-    async def create(self, request: Request, store: NamedDependency[Store],
-                     data: JSONBody[dict[str, Any]]) -> dict[str, Any]:
+    async def create(
+        self, request: Request, store: NamedDependency[Store], data: JSONBody[dict[str, Any]]
+    ) -> dict[str, Any]:
         try:
             return await store.write(create_rule, data)
         except RuleError as exc:
             raise InputError(str(exc)) from exc
 
-    @delete("/rules/{rule_id:int}", summary="Delete (or, with history, disable) a rule",
-            guards=[requires_admin], status_code=204)
+    @delete(
+        "/rules/{rule_id:int}",
+        summary="Delete (or, with history, disable) a rule",
+        guards=[requires_admin],
+        status_code=204,
+    )
     async def remove(self, rule_id: RowId, store: NamedDependency[Store]) -> None:
         if not await store.write(delete_rule, rule_id):
             raise NotFoundException(f"alert rule {rule_id} not found")

@@ -30,8 +30,7 @@ def _who(request: Request) -> str:
 
 
 def _integration_errors(db: Any) -> list[dict[str, Any]]:
-    return [e for e in recent_errors(db, 200)
-            if e["subject"].startswith(("export:", "run:"))][:20]
+    return [e for e in recent_errors(db, 200) if e["subject"].startswith(("export:", "run:"))][:20]
 
 
 async def _existing(store: Store, export_id: int) -> dict[str, Any]:
@@ -57,9 +56,14 @@ class ExportsPage(Controller):
         context = {
             "exports": await store.read(list_exports),
             "errors": await store.read(_integration_errors),
-            "kinds": KINDS, "nav": "exports", "error": "", "values": {},
-            "hf_repo": settings.hf_repo, "wandb_project": settings.wandb_project,
-            "wandb_mode": settings.resolved_wandb_mode, **extra,
+            "kinds": KINDS,
+            "nav": "exports",
+            "error": "",
+            "values": {},
+            "hf_repo": settings.hf_repo,
+            "wandb_project": settings.wandb_project,
+            "wandb_mode": settings.resolved_wandb_mode,
+            **extra,
         }
         return Template("exports.html", context=context, status_code=status)
 
@@ -68,8 +72,13 @@ class ExportsPage(Controller):
         return await self._page(store, state)
 
     @post("/", guards=[requires_member], status_code=303)
-    async def create(self, request: Request, store: NamedDependency[Store], state: State,
-                     data: URLEncodedBody[dict[str, Any]]) -> Response | Template:
+    async def create(
+        self,
+        request: Request,
+        store: NamedDependency[Store],
+        state: State,
+        data: URLEncodedBody[dict[str, Any]],
+    ) -> Response | Template:
         try:
             await _start(state.exports, str(data.get("kind") or ""), data, _who(request))
         except InputError as exc:
@@ -77,13 +86,20 @@ class ExportsPage(Controller):
         return Redirect("/exports", status_code=303)
 
     @get("/{export_id:int}/events")
-    async def events(self, export_id: RowId, store: NamedDependency[Store],
-                     broker: NamedDependency[Broker], jinja: NamedDependency[Environment]
-                     ) -> ServerSentEvent:
+    async def events(
+        self,
+        export_id: RowId,
+        store: NamedDependency[Store],
+        broker: NamedDependency[Broker],
+        jinja: NamedDependency[Environment],
+    ) -> ServerSentEvent:
         await _existing(store, export_id)
         return job_stream(
-            broker, f"export:{export_id}", "export_progress",
-            lambda: store.read(get_export, export_id), TERMINAL,
+            broker,
+            f"export:{export_id}",
+            "export_progress",
+            lambda: store.read(get_export, export_id),
+            TERMINAL,
             lambda row: render_partial(jinja, "export_progress", export=row, live=True),
         )
 
@@ -103,30 +119,46 @@ class ExportsAPI(Controller):
     path = "/api/exports"
     tags = ["exports"]
 
-    @post("/", summary="Start an export: huggingface, wandb or finetune_jsonl",
-          guards=[requires_member], status_code=202)
-    async def create(self, request: Request, state: State,
-                     data: JSONBody[dict[str, Any]]) -> dict[str, Any]:
+    @post(
+        "/",
+        summary="Start an export: huggingface, wandb or finetune_jsonl",
+        guards=[requires_member],
+        status_code=202,
+    )
+    async def create(
+        self, request: Request, state: State, data: JSONBody[dict[str, Any]]
+    ) -> dict[str, Any]:
         row = await _start(state.exports, str(data.get("kind") or ""), data, _who(request))
         return {"export_id": row["id"], "status": row["status"], "export": row}
 
     @get("/", summary="Exports, newest first")
     async def index(self, store: NamedDependency[Store]) -> dict[str, Any]:
-        return {"exports": await store.read(list_exports),
-                "errors": await store.read(_integration_errors)}
+        return {
+            "exports": await store.read(list_exports),
+            "errors": await store.read(_integration_errors),
+        }
 
     @get("/{export_id:int}", summary="One export: status, progress, result, error")
     async def show(self, export_id: RowId, store: NamedDependency[Store]) -> dict[str, Any]:
         return await _existing(store, export_id)
 
     @get("/{export_id:int}/events", summary="Server-sent progress of an export")
-    async def events(self, export_id: RowId, store: NamedDependency[Store],
-                     broker: NamedDependency[Broker]) -> ServerSentEvent:
+    async def events(
+        self, export_id: RowId, store: NamedDependency[Store], broker: NamedDependency[Broker]
+    ) -> ServerSentEvent:
         await _existing(store, export_id)
-        return job_stream(broker, f"export:{export_id}", "export_progress",
-                          lambda: store.read(get_export, export_id), TERMINAL)
+        return job_stream(
+            broker,
+            f"export:{export_id}",
+            "export_progress",
+            lambda: store.read(get_export, export_id),
+            TERMINAL,
+        )
 
-    @get("/{export_id:int}/file", summary="The fine-tuning JSONL of a finished export",
-         guards=[requires_member])
+    @get(
+        "/{export_id:int}/file",
+        summary="The fine-tuning JSONL of a finished export",
+        guards=[requires_member],
+    )
     async def download(self, export_id: RowId, store: NamedDependency[Store]) -> File:
         return _file(await _existing(store, export_id))

@@ -55,9 +55,14 @@ class FineTunePage(Controller):
 
     async def _page(self, store: Store, state: State, status: int = 200, **extra: Any) -> Template:
         context = {
-            "jobs": await store.read(list_jobs), "models": await store.read(registered_models),
-            "errors": await store.read(_errors), "configured": state.finetunes.configured,
-            "nav": "finetune", "error": "", "values": {}, **extra,
+            "jobs": await store.read(list_jobs),
+            "models": await store.read(registered_models),
+            "errors": await store.read(_errors),
+            "configured": state.finetunes.configured,
+            "nav": "finetune",
+            "error": "",
+            "values": {},
+            **extra,
         }
         return Template("finetune.html", context=context, status_code=status)
 
@@ -66,8 +71,13 @@ class FineTunePage(Controller):
         return await self._page(store, state)
 
     @post("/", guards=[requires_member], status_code=303)
-    async def create(self, request: Request, store: NamedDependency[Store], state: State,
-                     data: URLEncodedBody[dict[str, Any]]) -> Response | Template:
+    async def create(
+        self,
+        request: Request,
+        store: NamedDependency[Store],
+        state: State,
+        data: URLEncodedBody[dict[str, Any]],
+    ) -> Response | Template:
         try:
             await _create(state, data, _who(request))
         except InputError as exc:
@@ -75,13 +85,21 @@ class FineTunePage(Controller):
         return Redirect("/finetune", status_code=303)
 
     @get("/{job_id:int}/events")
-    async def events(self, job_id: RowId, store: NamedDependency[Store],
-                     broker: NamedDependency[Broker], jinja: NamedDependency[Environment]
-                     ) -> ServerSentEvent:
+    async def events(
+        self,
+        job_id: RowId,
+        store: NamedDependency[Store],
+        broker: NamedDependency[Broker],
+        jinja: NamedDependency[Environment],
+    ) -> ServerSentEvent:
         await _existing(store, job_id)
         return job_stream(
-            broker, f"finetune:{job_id}", "finetune_status", lambda: store.read(get_job, job_id),
-            TERMINAL, lambda row: render_partial(jinja, "finetune_status", job=row, live=True),
+            broker,
+            f"finetune:{job_id}",
+            "finetune_status",
+            lambda: store.read(get_job, job_id),
+            TERMINAL,
+            lambda row: render_partial(jinja, "finetune_status", job=row, live=True),
         )
 
 
@@ -89,10 +107,15 @@ class FineTuneAPI(Controller):
     path = "/api/finetune"
     tags = ["fine-tuning"]
 
-    @post("/", summary="Build a JSONL from runs, upload it and start a Mistral fine-tuning job",
-          guards=[requires_member], status_code=202)
-    async def create(self, request: Request, state: State,
-                     data: JSONBody[dict[str, Any]]) -> dict[str, Any]:
+    @post(
+        "/",
+        summary="Build a JSONL from runs, upload it and start a Mistral fine-tuning job",
+        guards=[requires_member],
+        status_code=202,
+    )
+    async def create(
+        self, request: Request, state: State, data: JSONBody[dict[str, Any]]
+    ) -> dict[str, Any]:
         job = await _create(state, data, _who(request))
         return {"job_id": job["id"], "status": job["status"], "export_id": job["export_id"]}
 

@@ -14,13 +14,13 @@ from google.protobuf import json_format
 from google.rpc import code_pb2, status_pb2
 from litestar import Controller, Request, Response, post
 from litestar.di import NamedDependency
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
 from app.auth.guards import requires_member
 from app.ingest.decode import JSON_TYPES, OTLPError, inflate, media_type, parse_request, spans_of
 from app.ingest.otlp import ingest
 from app.live import Broker
 from app.store import Store
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
 # Exporters batch up to 512 spans with prompts in them: allow more than the API's default.
 OTLP_MAX_BODY_BYTES = 16 * 1024 * 1024
@@ -34,12 +34,18 @@ def _is_json(request: Request) -> bool:
 def _error(request: Request, exc: OTLPError) -> Response:
     message = str(exc)
     if _is_json(request) or media_type(request.headers.get("content-type", "")) not in (
-        PROTOBUF, "application/protobuf"
+        PROTOBUF,
+        "application/protobuf",
     ):
-        body = {"status_code": exc.status, "detail": message,
-                "code": code_pb2.INVALID_ARGUMENT, "message": message}
-        return Response(json.dumps(body).encode(), status_code=exc.status,
-                        media_type="application/json")
+        body = {
+            "status_code": exc.status,
+            "detail": message,
+            "code": code_pb2.INVALID_ARGUMENT,
+            "message": message,
+        }
+        return Response(
+            json.dumps(body).encode(), status_code=exc.status, media_type="application/json"
+        )
     status = status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message=message)
     return Response(status.SerializeToString(), status_code=exc.status, media_type=PROTOBUF)
 
@@ -73,7 +79,10 @@ class OTLPController(Controller):
             payload = json_format.MessageToDict(response)
             if result is not None:
                 # Not part of OTLP (clients ignore unknown fields): which runs the spans fed.
-                payload["agentop"] = {"accepted": result.accepted, "duplicates": result.duplicates,
-                                      "runs": result.runs}
+                payload["agentop"] = {
+                    "accepted": result.accepted,
+                    "duplicates": result.duplicates,
+                    "runs": result.runs,
+                }
             return Response(json.dumps(payload).encode(), media_type="application/json")
         return Response(response.SerializeToString(), media_type=PROTOBUF)

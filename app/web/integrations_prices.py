@@ -21,8 +21,14 @@ class PricesPage(Controller):
 
     async def _page(self, store: Store, status: int = 200, **extra: Any) -> Template:
         table = await store.read(price_table, time.time())
-        context = {"table": table, "fields": FIELDS, "nav": "prices", "error": "", "values": {},
-                   **extra}
+        context = {
+            "table": table,
+            "fields": FIELDS,
+            "nav": "prices",
+            "error": "",
+            "values": {},
+            **extra,
+        }
         return Template("prices.html", context=context, status_code=status)
 
     @get("/")
@@ -32,8 +38,9 @@ class PricesPage(Controller):
         return await self._page(store)
 
     @post("/", guards=[requires_admin], status_code=303)
-    async def create(self, store: NamedDependency[Store],
-                     data: URLEncodedBody[dict[str, Any]]) -> Response | Template:
+    async def create(
+        self, store: NamedDependency[Store], data: URLEncodedBody[dict[str, Any]]
+    ) -> Response | Template:
         try:
             await store.write(add_override, data, "page", time.time())
         except PriceError as exc:

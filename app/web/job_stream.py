@@ -25,8 +25,12 @@ RowId = Annotated[int, PathParameter(ge=1, le=2**63 - 1)]
 
 
 def job_stream(
-    broker: Broker, key: str, event: str, read: Callable[[], Awaitable[dict[str, Any] | None]],
-    terminal: tuple[str, ...], render: Callable[[dict[str, Any]], str] | None = None,
+    broker: Broker,
+    key: str,
+    event: str,
+    read: Callable[[], Awaitable[dict[str, Any] | None]],
+    terminal: tuple[str, ...],
+    render: Callable[[dict[str, Any]], str] | None = None,
 ) -> ServerSentEvent:
     def data(row: dict[str, Any]) -> str:
         return render(row) if render else json.dumps(row, default=str)
@@ -39,7 +43,7 @@ def job_stream(
             while row is not None and row["status"] not in terminal:
                 try:
                     live = await asyncio.wait_for(sub.queue.get(), KEEPALIVE_S)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     yield ServerSentEventMessage(comment="keep-alive")
                     continue
                 row = live.payload
@@ -47,5 +51,6 @@ def job_stream(
         if render:
             yield ServerSentEventMessage(data="end", event=STREAM_END)
 
-    return ServerSentEvent(messages(), headers={"Cache-Control": "no-cache",
-                                                "X-Accel-Buffering": "no"})
+    return ServerSentEvent(
+        messages(), headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )

@@ -7,21 +7,21 @@ from typing import Annotated, Any
 
 from jinja2 import Environment
 from litestar import Controller, Request, Response, get, post
-from litestar.exceptions import NotFoundException
 from litestar.di import NamedDependency
+from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, Parameter, QueryParameter, URLEncodedBody
 from litestar.response import Redirect, ServerSentEvent, Template
 
 from app.auth.guards import requires_member
-from app.live import Broker
-from app.runs import InputError, Runner, parse_run_input
-from app.store import Store
-from app.store.runs import draft_text, list_runs, run_detail, totals
 from app.charts import DEFAULT_RANGE, RANGES, dashboard_charts
-from app.web.evals_pages import run_page_extras
+from app.live import Broker
 from app.run_filters import FILTER_PARAMS, STATUSES, count_filtered, filtered_runs, parse_filters
+from app.runs import InputError, Runner, parse_run_input
 from app.sessions import session_names
+from app.store import Store
 from app.store.lineage import run_lineage
+from app.store.runs import draft_text, list_runs, run_detail, totals
+from app.web.evals_pages import run_page_extras
 from app.web.events import resume_point, run_event_stream
 from app.web.views import thread_items
 
@@ -37,7 +37,9 @@ def is_htmx(request: Request) -> bool:
     )
 
 
-def form_context(runner: NamedDependency[Runner], values: dict[str, Any] | None = None, error: str = "") -> dict:
+def form_context(
+    runner: NamedDependency[Runner], values: dict[str, Any] | None = None, error: str = ""
+) -> dict:
     values = values or {}
     return {
         "models": runner.model_choices(),
@@ -82,8 +84,13 @@ class PagesController(Controller):
         charts = await store.read(dashboard_charts, range_key)
         return Template(
             "dashboard.html",
-            context={"kpis": kpis, "runs": recent, "nav": "dashboard", "charts": charts,
-                     **form_context(runner)},
+            context={
+                "kpis": kpis,
+                "runs": recent,
+                "nav": "dashboard",
+                "charts": charts,
+                **form_context(runner),
+            },
         )
 
     @get("/runs")
@@ -98,12 +105,23 @@ class PagesController(Controller):
         total, capped = await store.read(count_filtered, filters)
         pages = max(1, math.ceil(total / PAGE_SIZE))
         rows = await store.read(filtered_runs, filters, PAGE_SIZE, (page - 1) * PAGE_SIZE)
-        context = {"runs": rows, "page": page, "pages": pages, "total": total, "nav": "runs",
-                   "filters": filters, "qs": filters.query_string(), "capped": capped}
+        context = {
+            "runs": rows,
+            "page": page,
+            "pages": pages,
+            "total": total,
+            "nav": "runs",
+            "filters": filters,
+            "qs": filters.query_string(),
+            "capped": capped,
+        }
         if is_htmx(request):
             return Template("partials/runs_table.html", context=context)
-        context.update(statuses=STATUSES, models=runner.model_choices(),
-                       session_names=await store.read(session_names))
+        context.update(
+            statuses=STATUSES,
+            models=runner.model_choices(),
+            session_names=await store.read(session_names),
+        )
         return Template("runs.html", context=context)
 
     @get("/runs/new")
