@@ -105,6 +105,7 @@ def load_config(
         for m in (raw.get("local") or {}).get("models") or []
     ]
     m = raw.get("mistral") or {}
+    temperature = raw.get("temperature")
     mistral = MistralConfig(
         api_key=_str(m.get("api_key")),
         server_url=_str(m.get("server_url")),
@@ -117,7 +118,7 @@ def load_config(
         default_model=_str(raw.get("default_model")),
         max_rounds=int(raw.get("max_rounds") or 4),
         max_tokens=int(raw.get("max_tokens") or 512),
-        temperature=float(raw.get("temperature") if raw.get("temperature") is not None else 0.7),
+        temperature=float(temperature if temperature is not None else 0.7),
         local_models=tuple(local),
         mistral=mistral,
         tools={name: dict(settings or {}) for name, settings in (raw.get("tools") or {}).items()},

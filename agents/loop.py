@@ -113,7 +113,10 @@ async def _call_tool(tool: Tool | None, call: ToolCallRequest, sink: EventSink) 
             cost_lines=cost_lines,
         )
     )
-    return (result if error is None else f"ERROR: {error}"), error is None
+    if error is not None:
+        return f"ERROR: {error}", False
+    assert result is not None  # without an error the tool returned its text
+    return result, True
 
 
 class _Memory:

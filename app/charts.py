@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -123,7 +124,7 @@ class Chart:
     y_max: float | None = None  # fixed axis maximum (100 for percentages)
     note: str = ""
 
-    def add(self, name: str, values: list[float | None], css: str | None = None) -> Chart:
+    def add(self, name: str, values: Sequence[float | None], css: str | None = None) -> Chart:
         """A series; ``css`` names its colour class (s0…s3 by default, or ok / bad / warn)."""
         self.series.append({"name": name, "values": values, "css": css or f"s{len(self.series)}"})
         return self
@@ -281,7 +282,7 @@ def eval_charts(
         .add("runs succeeded", rate(ok, ended), "ok")
         .add("evaluations passed", rate(passed, judged), "s0")
     )
-    metrics = []
+    metrics: list[dict[str, Any]] = []
     for metric in sorted(sums):
         unit = "ms" if metric == "latency_ms" else "usd" if metric == "cost_usd" else "count"
         means = [s / c if c else None for s, c in zip(sums[metric], counts[metric], strict=False)]

@@ -143,7 +143,7 @@ def create_dataset(
     created_by: str | None = None,
 ) -> dict[str, Any]:
     dataset_id = (
-        db["datasets"]
+        db.table("datasets")
         .insert(
             {
                 "name": name,
@@ -156,7 +156,8 @@ def create_dataset(
         )
         .last_pk
     )
-    db["dataset_items"].insert_all(
+    assert dataset_id is not None  # the row was just inserted
+    db.table("dataset_items").insert_all(
         {
             "dataset_id": dataset_id,
             "idx": i,
@@ -166,7 +167,9 @@ def create_dataset(
         }
         for i, item in enumerate(items)
     )
-    return get_dataset(db, dataset_id)  # type: ignore[return-value]
+    dataset = get_dataset(db, dataset_id)
+    assert dataset is not None
+    return dataset
 
 
 def dataset_from_runs(

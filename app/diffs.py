@@ -21,6 +21,8 @@ import re
 from difflib import SequenceMatcher
 from typing import Any
 
+from app.store.runs import run_params
+
 MAX_TOKENS = 6000
 DIFF_VERSION = 1
 _TOKEN = re.compile(r"\w+\s*|[^\w\s]\s*|\s+")
@@ -217,7 +219,7 @@ def metric_deltas(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _params(run: dict[str, Any]) -> dict[str, Any]:
-    params = run.get("params") if isinstance(run.get("params"), dict) else {}
+    params = run_params(run)
     values = {key: params.get(key) for key in PARAM_KEYS}
     values["model"] = run.get("model") or values["model"]
     values["provider"] = run.get("provider")

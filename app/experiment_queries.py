@@ -39,7 +39,7 @@ def create_experiment(db: Database, row: dict[str, Any]) -> dict[str, Any]:
         ).fetchone()
         name = f"{dataset[0]} · {row['config']['model']}"
     experiment_id = (
-        db["experiments"]
+        db.table("experiments")
         .insert(
             {
                 **row,
@@ -53,11 +53,14 @@ def create_experiment(db: Database, row: dict[str, Any]) -> dict[str, Any]:
         )
         .last_pk
     )
-    db["experiment_items"].insert_all(
+    assert experiment_id is not None  # the row was just inserted
+    db.table("experiment_items").insert_all(
         {"experiment_id": experiment_id, "item_id": i["id"], "idx": i["idx"], "status": "pending"}
         for i in items
     )
-    return get_experiment(db, experiment_id)  # type: ignore[return-value]
+    experiment = get_experiment(db, experiment_id)
+    assert experiment is not None
+    return experiment
 
 
 def get_experiment(db: Database, experiment_id: int) -> dict[str, Any] | None:
@@ -214,12 +217,12 @@ def compare_experiments(db: Database, a_id: int, b_id: int) -> dict[str, Any]:
         raise ValueError("these experiments ran different datasets; compare runs of one dataset")
     items_a = {i["item_id"]: i for i in experiment_items(db, a_id)}
     items_b = {i["item_id"]: i for i in experiment_items(db, b_id)}
+    # Each item's row from A, else from B: an item may be missing on one side.
+    both = {**items_b, **items_a}
     rows = []
-    for item_id in sorted(
-        set(items_a) | set(items_b), key=lambda k: (items_a.get(k) or items_b.get(k))["idx"]
-    ):
+    for item_id in sorted(both, key=lambda k: both[k]["idx"]):
         left, right = items_a.get(item_id), items_b.get(item_id)
-        base = left or right
+        base = both[item_id]
         verdicts = (left or {}).get("passed"), (right or {}).get("passed")
         if None in verdicts:
             change = "unknown"  # a side without a verdict cannot be better or worse

@@ -130,6 +130,7 @@ class Experiments:
 
     async def _execute(self, experiment_id: int) -> None:
         experiment = await self.store.read(get_experiment, experiment_id)
+        assert experiment is not None  # created just before this task; never deleted
         slots = asyncio.Semaphore(experiment["concurrency"])
 
         async def one(item: dict[str, Any]) -> None:
@@ -184,10 +185,10 @@ class Experiments:
                 created_by=experiment.get("created_by"),
                 experiment_id=experiment_id,
             )
-            run = await self.store.read(get_run, run_id)
+            ended = await self.store.read(get_run, run_id)
             verdicts = [e["passed"] for e in evaluations if e.get("passed") is not None]
             passed = all(verdicts) if verdicts else None
-            await self.store.write(finish_item, experiment_id, item["id"], run, passed)
+            await self.store.write(finish_item, experiment_id, item["id"], ended, passed)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - one bad item does not stop the others

@@ -109,12 +109,15 @@ def update_job(db: Database, job_id: int, **values: Any) -> dict[str, Any]:
     for key in ("hyperparameters", "detail"):
         if key in values and not isinstance(values[key], str):
             values[key] = json.dumps(values[key], default=str)
-    db["finetune_jobs"].update(job_id, {**values, "updated_at": time.time()})
-    return get_job(db, job_id)  # type: ignore[return-value]
+    db.table("finetune_jobs").update(job_id, {**values, "updated_at": time.time()})
+    # update() raises NotFoundError for a missing id, so the row exists here.
+    job = get_job(db, job_id)
+    assert job is not None
+    return job
 
 
 def register_model(db: Database, name: str, base_model: str, job_id: int) -> None:
-    db["registered_models"].upsert(
+    db.table("registered_models").upsert(
         {
             "name": name,
             "provider": "mistral",
@@ -264,7 +267,7 @@ class FineTunes:
         export = await self.exports.create("finetune_jsonl", data, created_by)
         job = await self.store.write(
             lambda db: (
-                db["finetune_jobs"]
+                db.table("finetune_jobs")
                 .insert(
                     {
                         "export_id": export["id"],

@@ -10,6 +10,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, cast
+
+# The modes ``wandb.init`` is typed to accept.
+WandbMode = Literal["online", "offline", "disabled", "shared"]
 
 
 def _flag(value: str | None) -> bool:
@@ -78,5 +82,9 @@ class IntegrationSettings:
         )
 
     @property
-    def resolved_wandb_mode(self) -> str:
-        return self.wandb_mode or ("online" if os.environ.get("WANDB_API_KEY") else "offline")
+    def resolved_wandb_mode(self) -> WandbMode:
+        if self.wandb_mode:
+            # WANDB_MODE goes to wandb unchecked, as before: wandb.init validates it
+            # (and still accepts legacy values such as "dryrun" that its type omits).
+            return cast(WandbMode, self.wandb_mode)
+        return "online" if os.environ.get("WANDB_API_KEY") else "offline"

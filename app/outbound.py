@@ -86,7 +86,7 @@ def record_error(
     final: bool,
     error: str,
 ) -> None:
-    db["integration_errors"].insert(
+    db.table("integration_errors").insert(
         {
             "integration": integration,
             "action": action,

@@ -171,16 +171,17 @@ def price_event(db: Database | None, event: dict[str, Any]) -> dict[str, Any]:
         )
         return {**event, "cost_usd": usd, "cost_status": status}
     if event["type"] == "tool_call_finished" and event.get("cost_lines"):
-        lines, total, status = [], 0.0, None
+        lines, total = [], 0.0
+        cost_status: str | None = None  # of the lines seen so far; None before the first
         for line in event["cost_lines"]:
             priced = cost_line_price(db, dict(line), at)
             # A vendor with no table keeps its line as reported; the cost is unknown.
             lines.append(priced if priced is not None else dict(line))
             line_status = priced["status"] if priced is not None else UNPRICED
-            status = merge_status(status, line_status)
+            cost_status = merge_status(cost_status, line_status)
             total += (priced or {}).get("usd") or 0.0
-        usd = total if status in (PRICED, "partial") else None
-        return {**event, "cost_lines": lines, "cost_usd": usd, "cost_status": status}
+        usd = total if cost_status in (PRICED, "partial") else None
+        return {**event, "cost_lines": lines, "cost_usd": usd, "cost_status": cost_status}
     return event
 
 
@@ -222,7 +223,7 @@ def _validate(row: dict[str, Any]) -> dict[str, Any]:
 
 def add_override(db: Database, row: dict[str, Any], source: str, at: float) -> dict[str, Any]:
     clean = {**_validate(row), "source": source, "created_at": at}
-    pk = db["price_overrides"].insert(clean).last_pk
+    pk = db.table("price_overrides").insert(clean).last_pk
     return dict(db.execute("select * from price_overrides where id = ?", [pk]).fetchone())
 
 
@@ -255,7 +256,7 @@ def load_settings_overrides(
     clean = [_validate(r) for r in rows]
     db.execute("delete from price_overrides where source = 'settings'")
     for row in clean:
-        db["price_overrides"].insert({**row, "source": "settings", "created_at": at})
+        db.table("price_overrides").insert({**row, "source": "settings", "created_at": at})
     return len(clean)
 
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from app.diffs import diff_runs
 from app.runs import InputError, RunInput, parse_run_input
 from app.store.diffs import create_diff, fill_diff, get_diff, new_diff_id
-from app.store.runs import TERMINAL_STATUSES, get_run, run_detail
+from app.store.runs import TERMINAL_STATUSES, get_run, run_detail, run_params
 
 if TYPE_CHECKING:
     from agents.config import AgentConfig
@@ -54,7 +54,7 @@ def replay_input(
         )
     if not parent.get("prompt"):
         raise InputError(f"run {parent['id']} has no prompt to replay")
-    params = parent.get("params") if isinstance(parent.get("params"), dict) else {}
+    params = run_params(parent)
     data: dict[str, Any] = {
         "prompt": parent["prompt"],
         "model": parent.get("model") or params.get("model"),
@@ -114,8 +114,7 @@ async def start_replay(
 
 def changed_settings(parent: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
     """What the replay runs with that differs from its parent (a form sends every field)."""
-    before = parent.get("params") if isinstance(parent.get("params"), dict) else {}
-    after = run.get("params") if isinstance(run.get("params"), dict) else {}
+    before, after = run_params(parent), run_params(run)
     changed = {
         key: after.get(key)
         for key in ("temperature", "max_tokens", "max_rounds", "system_prompt", "tools")
@@ -170,4 +169,6 @@ async def save_comparison(store: Store, run_a: str, run_b: str) -> dict[str, Any
         if await store.read(get_run, run_id) is None:
             raise RunNotFound(f"run {run_id!r} not found")
     row = await store.write(create_diff, run_a, run_b, "compare")
-    return await ensure_diff(store, row["id"])  # type: ignore[return-value]
+    diff = await ensure_diff(store, row["id"])
+    assert diff is not None  # the row was just created and diffs are never deleted
+    return diff

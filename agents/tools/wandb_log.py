@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from agents.providers.base import ToolSpec
 from agents.tools import ToolOutput
+
+# The modes ``wandb.init`` is typed to accept.
+WandbMode = Literal["online", "offline", "disabled", "shared"]
 
 # Metrics are a bounded list of {name, value} rather than a free-form object:
 # constrained generation on a small local model needs maxItems/maxLength to
@@ -65,7 +68,10 @@ def run(arguments: dict[str, Any], settings: dict[str, Any]) -> ToolOutput:
 
     import wandb  # imported lazily: wandb is slow to import and most runs never log
 
-    mode = settings.get("mode") or ("online" if os.environ.get("WANDB_API_KEY") else "offline")
+    # A configured mode goes to wandb unchecked: wandb.init validates it.
+    mode: WandbMode = settings.get("mode") or (
+        "online" if os.environ.get("WANDB_API_KEY") else "offline"
+    )
     wandb_dir = Path(settings.get("dir") or Path(settings.get("data_dir", ".")) / "wandb")
     wandb_dir.mkdir(parents=True, exist_ok=True)
     run_ = wandb.init(

@@ -77,8 +77,11 @@ def validate_rule(data: dict[str, Any]) -> dict[str, Any]:
 
 def create_rule(db: Database, data: dict[str, Any]) -> dict[str, Any]:
     rule = {**validate_rule(data), "enabled": 1, "created_at": time.time()}
-    pk = db["alert_rules"].insert(rule).last_pk
-    return get_rule(db, pk)  # type: ignore[return-value]
+    pk = db.table("alert_rules").insert(rule).last_pk
+    assert pk is not None  # the row was just inserted
+    created = get_rule(db, pk)
+    assert created is not None
+    return created
 
 
 def get_rule(db: Database, rule_id: int) -> dict[str, Any] | None:
@@ -170,7 +173,7 @@ def _raise(
     now: float,
 ) -> int:
     pk = (
-        db["alerts"]
+        db.table("alerts")
         .insert(
             {
                 "rule_id": rule["id"],
@@ -184,9 +187,10 @@ def _raise(
         )
         .last_pk
     )
+    assert pk is not None  # the alert was just inserted
     for channel, target in (("webhook", rule["webhook_url"]), ("email", rule["email_to"])):
         if target:
-            db["alert_deliveries"].insert(
+            db.table("alert_deliveries").insert(
                 {"alert_id": pk, "channel": channel, "target": target, "status": "pending"}
             )
     return pk

@@ -46,7 +46,7 @@ def create_key(db: Database, name: str, role: str) -> tuple[dict[str, Any], str]
     if db.execute("select 1 from api_keys where name = ?", [name]).fetchone():
         raise KeyError_(f"a key named {name!r} already exists")
     secret = KEY_PREFIX + secrets.token_urlsafe(32)
-    db["api_keys"].insert(
+    db.table("api_keys").insert(
         {
             "name": name,
             "prefix": secret[:11],
@@ -95,7 +95,7 @@ def touch_key(db: Database, key_id: int, at: float) -> None:
 def create_session(db: Database, key_id: int) -> str:
     token = secrets.token_urlsafe(32)
     now = time.time()
-    db["sessions"].insert(
+    db.table("sessions").insert(
         {
             "token_hash": hash_secret(token),
             "key_id": key_id,

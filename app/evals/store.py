@@ -122,8 +122,11 @@ def record_evaluation(
         "experiment_id": experiment_id,
         "details": json.dumps(details, ensure_ascii=False, default=str) if details else None,
     }
-    pk = db["evaluations"].insert(row).last_pk
-    return get_evaluation(db, pk)  # type: ignore[return-value]
+    pk = db.table("evaluations").insert(row).last_pk
+    assert pk is not None  # the row was just inserted
+    stored = get_evaluation(db, pk)
+    assert stored is not None
+    return stored
 
 
 def _decode(row: Any) -> dict[str, Any]:

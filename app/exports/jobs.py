@@ -93,7 +93,7 @@ def insert_export(
     db: Database, kind: str, params: dict[str, Any], created_by: str
 ) -> dict[str, Any]:
     pk = (
-        db["exports"]
+        db.table("exports")
         .insert(
             {
                 "kind": kind,
@@ -107,7 +107,10 @@ def insert_export(
         )
         .last_pk
     )
-    return get_export(db, pk)  # type: ignore[return-value]
+    assert pk is not None  # the row was just inserted
+    export = get_export(db, pk)
+    assert export is not None
+    return export
 
 
 def get_export(db: Database, export_id: int) -> dict[str, Any] | None:
@@ -123,8 +126,11 @@ def list_exports(db: Database, limit: int = 50) -> list[dict[str, Any]]:
 def update_export(db: Database, export_id: int, **values: Any) -> dict[str, Any]:
     if "result" in values:
         values["result"] = json.dumps(values["result"], default=str)
-    db["exports"].update(export_id, values)
-    return get_export(db, export_id)  # type: ignore[return-value]
+    db.table("exports").update(export_id, values)
+    # update() raises NotFoundError for a missing id, so the row exists here.
+    export = get_export(db, export_id)
+    assert export is not None
+    return export
 
 
 def interrupt_exports(db: Database) -> int:

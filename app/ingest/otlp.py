@@ -90,7 +90,7 @@ def _open_trace(db: Database, spans: list[SpanRecord], result: IngestResult) -> 
             "params": {},
         },
     )
-    db["otlp_traces"].insert(
+    db.table("otlp_traces").insert(
         {
             "trace_id": trace_id,
             "run_id": run_id,
@@ -147,7 +147,7 @@ def _join_session(db: Database, run_id: str, session: str) -> None:
     changed = db.execute(
         "update runs set session_id = ? where id = ? and session_id is null", [session, run_id]
     ).rowcount
-    if not changed or not db["run_sessions"].exists():
+    if not changed or not db.table("run_sessions").exists():
         return
     db.execute(
         "insert or ignore into run_sessions (name, created_at, last_run_at)"
@@ -231,7 +231,7 @@ def _tool(trace: _Trace, span: SpanRecord) -> None:
 
 def _other(db: Database, trace: _Trace, span: SpanRecord, kind: str) -> None:
     """Spans that are not a step of the thread (chains, retrievers…) keep their place in the tree."""
-    db["spans"].insert(
+    db.table("spans").insert(
         {
             "run_id": trace.run_id,
             "span_id": span.span_id,

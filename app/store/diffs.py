@@ -22,8 +22,9 @@ def create_diff(
     overrides: dict[str, Any] | None = None,
     diff_id: str | None = None,
 ) -> dict[str, Any]:
+    diff_id = diff_id or new_diff_id()
     row = {
-        "id": diff_id or new_diff_id(),
+        "id": diff_id,
         "run_a": run_a,
         "run_b": run_b,
         "kind": kind,
@@ -31,8 +32,10 @@ def create_diff(
         "overrides": json.dumps(overrides or {}, ensure_ascii=False),
         "created_at": time.time(),
     }
-    db["diffs"].insert(row)
-    return get_diff(db, row["id"])  # type: ignore[return-value]
+    db.table("diffs").insert(row)
+    diff = get_diff(db, diff_id)
+    assert diff is not None  # the row was just inserted
+    return diff
 
 
 def fill_diff(db: Database, diff_id: str, data: dict[str, Any]) -> bool:

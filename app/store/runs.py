@@ -22,6 +22,12 @@ def _decode(row: dict[str, Any], *json_fields: str) -> dict[str, Any]:
     return row
 
 
+def run_params(run: dict[str, Any]) -> dict[str, Any]:
+    """A run's ``params`` as a dict; empty when absent or not a JSON object."""
+    params = run.get("params")
+    return params if isinstance(params, dict) else {}
+
+
 def create_run(db: Database, run: dict[str, Any]) -> dict[str, Any]:
     row = {
         "status": "queued",
@@ -31,8 +37,10 @@ def create_run(db: Database, run: dict[str, Any]) -> dict[str, Any]:
     }
     if isinstance(row.get("params"), dict):
         row["params"] = json.dumps(row["params"])
-    db["runs"].insert(row)
-    return get_run(db, row["id"])  # type: ignore[return-value]
+    db.table("runs").insert(row)
+    created = get_run(db, row["id"])
+    assert created is not None  # the row was just inserted
+    return created
 
 
 def get_run(db: Database, run_id: str) -> dict[str, Any] | None:

@@ -19,7 +19,7 @@ from app.replay import RunNotFound, compare_runs, ensure_diff, save_comparison, 
 from app.runs import InputError, Runner
 from app.store import Store
 from app.store.lineage import child_tree
-from app.store.runs import TERMINAL_STATUSES, get_run, list_runs
+from app.store.runs import TERMINAL_STATUSES, get_run, list_runs, run_params
 from app.web.pages import is_htmx
 
 
@@ -32,7 +32,7 @@ async def existing_run(store: Store, run_id: str) -> dict[str, Any]:
 
 def parent_values(parent: dict[str, Any], tool_names: list[str]) -> dict[str, Any]:
     """The replay form prefilled with what the parent ran with."""
-    params = parent.get("params") if isinstance(parent.get("params"), dict) else {}
+    params = run_params(parent)
     tools = params.get("tools")
     return {
         "model": parent.get("model") or params.get("model"),

@@ -35,15 +35,17 @@ def _load_modules() -> None:
 
 def apply_migrations(db: Database) -> list[str]:
     """Apply every migration not yet recorded; return the names applied now."""
-    db["_migrations"].create({"name": str, "applied_at": float}, pk="name", if_not_exists=True)
-    done = {row["name"] for row in db["_migrations"].rows}
+    db.table("_migrations").create(
+        {"name": str, "applied_at": float}, pk="name", if_not_exists=True
+    )
+    done = {row["name"] for row in db.table("_migrations").rows}
     applied = []
     for name, fn in sorted(MIGRATIONS, key=lambda item: item[0]):
         if name in done:
             continue
         with db.atomic():
             fn(db)
-            db["_migrations"].insert({"name": name, "applied_at": time.time()})
+            db.table("_migrations").insert({"name": name, "applied_at": time.time()})
         applied.append(name)
     return applied
 

@@ -9,7 +9,7 @@ from app.store.migrations import migration
 
 @migration("0001_core")
 def core(db: Database) -> None:
-    db["runs"].create(
+    db.table("runs").create(
         {
             "id": str,
             "session_id": str,
@@ -45,12 +45,12 @@ def core(db: Database) -> None:
             "source": "studio",
         },
     )
-    db["events"].create(
+    db.table("events").create(
         {"run_id": str, "seq": int, "type": str, "at": float, "payload": str},
         pk=("run_id", "seq"),
         foreign_keys=[("run_id", "runs", "id")],
     )
-    db["messages"].create(
+    db.table("messages").create(
         {
             "id": int,
             "run_id": str,
@@ -65,7 +65,7 @@ def core(db: Database) -> None:
         pk="id",
         foreign_keys=[("run_id", "runs", "id")],
     )
-    db["tool_calls"].create(
+    db.table("tool_calls").create(
         {
             "id": int,
             "run_id": str,
@@ -85,7 +85,7 @@ def core(db: Database) -> None:
         pk="id",
         foreign_keys=[("run_id", "runs", "id")],
     )
-    db["spans"].create(
+    db.table("spans").create(
         {
             "id": int,
             "run_id": str,
@@ -104,10 +104,10 @@ def core(db: Database) -> None:
         pk="id",
         foreign_keys=[("run_id", "runs", "id")],
     )
-    db["runs"].create_index(["started_at"])
-    db["runs"].create_index(["status", "started_at"])
-    db["runs"].create_index(["session_id", "started_at"])
-    db["runs"].create_index(["parent_run_id"])
-    db["messages"].create_index(["run_id", "seq"])
-    db["tool_calls"].create_index(["run_id", "call_id"], unique=True)
-    db["spans"].create_index(["run_id", "span_id"])
+    db.table("runs").create_index(["started_at"])
+    db.table("runs").create_index(["status", "started_at"])
+    db.table("runs").create_index(["session_id", "started_at"])
+    db.table("runs").create_index(["parent_run_id"])
+    db.table("messages").create_index(["run_id", "seq"])
+    db.table("tool_calls").create_index(["run_id", "call_id"], unique=True)
+    db.table("spans").create_index(["run_id", "span_id"])

@@ -9,7 +9,7 @@ from app.store.migrations import migration
 
 @migration("0002_auth")
 def auth(db: Database) -> None:
-    db["api_keys"].create(
+    db.table("api_keys").create(
         {
             "id": int,
             "name": str,
@@ -23,9 +23,9 @@ def auth(db: Database) -> None:
         pk="id",
         not_null={"name", "key_hash", "role", "created_at"},
     )
-    db["api_keys"].create_index(["key_hash"], unique=True)
-    db["api_keys"].create_index(["name"], unique=True)
-    db["sessions"].create(
+    db.table("api_keys").create_index(["key_hash"], unique=True)
+    db.table("api_keys").create_index(["name"], unique=True)
+    db.table("sessions").create(
         {
             "token_hash": str,
             "key_id": int,
@@ -35,4 +35,4 @@ def auth(db: Database) -> None:
         pk="token_hash",
         foreign_keys=[("key_id", "api_keys", "id")],
     )
-    db["sessions"].create_index(["key_id"])
+    db.table("sessions").create_index(["key_id"])

@@ -94,10 +94,10 @@ INSERT INTO runs_fts (runs_fts) VALUES ('rebuild');
 
 @migration("0003_replay_sessions")
 def replay_sessions(db: Database) -> None:
-    db["runs"].add_column("parent_kind", str)  # replay | agent
-    db["runs"].create_index(["model", "started_at"])
-    db["runs"].create_index(["parent_run_id", "started_at"])
-    db["diffs"].create(
+    db.table("runs").add_column("parent_kind", str)  # replay | agent
+    db.table("runs").create_index(["model", "started_at"])
+    db.table("runs").create_index(["parent_run_id", "started_at"])
+    db.table("diffs").create(
         {
             "id": str,
             "run_a": str,  # the base: a replay's parent
@@ -115,9 +115,9 @@ def replay_sessions(db: Database) -> None:
         not_null={"run_a", "run_b", "kind", "status", "created_at"},
         foreign_keys=[("run_a", "runs", "id"), ("run_b", "runs", "id")],
     )
-    db["diffs"].create_index(["run_a", "created_at"])
-    db["diffs"].create_index(["run_b", "created_at"])
-    db["run_sessions"].create(
+    db.table("diffs").create_index(["run_a", "created_at"])
+    db.table("diffs").create_index(["run_b", "created_at"])
+    db.table("run_sessions").create(
         {
             "id": int,
             "name": str,
@@ -141,8 +141,8 @@ def replay_sessions(db: Database) -> None:
             "cost_usd": 0.0,
         },
     )
-    db["run_sessions"].create_index(["name"], unique=True)
-    db["run_sessions"].create_index(["last_run_at"])
+    db.table("run_sessions").create_index(["name"], unique=True)
+    db.table("run_sessions").create_index(["last_run_at"])
     db.execute(
         f"""
         INSERT INTO run_sessions (name, created_at, last_run_at, runs, finished, failed,

@@ -14,13 +14,13 @@ from app.store.migrations import migration
 
 @migration("0004_integrations")
 def integrations(db: Database) -> None:
-    db["runs"].add_column("extra_cost_usd", float, not_null_default=0.0)
+    db.table("runs").add_column("extra_cost_usd", float, not_null_default=0.0)
     # Cost alerts sum the runs that ended within a window.
-    db["runs"].create_index(["ended_at"])
+    db.table("runs").create_index(["ended_at"])
 
     # One row per ingested OTLP trace: which run it became, and how far its
     # conversation has been recorded (each LLM span repeats the history).
-    db["otlp_traces"].create(
+    db.table("otlp_traces").create(
         {
             "trace_id": str,
             "run_id": str,
@@ -33,11 +33,11 @@ def integrations(db: Database) -> None:
         defaults={"messages_seen": 0},
         foreign_keys=[("run_id", "runs", "id")],
     )
-    db["otlp_traces"].create_index(["run_id"])
+    db.table("otlp_traces").create_index(["run_id"])
 
     # Dated price overrides (from the settings file or the prices page); the
     # latest row whose effective_from is not after a call's date applies.
-    db["price_overrides"].create(
+    db.table("price_overrides").create(
         {
             "id": int,
             "vendor": str,  # mistral | elevenlabs
@@ -52,10 +52,10 @@ def integrations(db: Database) -> None:
         pk="id",
         not_null={"vendor", "item", "field", "value", "effective_from"},
     )
-    db["price_overrides"].create_index(["vendor", "item", "field", "effective_from"])
+    db.table("price_overrides").create_index(["vendor", "item", "field", "effective_from"])
 
     # Every failed attempt of an outbound call, so no error is lost.
-    db["integration_errors"].create(
+    db.table("integration_errors").create(
         {
             "id": int,
             "integration": str,  # webhook | smtp | huggingface | wandb | mistral
@@ -68,10 +68,10 @@ def integrations(db: Database) -> None:
         },
         pk="id",
     )
-    db["integration_errors"].create_index(["subject", "at"])
-    db["integration_errors"].create_index(["at"])
+    db.table("integration_errors").create_index(["subject", "at"])
+    db.table("integration_errors").create_index(["at"])
 
-    db["exports"].create(
+    db.table("exports").create(
         {
             "id": int,
             "kind": str,  # huggingface | wandb | finetune_jsonl
@@ -90,9 +90,9 @@ def integrations(db: Database) -> None:
         not_null={"kind", "status", "created_at"},
         defaults={"progress": 0.0},
     )
-    db["exports"].create_index(["created_at"])
+    db.table("exports").create_index(["created_at"])
 
-    db["finetune_jobs"].create(
+    db.table("finetune_jobs").create(
         {
             "id": int,
             "export_id": int,
@@ -113,11 +113,11 @@ def integrations(db: Database) -> None:
         pk="id",
         not_null={"status", "base_model", "created_at"},
     )
-    db["finetune_jobs"].create_index(["created_at"])
-    db["finetune_jobs"].create_index(["status"])
+    db.table("finetune_jobs").create_index(["created_at"])
+    db.table("finetune_jobs").create_index(["status"])
 
     # Models runs can be started or replayed on beyond those in the agent config.
-    db["registered_models"].create(
+    db.table("registered_models").create(
         {
             "name": str,
             "provider": str,
@@ -128,7 +128,7 @@ def integrations(db: Database) -> None:
         pk="name",
     )
 
-    db["alert_rules"].create(
+    db.table("alert_rules").create(
         {
             "id": int,
             "name": str,
@@ -146,7 +146,7 @@ def integrations(db: Database) -> None:
         not_null={"name", "kind", "created_at"},
         defaults={"enabled": 1},
     )
-    db["alerts"].create(
+    db.table("alerts").create(
         {
             "id": int,
             "rule_id": int,
@@ -161,10 +161,10 @@ def integrations(db: Database) -> None:
         pk="id",
         foreign_keys=[("rule_id", "alert_rules", "id")],
     )
-    db["alerts"].create_index(["fingerprint"], unique=True)
-    db["alerts"].create_index(["created_at"])
-    db["alerts"].create_index(["rule_id", "resolved_at"])
-    db["alert_deliveries"].create(
+    db.table("alerts").create_index(["fingerprint"], unique=True)
+    db.table("alerts").create_index(["created_at"])
+    db.table("alerts").create_index(["rule_id", "resolved_at"])
+    db.table("alert_deliveries").create(
         {
             "id": int,
             "alert_id": int,
@@ -179,4 +179,4 @@ def integrations(db: Database) -> None:
         foreign_keys=[("alert_id", "alerts", "id")],
         defaults={"attempts": 0},
     )
-    db["alert_deliveries"].create_index(["alert_id"])
+    db.table("alert_deliveries").create_index(["alert_id"])

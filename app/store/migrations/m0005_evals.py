@@ -15,7 +15,7 @@ from app.store.migrations import migration
 
 @migration("0005_evals")
 def evals(db: Database) -> None:
-    db["memory_snapshots"].create(
+    db.table("memory_snapshots").create(
         {
             "id": int,
             "run_id": str,
@@ -31,9 +31,9 @@ def evals(db: Database) -> None:
         not_null={"run_id", "step"},
         foreign_keys=[("run_id", "runs", "id")],
     )
-    db["memory_snapshots"].create_index(["run_id", "step"], unique=True)
+    db.table("memory_snapshots").create_index(["run_id", "step"], unique=True)
 
-    db["datasets"].create(
+    db.table("datasets").create(
         {
             "id": int,
             "name": str,
@@ -47,8 +47,8 @@ def evals(db: Database) -> None:
         not_null={"name", "created_at"},
         defaults={"item_count": 0},
     )
-    db["datasets"].create_index(["created_at"])
-    db["dataset_items"].create(
+    db.table("datasets").create_index(["created_at"])
+    db.table("dataset_items").create(
         {
             "id": int,
             "dataset_id": int,
@@ -61,9 +61,9 @@ def evals(db: Database) -> None:
         not_null={"dataset_id", "idx", "input"},
         foreign_keys=[("dataset_id", "datasets", "id")],
     )
-    db["dataset_items"].create_index(["dataset_id", "idx"], unique=True)
+    db.table("dataset_items").create_index(["dataset_id", "idx"], unique=True)
 
-    db["experiments"].create(
+    db.table("experiments").create(
         {
             "id": int,
             "name": str,
@@ -90,9 +90,9 @@ def evals(db: Database) -> None:
         defaults={"done": 0, "failed": 0, "passed": 0, "scored": 0, "cost_usd": 0.0, "total": 0},
         foreign_keys=[("dataset_id", "datasets", "id")],
     )
-    db["experiments"].create_index(["created_at"])
-    db["experiments"].create_index(["dataset_id"])
-    db["experiment_items"].create(
+    db.table("experiments").create_index(["created_at"])
+    db.table("experiments").create_index(["dataset_id"])
+    db.table("experiment_items").create(
         {
             "id": int,
             "experiment_id": int,
@@ -110,9 +110,9 @@ def evals(db: Database) -> None:
         not_null={"experiment_id", "item_id", "idx", "status"},
         foreign_keys=[("experiment_id", "experiments", "id"), ("item_id", "dataset_items", "id")],
     )
-    db["experiment_items"].create_index(["experiment_id", "idx"], unique=True)
+    db.table("experiment_items").create_index(["experiment_id", "idx"], unique=True)
 
-    db["evaluations"].create(
+    db.table("evaluations").create(
         {
             "id": int,
             "run_id": str,
@@ -131,7 +131,7 @@ def evals(db: Database) -> None:
         not_null={"run_id", "metric", "source", "created_at"},
         foreign_keys=[("run_id", "runs", "id"), ("experiment_id", "experiments", "id")],
     )
-    db["evaluations"].create_index(["run_id", "created_at"])
-    db["evaluations"].create_index(["created_at"])
-    db["evaluations"].create_index(["metric", "created_at"])
-    db["evaluations"].create_index(["experiment_id", "run_id"])
+    db.table("evaluations").create_index(["run_id", "created_at"])
+    db.table("evaluations").create_index(["created_at"])
+    db.table("evaluations").create_index(["metric", "created_at"])
+    db.table("evaluations").create_index(["experiment_id", "run_id"])
