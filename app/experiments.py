@@ -17,6 +17,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+from app.background import TaskSet
 from app.datasets import get_dataset
 from app.evals.apply import evaluate_run, parse_evaluators
 from app.experiment_queries import (
@@ -81,7 +82,7 @@ class Experiments:
         self.store = store
         self.runner = runner
         self.broker = Broker()
-        self.tasks: dict[int, asyncio.Task[None]] = {}
+        self.tasks: TaskSet[int] = TaskSet()
         self._seq: dict[int, int] = {}
 
     async def start(
@@ -116,9 +117,7 @@ class Experiments:
             "created_by": created_by,
         }
         experiment = await self.store.write(create_experiment, row)
-        task = asyncio.create_task(self._execute(experiment["id"]))
-        self.tasks[experiment["id"]] = task
-        task.add_done_callback(lambda _t: self.tasks.pop(experiment["id"], None))
+        self.tasks.spawn(experiment["id"], self._execute(experiment["id"]))
         return experiment
 
     def _publish(self, experiment_id: int, payload: dict[str, Any]) -> None:
@@ -225,13 +224,7 @@ class Experiments:
                     return
 
     async def wait(self, experiment_id: int, timeout: float | None = None) -> None:
-        task = self.tasks.get(experiment_id)
-        if task is not None:
-            await asyncio.wait_for(asyncio.shield(task), timeout)
+        await self.tasks.wait(experiment_id, timeout)
 
     async def shutdown(self) -> None:
-        tasks = list(self.tasks.values())
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await self.tasks.cancel_all()

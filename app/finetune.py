@@ -28,6 +28,7 @@ import httpx
 from sqlite_utils import Database
 
 from agents.config import MistralConfig
+from app.background import TaskSet
 from app.exports.jobs import ExportJobs
 from app.integrations import IntegrationSettings
 from app.live import Broker, LiveEvent
@@ -221,7 +222,7 @@ class FineTunes:
     ) -> None:
         self.store, self.broker, self.settings = store, broker, settings
         self.mistral, self.data_dir, self.runner, self.exports = mistral, data_dir, runner, exports
-        self.tasks: dict[int, asyncio.Task[None]] = {}
+        self.tasks: TaskSet[int] = TaskSet()
         self._seq: dict[int, int] = {}
         self.record = store_recorder(store)
 
@@ -247,9 +248,7 @@ class FineTunes:
             self.runner.registered_models.append(name)
 
     def _spawn(self, job_id: int, coro: Any) -> None:
-        task = asyncio.create_task(coro)
-        self.tasks[job_id] = task
-        task.add_done_callback(lambda _t: self.tasks.pop(job_id, None))
+        self.tasks.spawn(job_id, coro)
 
     async def _set(self, job_id: int, **values: Any) -> dict[str, Any]:
         row = await self.store.write(update_job, job_id, **values)
@@ -391,13 +390,7 @@ class FineTunes:
             await asyncio.sleep(self.settings.finetune_poll_s)
 
     async def wait(self, job_id: int, timeout: float = 60) -> None:
-        task = self.tasks.get(job_id)
-        if task is not None:
-            await asyncio.wait_for(asyncio.shield(task), timeout)
+        await self.tasks.wait(job_id, timeout)
 
     async def stop(self) -> None:
-        tasks = list(self.tasks.values())
-        for task in tasks:
-            task.cancel()
-        with contextlib.suppress(Exception):
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await self.tasks.cancel_all()

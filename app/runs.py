@@ -24,6 +24,7 @@ from agents.providers.base import Provider
 from agents.providers.local import LocalProvider
 from agents.providers.mistral import MistralProvider, RetryPolicy
 from agents.tools import Tool, load_tool
+from app.background import TaskSet
 from app.live import Broker
 from app.recorder import Recorder
 from app.store import Store
@@ -142,7 +143,7 @@ class Runner:
         self.extra_providers = list(extra_providers or [])
         # Fine-tuned models registered once their job succeeded (app/finetune.py); served by Mistral.
         self.registered_models: list[str] = []
-        self.tasks: dict[str, asyncio.Task[None]] = {}
+        self.tasks: TaskSet[str] = TaskSet()
         self._slots = asyncio.Semaphore(max_concurrent)
 
     @property
@@ -218,9 +219,7 @@ class Runner:
         # A child run works for a parent that holds a slot already: taking one
         # too could deadlock when every slot is held by a waiting parent.
         slot = parent_kind != "agent"
-        task = asyncio.create_task(self._execute(run_id, request, provider, tools, slot, after))
-        self.tasks[run_id] = task
-        task.add_done_callback(lambda _t: self.tasks.pop(run_id, None))
+        self.tasks.spawn(run_id, self._execute(run_id, request, provider, tools, slot, after))
         return run
 
     async def _execute(
@@ -257,13 +256,7 @@ class Runner:
             log.exception("run %s crashed outside the agent loop", run_id)
 
     async def wait(self, run_id: str, timeout: float | None = None) -> None:
-        task = self.tasks.get(run_id)
-        if task is not None:
-            await asyncio.wait_for(asyncio.shield(task), timeout)
+        await self.tasks.wait(run_id, timeout)
 
     async def shutdown(self) -> None:
-        tasks = list(self.tasks.values())
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await self.tasks.cancel_all()

@@ -11,7 +11,6 @@ The CLI calls the same ``run_export`` directly and prints the progress.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
@@ -21,6 +20,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from app.background import TaskSet
 from app.exports.finetune_jsonl import build_jsonl
 from app.exports.huggingface import FORMATS, ExportError, check_repo, push_dataset, write_dataset
 from app.exports.wandb_export import log_artifact, sqlite_snapshot, write_run_files
@@ -204,7 +204,7 @@ class ExportJobs:
         self.broker = broker
         self.settings = settings
         self.data_dir = data_dir
-        self.tasks: dict[int, asyncio.Task[None]] = {}
+        self.tasks: TaskSet[int] = TaskSet()
         self._seq: dict[int, int] = {}
 
     async def start(self) -> None:
@@ -220,9 +220,7 @@ class ExportJobs:
     async def create(self, kind: str, data: dict[str, Any], created_by: str) -> dict[str, Any]:
         params = parse_options(kind, data, self.settings)
         row = await self.store.write(insert_export, kind, params, created_by)
-        task = asyncio.create_task(self._run(row))
-        self.tasks[row["id"]] = task
-        task.add_done_callback(lambda _t: self.tasks.pop(row["id"], None))
+        self.tasks.spawn(row["id"], self._run(row))
         return row
 
     async def _run(self, row: dict[str, Any]) -> None:
@@ -277,13 +275,7 @@ class ExportJobs:
         self.publish(final)
 
     async def wait(self, export_id: int, timeout: float = 60) -> None:
-        task = self.tasks.get(export_id)
-        if task is not None:
-            await asyncio.wait_for(asyncio.shield(task), timeout)
+        await self.tasks.wait(export_id, timeout)
 
     async def stop(self) -> None:
-        tasks = list(self.tasks.values())
-        for task in tasks:
-            task.cancel()
-        with contextlib.suppress(Exception):
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await self.tasks.cancel_all()
