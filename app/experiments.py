@@ -165,8 +165,11 @@ class Experiments:
         experiment_id = experiment["id"]
         run_id = None
         try:
+            # The experiment's runs form a session named after it, so its
+            # totals and failure rate show on /sessions too.
+            session = f"experiment: {experiment['name'] or experiment_id}"[:200]
             run_input = parse_run_input(
-                {**experiment["config"], "prompt": item["input"]},
+                {**experiment["config"], "prompt": item["input"], "session": session},
                 self.runner.config,
                 self.runner.tool_names,
             )
