@@ -213,3 +213,18 @@ def test_keys_are_stored_hashed(settings, keys):
     raw = b"".join(f.read_bytes() for f in files if f.exists())
     for key in keys.values():
         assert key.encode() not in raw
+
+
+def test_viewers_are_not_offered_forms_they_cannot_submit(app, keys):
+    with TestClient(app) as client:
+        login(client, keys["viewer"])
+        for path in ("/", "/runs/new", "/datasets"):
+            page = BeautifulSoup(client.get(path).text, "html.parser")
+            assert page.select_one("form#run-form, form#upload-form, form#from-runs-form") is None
+            assert "member role" in page.text
+        assert (
+            BeautifulSoup(client.get("/").text, "html.parser").select_one(
+                "nav a[href='/settings/keys']"
+            )
+            is None
+        )
