@@ -21,6 +21,11 @@ if TYPE_CHECKING:
     from app.store import Store
 
 
+# Sequence number of the ``run_created`` notice: not part of the stored log
+# (followers skip it as already seen), only for lists of runs.
+RUN_CREATED_SEQ = 0
+
+
 @dataclass(frozen=True)
 class LiveEvent:
     run_id: str

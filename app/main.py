@@ -44,6 +44,7 @@ from app.web.deps import DEPENDENCIES
 from app.web.evals_pages import EvalPagesController
 from app.web.experiments_pages import ExperimentPagesController
 from app.web.integrations import CONTROLLERS as INTEGRATION_CONTROLLERS
+from app.web.live_lists import LiveListsController
 from app.web.pages import PagesController
 from app.web.replay_api import DiffsAPI, ReplayAPI
 from app.web.replay_pages import ReplayPagesController
@@ -138,6 +139,7 @@ def create_app(
         route_handlers=[
             HealthController,
             RunsAPI,
+            LiveListsController,
             PagesController,
             LoginController,
             KeysController,

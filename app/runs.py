@@ -25,7 +25,7 @@ from agents.providers.local import LocalProvider
 from agents.providers.mistral import MistralProvider, RetryPolicy
 from agents.tools import Tool, load_tool
 from app.background import TaskSet
-from app.live import Broker
+from app.live import RUN_CREATED_SEQ, Broker, LiveEvent
 from app.recorder import Recorder
 from app.store import Store
 from app.store.runs import create_run
@@ -216,6 +216,8 @@ class Runner:
                 "started_at": time.time(),
             },
         )
+        # Lists open in browsers show the run from its creation (it may queue).
+        self.broker.publish(LiveEvent(run_id, RUN_CREATED_SEQ, "run_created", {}, run))
         # A child run works for a parent that holds a slot already: taking one
         # too could deadlock when every slot is held by a waiting parent.
         slot = parent_kind != "agent"

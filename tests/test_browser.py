@@ -54,3 +54,40 @@ def test_start_a_run_and_watch_it_stream(browser, live_server, fake_mistral, key
     assert page.locator("table.runs tbody tr").count() == 1
     save_shot(page, tmp_path, "runs")
     assert dialogs == []
+
+
+def test_run_lists_follow_new_runs_live(browser, live_server, fake_mistral, keys, tmp_path):
+    """Dashboard and runs list, already open, show a run started elsewhere and its end."""
+    import httpx
+    from playwright.sync_api import expect
+
+    fake_mistral.add(Reply(text="A slow answer. " * 6, chunk_size=4, delay_s=0.05))
+    context = browser.new_context()  # one browser session, two tabs
+    dashboard = context.new_page()
+    errors = []
+    dashboard.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    log_in(dashboard, live_server.url, keys["viewer"])
+    runs = context.new_page()
+    runs.goto(live_server.url + "/runs")
+    assert dashboard.locator("#runs-empty").is_visible()
+    assert dashboard.inner_text("#kpi-runs").strip() == "0"
+    dashboard.wait_for_timeout(300)  # let both pages open their streams
+
+    r = httpx.post(
+        live_server.url + "/api/runs",
+        headers={"X-API-Key": keys["member"]},
+        json={"prompt": "started from a script", "model": MISTRAL_MODEL, "tools": []},
+        timeout=10,
+    )
+    run_id = r.json()["run_id"]
+    for page in (dashboard, runs):
+        row = page.locator(f"#run-row-{run_id}")
+        row.wait_for(timeout=10_000)
+        assert "started from a script" in row.inner_text()
+        page.wait_for_selector(f"#run-row-{run_id} .status-succeeded", timeout=20_000)
+        assert page.locator(f"#run-row-{run_id}").count() == 1  # never duplicated
+    assert not dashboard.locator("#runs-empty").is_visible()
+    expect(dashboard.locator("#kpi-runs")).to_have_text("1")
+    save_shot(dashboard, tmp_path, "dashboard-live")
+    context.close()  # ends the list streams, which otherwise stay open
+    assert errors == []

@@ -24,7 +24,7 @@ from sqlite_utils import Database
 
 from app.ingest import semconv
 from app.ingest.decode import SpanRecord
-from app.live import Broker, LiveEvent
+from app.live import RUN_CREATED_SEQ, Broker, LiveEvent
 from app.store import Store
 from app.store.events import TERMINAL_EVENTS, TOTALS_EVENTS, record_event
 from app.store.runs import create_run, get_run
@@ -90,6 +90,7 @@ def _open_trace(db: Database, spans: list[SpanRecord], result: IngestResult) -> 
             "params": {},
         },
     )
+    result.events.append(LiveEvent(run_id, RUN_CREATED_SEQ, "run_created", {}, get_run(db, run_id)))
     db.table("otlp_traces").insert(
         {
             "trace_id": trace_id,

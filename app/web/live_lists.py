@@ -1,0 +1,72 @@
+"""Live run lists: the dashboard's recent runs and the first page of /runs.
+
+One server-sent event stream per open list follows every run through the
+broker: a run that is created is prepended (``run_new``), a run whose status
+or totals change replaces its row out of band (``run_update``), and on the
+dashboard the KPIs are refreshed when a run ends. Only events that change a
+run row are sent; tokens stay on the run page.
+
+A page reads its rows before its stream subscribes, so a run created in
+between is missed until the next load, but a row is never shown twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from jinja2 import Environment
+from litestar import Controller, get
+from litestar.di import NamedDependency
+from litestar.params import QueryParameter
+from litestar.response import ServerSentEvent, ServerSentEventMessage
+
+from app.live import Broker
+from app.render import render_partial
+from app.store import Store
+from app.store.events import TERMINAL_EVENTS
+from app.store.runs import totals
+
+KEEPALIVE_S = 15.0
+
+
+async def _list_events(
+    store: Store, broker: Broker, jinja: Environment, compact: bool
+) -> AsyncIterator[ServerSentEventMessage]:
+    with broker.subscribe("*") as sub:
+        while True:
+            try:
+                event = await asyncio.wait_for(sub.queue.get(), KEEPALIVE_S)
+            except TimeoutError:
+                yield ServerSentEventMessage(comment="keep-alive")
+                continue
+            if event.run is None or not isinstance(event.run.get("id"), str):
+                continue  # not a run row change (tokens, experiments, exports …)
+            row = {"run": event.run, "compact": compact}
+            if event.type == "run_created":
+                data = render_partial(jinja, "run_new", **row)
+                yield ServerSentEventMessage(data=data, event="run_new")
+                continue
+            data = render_partial(jinja, "run_update", **row)
+            if compact and event.type in TERMINAL_EVENTS:
+                data += render_partial(jinja, "_kpis", kpis=await store.read(totals), oob=True)
+            yield ServerSentEventMessage(data=data, event="run_update")
+
+
+class LiveListsController(Controller):
+    path = "/runs/live"
+    include_in_schema = False
+
+    @get("/")
+    async def stream(
+        self,
+        store: NamedDependency[Store],
+        broker: NamedDependency[Broker],
+        jinja: NamedDependency[Environment],
+        compact: Annotated[bool, QueryParameter()] = False,
+    ) -> ServerSentEvent:
+        return ServerSentEvent(
+            _list_events(store, broker, jinja, compact),
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
