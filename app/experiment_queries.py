@@ -13,15 +13,13 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from app.store.rows import decode_json
+
 FINISHED = ("succeeded", "failed", "interrupted")
 
 
 def _decode(row: Any) -> dict[str, Any]:
-    out = dict(row)
-    for key in ("config", "evaluators"):
-        if isinstance(out.get(key), str):
-            out[key] = json.loads(out[key])
-    return out
+    return decode_json(row, "config", "evaluators")
 
 
 def create_experiment(db: Database, row: dict[str, Any]) -> dict[str, Any]:

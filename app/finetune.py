@@ -16,7 +16,6 @@ under ``finetune:<id>``; each status change is published live.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import re
@@ -34,6 +33,7 @@ from app.integrations import IntegrationSettings
 from app.live import Broker, LiveEvent
 from app.outbound import PermanentError, call_with_retry, describe, store_recorder
 from app.runs import InputError
+from app.store.rows import decode_json
 
 log = logging.getLogger(__name__)
 DEFAULT_SERVER = "https://api.mistral.ai"
@@ -86,12 +86,7 @@ def parse_request(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def _decode(row: Any) -> dict[str, Any]:
-    out = dict(row)
-    for key in ("hyperparameters", "detail"):
-        if isinstance(out.get(key), str):
-            with contextlib.suppress(json.JSONDecodeError):
-                out[key] = json.loads(out[key])
-    return out
+    return decode_json(row, "hyperparameters", "detail")
 
 
 def get_job(db: Database, job_id: int) -> dict[str, Any] | None:

@@ -8,18 +8,15 @@ messages were added, changed or dropped, and which scratch values moved.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from sqlite_utils import Database
 
+from app.store.rows import decode_json
+
 
 def _decode(row: Any) -> dict[str, Any]:
-    out = dict(row)
-    for key in ("messages", "scratch"):
-        if isinstance(out.get(key), str):
-            out[key] = json.loads(out[key])
-    return out
+    return decode_json(row, "messages", "scratch")
 
 
 def list_steps(db: Database, run_id: str) -> list[dict[str, Any]]:

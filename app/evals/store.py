@@ -19,6 +19,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from app.runs import InputError
+from app.store.rows import decode_json
 
 SOURCES = ("human", "api", "heuristic", "llm-judge")
 METRIC_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/\- ]{0,99}$")
@@ -130,12 +131,7 @@ def record_evaluation(
 
 
 def _decode(row: Any) -> dict[str, Any]:
-    out = dict(row)
-    if out.get("details"):
-        try:
-            out["details"] = json.loads(out["details"])
-        except json.JSONDecodeError:
-            pass
+    out = decode_json(row, "details")
     if out.get("passed") is not None:
         out["passed"] = bool(out["passed"])
     return out

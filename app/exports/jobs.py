@@ -27,6 +27,7 @@ from app.exports.wandb_export import log_artifact, sqlite_snapshot, write_run_fi
 from app.integrations import IntegrationSettings
 from app.live import Broker, LiveEvent
 from app.outbound import describe, store_recorder
+from app.store.rows import decode_json
 
 log = logging.getLogger(__name__)
 KINDS = ("huggingface", "wandb", "finetune_jsonl")
@@ -82,11 +83,7 @@ def parse_options(kind: Any, data: dict[str, Any], settings: IntegrationSettings
 
 
 def _decode(row: Any) -> dict[str, Any]:
-    out = dict(row)
-    for key in ("params", "result"):
-        if isinstance(out.get(key), str):
-            out[key] = json.loads(out[key])
-    return out
+    return decode_json(row, "params", "result")
 
 
 def insert_export(

@@ -9,6 +9,8 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from app.store.rows import decode_json
+
 
 def new_diff_id() -> str:
     return uuid.uuid4().hex[:16]
@@ -56,9 +58,7 @@ def fill_diff(db: Database, diff_id: str, data: dict[str, Any]) -> bool:
 
 
 def _decode(row: dict[str, Any]) -> dict[str, Any]:
-    for key in ("overrides", "data"):
-        if isinstance(row.get(key), str):
-            row[key] = json.loads(row[key])
+    row = decode_json(row, "overrides", "data")
     row["identical"] = None if row.get("identical") is None else bool(row["identical"])
     return row
 

@@ -8,18 +8,9 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from app.store.rows import decode_json
+
 TERMINAL_STATUSES = ("succeeded", "failed", "interrupted")
-
-
-def _decode(row: dict[str, Any], *json_fields: str) -> dict[str, Any]:
-    for name in json_fields:
-        value = row.get(name)
-        if isinstance(value, str):
-            try:
-                row[name] = json.loads(value)
-            except json.JSONDecodeError:
-                pass
-    return row
 
 
 def run_params(run: dict[str, Any]) -> dict[str, Any]:
@@ -45,7 +36,7 @@ def create_run(db: Database, run: dict[str, Any]) -> dict[str, Any]:
 
 def get_run(db: Database, run_id: str) -> dict[str, Any] | None:
     rows = list(db.query("select * from runs where id = ?", [run_id]))
-    return _decode(dict(rows[0]), "params") if rows else None
+    return decode_json(dict(rows[0]), "params") if rows else None
 
 
 def run_detail(db: Database, run_id: str) -> dict[str, Any] | None:
@@ -54,15 +45,15 @@ def run_detail(db: Database, run_id: str) -> dict[str, Any] | None:
     if run is None:
         return None
     messages = [
-        _decode(dict(r), "tool_calls")
+        decode_json(dict(r), "tool_calls")
         for r in db.query("select * from messages where run_id = ? order by seq", [run_id])
     ]
     tool_calls = [
-        _decode(dict(r), "arguments", "cost_lines")
+        decode_json(dict(r), "arguments", "cost_lines")
         for r in db.query("select * from tool_calls where run_id = ? order by seq", [run_id])
     ]
     spans = [
-        _decode(dict(r), "attributes")
+        decode_json(dict(r), "attributes")
         for r in db.query("select * from spans where run_id = ? order by start_at, id", [run_id])
     ]
     return {"run": run, "messages": messages, "tool_calls": tool_calls, "spans": spans}
@@ -73,7 +64,7 @@ def list_runs(db: Database, limit: int = 50, offset: int = 0) -> list[dict[str, 
         "select * from runs order by started_at desc, id desc limit ? offset ?",
         [limit, offset],
     )
-    return [_decode(dict(r), "params") for r in rows]
+    return [decode_json(dict(r), "params") for r in rows]
 
 
 def count_runs(db: Database) -> int:

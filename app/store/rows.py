@@ -1,0 +1,23 @@
+"""Rows as pages and the API want them: JSON columns decoded."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+
+def decode_json(row: Mapping[str, Any], *fields: str) -> dict[str, Any]:
+    """A dict copy of ``row`` with the named JSON text columns parsed.
+
+    A value that is not valid JSON is left as the text it is, so one bad
+    cell never hides the rest of a row.
+    """
+    out = dict(row)
+    for name in fields:
+        value = out.get(name)
+        if isinstance(value, str):
+            with contextlib.suppress(json.JSONDecodeError):
+                out[name] = json.loads(value)
+    return out
