@@ -214,9 +214,8 @@ class Experiments:
             if ended:
                 return
             while True:
-                try:
-                    event = await asyncio.wait_for(sub.queue.get(), keepalive_s)
-                except TimeoutError:
+                event = await sub.next(keepalive_s)
+                if event is None:
                     yield None
                     continue
                 if sub.overflowed:

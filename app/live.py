@@ -41,6 +41,13 @@ class Subscription:
     queue: asyncio.Queue[LiveEvent] = field(default_factory=lambda: asyncio.Queue(maxsize=5000))
     overflowed: bool = False
 
+    async def next(self, timeout: float) -> LiveEvent | None:
+        """The next event, or None after ``timeout`` seconds of silence (time for a keep-alive)."""
+        try:
+            return await asyncio.wait_for(self.queue.get(), timeout)
+        except TimeoutError:
+            return None
+
 
 class Broker:
     """Subscribers per run id (``"*"`` subscribes to every run)."""
@@ -107,16 +114,15 @@ async def follow_run(
                 if len(rows) < CATCH_UP_BATCH:
                     return
 
-        async for event in catch_up():
-            yield event
-            if event.type in TERMINAL_TYPES:
+        async for stored in catch_up():
+            yield stored
+            if stored.type in TERMINAL_TYPES:
                 return
         if ended:
             return  # resumed at or past the terminal event: nothing more will come
         while True:
-            try:
-                event = await asyncio.wait_for(sub.queue.get(), keepalive_s)
-            except TimeoutError:
+            event = await sub.next(keepalive_s)
+            if event is None:
                 yield None
                 continue
             if sub.overflowed or event.seq > last + 1:

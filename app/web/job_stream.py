@@ -8,7 +8,6 @@ status with ``stream_end`` (HTML) so the htmx SSE extension stops.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated, Any
@@ -41,9 +40,8 @@ def job_stream(
             if row is not None:
                 yield ServerSentEventMessage(data=data(row), event=event)
             while row is not None and row["status"] not in terminal:
-                try:
-                    live = await asyncio.wait_for(sub.queue.get(), KEEPALIVE_S)
-                except TimeoutError:
+                live = await sub.next(KEEPALIVE_S)
+                if live is None:
                     yield ServerSentEventMessage(comment="keep-alive")
                     continue
                 row = live.payload

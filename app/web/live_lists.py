@@ -12,7 +12,6 @@ between is missed until the next load, but a row is never shown twice.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -36,9 +35,8 @@ async def _list_events(
 ) -> AsyncIterator[ServerSentEventMessage]:
     with broker.subscribe("*") as sub:
         while True:
-            try:
-                event = await asyncio.wait_for(sub.queue.get(), KEEPALIVE_S)
-            except TimeoutError:
+            event = await sub.next(KEEPALIVE_S)
+            if event is None:
                 yield ServerSentEventMessage(comment="keep-alive")
                 continue
             if event.run is None or not isinstance(event.run.get("id"), str):
