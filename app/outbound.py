@@ -107,8 +107,14 @@ def errors_for(db: Database, subject: str, limit: int = 50) -> list[dict[str, An
     return [dict(r) for r in rows.fetchall()]
 
 
-def recent_errors(db: Database, limit: int = 50) -> list[dict[str, Any]]:
-    rows = db.execute("select * from integration_errors order by at desc, id desc limit ?", [limit])
+def errors_about(db: Database, *prefixes: str, limit: int = 20) -> list[dict[str, Any]]:
+    """The newest errors whose subject starts with one of ``prefixes`` (e.g. "export:")."""
+    # GLOB, not LIKE: "_" in a prefix is a plain character there.
+    where = " or ".join("subject glob ?" for _ in prefixes)
+    rows = db.execute(
+        f"select * from integration_errors where {where} order by at desc, id desc limit ?",
+        [*(prefix + "*" for prefix in prefixes), limit],
+    )
     return [dict(r) for r in rows.fetchall()]
 
 

@@ -9,6 +9,11 @@ from litestar.handlers.base import BaseRouteHandler
 from app.auth.keys import role_at_least
 
 
+def who(connection: ASGIConnection) -> str | None:
+    """The name of the key behind a request (recorded as author or creator), if any."""
+    return getattr(connection.scope.get("user"), "name", None)
+
+
 def _require(role: str, connection: ASGIConnection) -> None:
     user = connection.scope.get("user")
     if user is None or not role_at_least(user.role, role):

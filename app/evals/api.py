@@ -14,9 +14,9 @@ from litestar import Controller, Request, get, post
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 from litestar.exceptions import NotFoundException
-from litestar.params import FromPath, FromQuery, JSONBody, PathParameter, QueryParameter
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
-from app.auth.guards import requires_member
+from app.auth.guards import requires_member, who
 from app.charts import breakdown, dashboard_charts, eval_charts
 from app.datasets import (
     check_name,
@@ -42,6 +42,7 @@ from app.memory import all_snapshots, diff_snapshots
 from app.runs import InputError, Runner
 from app.store import Store
 from app.store.runs import get_run
+from app.web.params import MAX_ID, QueryId, RowId
 
 
 def provide_experiments(state: State) -> Experiments:
@@ -52,14 +53,6 @@ EXPERIMENT_DEPENDENCIES = {"experiments": Provide(provide_experiments, sync_to_t
 
 
 # Ids from clients are bounded so SQLite never sees an integer it cannot store.
-MAX_ID = 2**63 - 1
-RowId = Annotated[int, PathParameter(ge=1, le=MAX_ID)]
-QueryId = Annotated[int, QueryParameter(ge=1, le=MAX_ID)]
-
-
-def who(request: Request) -> str | None:
-    user = request.scope.get("user")
-    return getattr(user, "name", None)
 
 
 @dataclass

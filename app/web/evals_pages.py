@@ -15,7 +15,7 @@ from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, FromQuery, QueryParameter, URLEncodedBody
 from litestar.response import Template
 
-from app.auth.guards import requires_member
+from app.auth.guards import requires_member, who
 from app.charts import RANGES, breakdown, eval_charts
 from app.evals.apply import evaluate_run, parse_evaluators
 from app.evals.heuristics import HEURISTICS
@@ -38,10 +38,6 @@ AUTO_ARGUMENT = {
 
 def _is_htmx(request: Request) -> bool:
     return request.headers.get("hx-request") == "true"
-
-
-def _who(request: Request) -> str | None:
-    return getattr(request.scope.get("user"), "name", None)
 
 
 def evaluator_choices() -> list[tuple[str, str]]:
@@ -141,7 +137,7 @@ class EvalPagesController(Controller):
         run = await self._run(store, run_id)
         try:
             for row in human_evaluations(run_id, data):
-                await store.write(record_evaluation, row, _who(request))
+                await store.write(record_evaluation, row, who(request))
         except InputError as exc:
             return await self._panel(store, run, 422, eval_error=str(exc), values=data)
         return await self._panel(store, run, eval_saved="Saved.")
@@ -168,7 +164,7 @@ class EvalPagesController(Controller):
             if name in ("exact_match", JUDGE) and argument and expected is None:
                 expected = argument  # the one field is the expected answer for these
             evaluators = parse_evaluators([{"name": name, "params": params}], runner)
-            rows = await evaluate_run(store, runner, run_id, evaluators, expected, _who(request))
+            rows = await evaluate_run(store, runner, run_id, evaluators, expected, who(request))
         except InputError as exc:
             return await self._panel(store, run, 422, auto_error=str(exc), values=data)
         return await self._panel(store, run, eval_saved=f"{rows[0]['metric']} recorded.")

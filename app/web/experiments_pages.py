@@ -21,7 +21,7 @@ from litestar.exceptions import NotFoundException
 from litestar.params import Body, URLEncodedBody
 from litestar.response import Redirect, ServerSentEvent, ServerSentEventMessage, Template
 
-from app.auth.guards import requires_member
+from app.auth.guards import requires_member, who
 from app.datasets import (
     check_name,
     create_dataset,
@@ -31,7 +31,7 @@ from app.datasets import (
     list_datasets,
     parse_upload,
 )
-from app.evals.api import EXPERIMENT_DEPENDENCIES, QueryId, RowId, who
+from app.evals.api import EXPERIMENT_DEPENDENCIES
 from app.evals.heuristics import HEURISTICS
 from app.evals.judge import METRIC as JUDGE
 from app.experiment_queries import (
@@ -47,6 +47,7 @@ from app.runs import InputError, Runner
 from app.store import Store
 from app.store.runs import list_runs
 from app.web.pages import _form_to_input, form_context
+from app.web.params import QueryId, RowId
 
 STREAM_END = "stream_end"
 

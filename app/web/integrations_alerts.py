@@ -25,14 +25,14 @@ from app.alerts.rules import (
     set_enabled,
 )
 from app.auth.guards import requires_admin
-from app.outbound import recent_errors
+from app.outbound import errors_about
 from app.runs import InputError
 from app.store import Store
-from app.web.job_stream import RowId
+from app.web.params import RowId
 
 
 def _errors_of_alerts(db: Any) -> list[dict[str, Any]]:
-    return [e for e in recent_errors(db, 200) if e["subject"].startswith("alert:")][:20]
+    return errors_about(db, "alert:")
 
 
 async def _context(store: Store) -> dict[str, Any]:

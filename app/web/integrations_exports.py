@@ -13,24 +13,24 @@ from litestar.exceptions import NotFoundException
 from litestar.params import JSONBody, URLEncodedBody
 from litestar.response import File, Redirect, ServerSentEvent, Template
 
-from app.auth.guards import requires_member
+from app.auth.guards import requires_member, who
 from app.exports.huggingface import ExportError
 from app.exports.jobs import KINDS, TERMINAL, ExportJobs, get_export, list_exports
 from app.live import Broker
-from app.outbound import recent_errors
+from app.outbound import errors_about
 from app.render import render_partial
 from app.runs import InputError
 from app.store import Store
-from app.web.job_stream import RowId, job_stream
+from app.web.job_stream import job_stream
+from app.web.params import RowId
 
 
 def _who(request: Request) -> str:
-    user = request.scope.get("user")
-    return getattr(user, "name", "unknown")
+    return who(request) or "unknown"
 
 
 def _integration_errors(db: Any) -> list[dict[str, Any]]:
-    return [e for e in recent_errors(db, 200) if e["subject"].startswith(("export:", "run:"))][:20]
+    return errors_about(db, "export:", "run:")
 
 
 async def _existing(store: Store, export_id: int) -> dict[str, Any]:

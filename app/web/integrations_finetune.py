@@ -13,19 +13,20 @@ from litestar.exceptions import NotFoundException
 from litestar.params import JSONBody, URLEncodedBody
 from litestar.response import Redirect, ServerSentEvent, Template
 
-from app.auth.guards import requires_member
+from app.auth.guards import requires_member, who
 from app.exports.huggingface import ExportError
 from app.finetune import TERMINAL, get_job, list_jobs, registered_models
 from app.live import Broker
-from app.outbound import errors_for
+from app.outbound import errors_about, errors_for
 from app.render import render_partial
 from app.runs import InputError
 from app.store import Store
-from app.web.job_stream import RowId, job_stream
+from app.web.job_stream import job_stream
+from app.web.params import RowId
 
 
 def _who(request: Request) -> str:
-    return getattr(request.scope.get("user"), "name", "unknown")
+    return who(request) or "unknown"
 
 
 async def _existing(store: Store, job_id: int) -> dict[str, Any]:
@@ -43,10 +44,7 @@ async def _create(state: State, data: dict[str, Any], who: str) -> dict[str, Any
 
 
 def _errors(db: Any) -> list[dict[str, Any]]:
-    rows = db.execute(
-        "select * from integration_errors where subject like 'finetune:%' order by at desc limit 20"
-    ).fetchall()
-    return [dict(r) for r in rows]
+    return errors_about(db, "finetune:")
 
 
 class FineTunePage(Controller):

@@ -10,17 +10,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Annotated, Any
+from typing import Any
 
-from litestar.params import PathParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from app.live import Broker
 from app.web.events import STREAM_END
 
 KEEPALIVE_S = 15.0
-# Row ids in paths: bounded, so a huge number is a 400, not an SQLite overflow.
-RowId = Annotated[int, PathParameter(ge=1, le=2**63 - 1)]
 
 
 def job_stream(
