@@ -42,6 +42,7 @@ from app.memory import all_snapshots, diff_snapshots
 from app.runs import InputError, Runner
 from app.store import Store
 from app.store.runs import get_run
+from app.web.deps import existing_run
 from app.web.params import MAX_ID, QueryId, RowId
 
 
@@ -185,8 +186,7 @@ class MemoryAPI(Controller):
 
     @get("/", summary="A run's memory snapshots, each with what changed since the previous")
     async def snapshots(self, run_id: FromPath[str], store: NamedDependency[Store]) -> dict:
-        if await store.read(get_run, run_id) is None:
-            raise NotFoundException(f"run {run_id!r} not found")
+        await existing_run(store, run_id)
         snaps = await store.read(all_snapshots, run_id)
         out, previous = [], None
         for snap in snaps:

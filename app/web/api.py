@@ -16,7 +16,8 @@ from app.live import Broker
 from app.run_filters import count_filtered, filtered_runs, parse_filters
 from app.runs import Runner, parse_run_input
 from app.store import Store
-from app.store.runs import get_run, run_detail
+from app.store.runs import run_detail
+from app.web.deps import existing_run
 from app.web.events import resume_point, run_event_stream
 
 
@@ -38,13 +39,6 @@ class RunCreate:
 class RunCreated:
     run_id: str
     status: str
-
-
-async def _existing_run(store: NamedDependency[Store], run_id: FromPath[str]) -> dict[str, Any]:
-    run = await store.read(get_run, run_id)
-    if run is None:
-        raise NotFoundException(f"run {run_id!r} not found")
-    return run
 
 
 class HealthController(Controller):
@@ -125,5 +119,5 @@ class RunsAPI(Controller):
         broker: NamedDependency[Broker],
         after: int | None = Parameter(default=None, ge=0),
     ) -> ServerSentEvent:
-        await _existing_run(store, run_id)
+        await existing_run(store, run_id)
         return run_event_stream(store, broker, run_id, resume_point(request, after))

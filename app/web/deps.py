@@ -1,14 +1,19 @@
-"""Dependency providers: the store, broker, runner and Jinja env live on app state."""
+"""Dependency providers (the store, broker, runner and Jinja env live on app state)
+and the lookups handlers share."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from jinja2 import Environment
 from litestar.datastructures import State
+from litestar.exceptions import NotFoundException
 
 from app.live import Broker
 from app.runs import Runner
 from app.settings import Settings
 from app.store import Store
+from app.store.runs import get_run
 
 
 def provide_store(state: State) -> Store:
@@ -29,6 +34,14 @@ def provide_settings(state: State) -> Settings:
 
 def provide_jinja(state: State) -> Environment:
     return state.jinja
+
+
+async def existing_run(store: Store, run_id: str) -> dict[str, Any]:
+    """The run, or a 404 saying which run was not found."""
+    run = await store.read(get_run, run_id)
+    if run is None:
+        raise NotFoundException(f"run {run_id!r} not found")
+    return run
 
 
 DEPENDENCIES = {

@@ -11,7 +11,6 @@ from typing import Annotated, Any
 
 from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
-from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, FromQuery, QueryParameter, URLEncodedBody
 from litestar.response import Template
 
@@ -24,7 +23,7 @@ from app.evals.store import list_evaluations, parse_evaluation, record_evaluatio
 from app.memory import memory_view
 from app.runs import InputError, Runner
 from app.store import Store
-from app.store.runs import get_run
+from app.web.deps import existing_run
 
 # For the one free-text field of the "run an evaluator" form: what it means per evaluator.
 AUTO_ARGUMENT = {
@@ -120,12 +119,6 @@ class EvalPagesController(Controller):
         }
         return Template("partials/_run_evals.html", context=context, status_code=status)
 
-    async def _run(self, store: Store, run_id: str) -> dict[str, Any]:
-        run = await store.read(get_run, run_id)
-        if run is None:
-            raise NotFoundException(f"run {run_id!r} not found")
-        return run
-
     @post("/runs/{run_id:str}/evals", guards=[requires_member], status_code=200)
     async def score_run(
         self,
@@ -134,7 +127,7 @@ class EvalPagesController(Controller):
         store: NamedDependency[Store],
         data: URLEncodedBody[dict[str, Any]],
     ) -> Template:
-        run = await self._run(store, run_id)
+        run = await existing_run(store, run_id)
         try:
             for row in human_evaluations(run_id, data):
                 await store.write(record_evaluation, row, who(request))
@@ -151,7 +144,7 @@ class EvalPagesController(Controller):
         runner: NamedDependency[Runner],
         data: URLEncodedBody[dict[str, Any]],
     ) -> Template:
-        run = await self._run(store, run_id)
+        run = await existing_run(store, run_id)
         name = data.get("evaluator") or ""
         argument = (data.get("argument") or "").strip()
         expected = (data.get("expected") or "").strip() or None
@@ -177,7 +170,7 @@ class EvalPagesController(Controller):
         store: NamedDependency[Store],
         step: Annotated[int | None, QueryParameter(ge=0, le=1_000_000)] = None,
     ) -> Template:
-        run = await self._run(store, run_id)
+        run = await existing_run(store, run_id)
         context = {"run": run, "mem": await store.read(memory_view, run_id, step), "nav": "runs"}
         name = "partials/_memory_view.html" if _is_htmx(request) else "memory.html"
         return Template(name, context=context)

@@ -19,7 +19,7 @@ from litestar.di import NamedDependency
 from litestar.enums import RequestEncodingType
 from litestar.exceptions import NotFoundException
 from litestar.params import Body, URLEncodedBody
-from litestar.response import Redirect, ServerSentEvent, ServerSentEventMessage, Template
+from litestar.response import ServerSentEvent, ServerSentEventMessage, Template
 
 from app.auth.guards import requires_member, who
 from app.datasets import (
@@ -46,20 +46,10 @@ from app.render import render_partial
 from app.runs import InputError, Runner
 from app.store import Store
 from app.store.runs import list_runs
-from app.web.pages import _form_to_input, form_context
+from app.web.pages import form_context, form_to_input, redirect_to
 from app.web.params import QueryId, RowId
 
 STREAM_END = "stream_end"
-
-
-def _is_htmx(request: Request) -> bool:
-    return request.headers.get("hx-request") == "true"
-
-
-def _go(request: Request, url: str) -> Response:
-    if _is_htmx(request):
-        return Response(content=None, status_code=204, headers={"HX-Redirect": url})
-    return Redirect(url, status_code=303)
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -79,7 +69,7 @@ def evaluators_from_form(form: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def config_from_form(form: dict[str, Any]) -> dict[str, Any]:
-    data = _form_to_input(form)
+    data = form_to_input(form)
     return {
         k: data[k]
         for k in ("model", "temperature", "max_tokens", "system_prompt", "tools", "max_rounds")
@@ -172,7 +162,7 @@ class ExperimentPagesController(Controller):
         except InputError as exc:
             values = {k: v for k, v in data.items() if isinstance(v, str)}
             return await self._datasets_page(store, 422, upload_error=str(exc), values=values)
-        return _go(request, f"/datasets/{dataset['id']}")
+        return redirect_to(request, f"/datasets/{dataset['id']}")
 
     @post("/datasets/from-runs", guards=[requires_member], status_code=303)
     async def from_runs(
@@ -187,7 +177,7 @@ class ExperimentPagesController(Controller):
             )
         except InputError as exc:
             return await self._datasets_page(store, 422, runs_error=str(exc))
-        return _go(request, f"/datasets/{dataset['id']}")
+        return redirect_to(request, f"/datasets/{dataset['id']}")
 
     async def _dataset_page(
         self, store: Store, runner: Runner, dataset_id: int, status: int = 200, **extra: Any
@@ -243,7 +233,7 @@ class ExperimentPagesController(Controller):
             return await self._dataset_page(
                 store, runner, dataset_id, 422, values=data, error=str(exc)
             )
-        return _go(request, f"/experiments/{experiment['id']}")
+        return redirect_to(request, f"/experiments/{experiment['id']}")
 
     @get("/experiments")
     async def experiments_page(self, store: NamedDependency[Store]) -> Template:

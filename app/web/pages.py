@@ -21,6 +21,7 @@ from app.sessions import session_names
 from app.store import Store
 from app.store.lineage import run_lineage
 from app.store.runs import draft_text, list_runs, run_detail, totals
+from app.web.deps import existing_run
 from app.web.evals_pages import run_page_extras
 from app.web.events import resume_point, run_event_stream
 from app.web.views import thread_items
@@ -35,6 +36,13 @@ def is_htmx(request: Request) -> bool:
         request.headers.get("hx-request") == "true"
         and request.headers.get("hx-history-restore-request") != "true"
     )
+
+
+def redirect_to(request: Request, url: str) -> Response:
+    """After a form post: htmx follows an HX-Redirect header, a plain form a 303."""
+    if is_htmx(request):
+        return Response(content=None, status_code=204, headers={"HX-Redirect": url})
+    return Redirect(url, status_code=303)
 
 
 def form_context(
@@ -54,7 +62,7 @@ def form_context(
     }
 
 
-def _form_to_input(form: dict[str, Any]) -> dict[str, Any]:
+def form_to_input(form: dict[str, Any]) -> dict[str, Any]:
     """Form fields are strings; checkboxes repeat; map onto the API's field names."""
     data = {k: v for k, v in form.items() if k not in ("tools", "tools_present")}
     if form.get("tools_present"):
@@ -136,7 +144,7 @@ class PagesController(Controller):
         data: URLEncodedBody[dict[str, Any]],
     ) -> Response | Template:
         try:
-            run_input = parse_run_input(_form_to_input(data), runner.config, runner.tool_names)
+            run_input = parse_run_input(form_to_input(data), runner.config, runner.tool_names)
             run = await runner.start(run_input, source="studio")
         except InputError as exc:
             return Template(
@@ -144,10 +152,7 @@ class PagesController(Controller):
                 context={"nav": "new", **form_context(runner, data, str(exc))},
                 status_code=422,
             )
-        url = f"/runs/{run['id']}"
-        if is_htmx(request):
-            return Response(content=None, status_code=204, headers={"HX-Redirect": url})
-        return Redirect(url, status_code=303)
+        return redirect_to(request, f"/runs/{run['id']}")
 
     @get("/runs/{run_id:str}")
     async def run_page(self, run_id: FromPath[str], store: NamedDependency[Store]) -> Template:
@@ -183,8 +188,5 @@ class PagesController(Controller):
         jinja: NamedDependency[Environment],
         after: int | None = Parameter(default=None, ge=0),
     ) -> ServerSentEvent:
-        from app.store.runs import get_run
-
-        if await store.read(get_run, run_id) is None:
-            raise NotFoundException(f"run {run_id!r} not found")
+        await existing_run(store, run_id)
         return run_event_stream(store, broker, run_id, resume_point(request, after), jinja)

@@ -20,14 +20,8 @@ from app.runs import InputError, Runner
 from app.store import Store
 from app.store.lineage import child_tree
 from app.store.runs import TERMINAL_STATUSES, get_run, list_runs, run_params
-from app.web.pages import is_htmx
-
-
-async def existing_run(store: Store, run_id: str) -> dict[str, Any]:
-    run = await store.read(get_run, run_id)
-    if run is None:
-        raise NotFoundException(f"run {run_id!r} not found")
-    return run
+from app.web.deps import existing_run
+from app.web.pages import is_htmx, redirect_to
 
 
 def parent_values(parent: dict[str, Any], tool_names: list[str]) -> dict[str, Any]:
@@ -130,10 +124,7 @@ class ReplayPagesController(Controller):
             context = replay_context(runner, parent, _submitted_values(data), str(exc))
             name = "partials/replay_form.html" if is_htmx(request) else "replay.html"
             return Template(name, context=context, status_code=422)
-        url = f"/runs/{run['id']}"
-        if is_htmx(request):
-            return Response(content=None, status_code=204, headers={"HX-Redirect": url})
-        return Redirect(url, status_code=303)
+        return redirect_to(request, f"/runs/{run['id']}")
 
     @get("/runs/{run_id:str}/children")
     async def children(self, run_id: FromPath[str], store: NamedDependency[Store]) -> Template:
