@@ -15,6 +15,8 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from app.store.rows import maybe_json
+
 RUN_FIELDS = (
     "id",
     "session_id",
@@ -65,15 +67,6 @@ def _columns(db: Database, table: str) -> set[str]:
     return {r[1] for r in db.execute(f"pragma table_info({table})").fetchall()}
 
 
-def _json(value: Any) -> Any:
-    if isinstance(value, str) and value[:1] in "[{":
-        try:
-            return json.loads(value)
-        except json.JSONDecodeError:
-            return value
-    return value
-
-
 def run_ids(db: Database, ids: list[str] | None = None) -> list[str]:
     """Finished runs, oldest first (or just ``ids``, in that order, those that exist)."""
     if ids is not None:
@@ -112,7 +105,7 @@ def run_records(db: Database, ids: list[str]) -> Iterator[dict[str, Any]]:
                 {
                     "role": m["role"],
                     "content": m["content"] or "",
-                    "tool_calls": json.dumps(_json(m["tool_calls"]) or []),
+                    "tool_calls": json.dumps(maybe_json(m["tool_calls"]) or []),
                     "tool_call_id": m["tool_call_id"],
                     "name": m["name"],
                 }

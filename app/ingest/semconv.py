@@ -25,6 +25,7 @@ import re
 from typing import Any
 
 from app.ingest.decode import SpanRecord
+from app.store.rows import maybe_json
 
 LLM, TOOL, AGENT, OTHER = "llm", "tool", "agent", "other"
 _OI_KINDS = {"LLM": LLM, "TOOL": TOOL, "AGENT": AGENT, "CHAIN": AGENT}
@@ -69,15 +70,6 @@ def _int(value: Any) -> int:
         return max(0, int(value))
     except (TypeError, ValueError):
         return 0
-
-
-def _maybe_json(value: Any) -> Any:
-    if isinstance(value, str) and value[:1] in "[{":
-        try:
-            return json.loads(value)
-        except json.JSONDecodeError:
-            return value
-    return value
 
 
 def as_text(value: Any) -> str:
@@ -131,7 +123,7 @@ def usage_of(span: SpanRecord) -> tuple[int, int]:
 
 def params_of(span: SpanRecord) -> dict[str, Any]:
     a = span.attributes
-    params = _maybe_json(a.get("llm.invocation_parameters"))
+    params = maybe_json(a.get("llm.invocation_parameters"))
     # Instrumentors list every SDK parameter, unset ones as "".
     params = (
         {k: v for k, v in params.items() if v not in ("", None)} if isinstance(params, dict) else {}
@@ -212,7 +204,7 @@ def _openinference_messages(a: dict[str, Any], prefix: str) -> list[dict[str, An
 
 def _genai_parts_messages(raw: Any) -> list[dict[str, Any]]:
     """``gen_ai.input.messages`` / ``gen_ai.output.messages``: role + typed parts."""
-    value = _maybe_json(raw)
+    value = maybe_json(raw)
     if not isinstance(value, list):
         return []
     out = []
@@ -242,7 +234,7 @@ def _genai_event_messages(span: SpanRecord) -> tuple[list[dict[str, Any]], list[
     inputs, outputs = [], []
     for event in span.events:
         name, a = event["name"], event["attributes"]
-        body = _maybe_json(a.get("body") if "body" in a else a.get("content"))
+        body = maybe_json(a.get("body") if "body" in a else a.get("content"))
         if name in (
             "gen_ai.system.message",
             "gen_ai.user.message",
@@ -260,7 +252,7 @@ def _genai_event_messages(span: SpanRecord) -> tuple[list[dict[str, Any]], list[
 
 
 def _input_value_messages(a: dict[str, Any]) -> list[dict[str, Any]]:
-    value = _maybe_json(a.get("input.value"))
+    value = maybe_json(a.get("input.value"))
     if isinstance(value, dict) and isinstance(value.get("messages"), list):
         return [
             _message(m.get("role"), m.get("content"), tool_call_id=m.get("tool_call_id"))
@@ -279,7 +271,7 @@ def messages_of(span: SpanRecord) -> tuple[list[dict[str, Any]], list[dict[str, 
     outputs = _openinference_messages(a, "llm.output_messages")
     if not inputs:
         inputs = _genai_parts_messages(a.get("gen_ai.input.messages"))
-        system = _maybe_json(a.get("gen_ai.system_instructions"))
+        system = maybe_json(a.get("gen_ai.system_instructions"))
         if isinstance(system, list) and system:
             text = "".join(as_text(p.get("content")) for p in system if isinstance(p, dict))
             inputs.insert(0, _message("system", text))
@@ -309,7 +301,7 @@ def messages_of(span: SpanRecord) -> tuple[list[dict[str, Any]], list[dict[str, 
 def tool_of(span: SpanRecord) -> dict[str, Any]:
     a = span.attributes
     raw_args = _first(a, "gen_ai.tool.call.arguments", "tool.parameters", "input.value")
-    args = _maybe_json(raw_args)
+    args = maybe_json(raw_args)
     if not isinstance(args, dict):
         args = {} if args in (None, "") else {"input": args}
     result = _first(a, "gen_ai.tool.call.result", "output.value")

@@ -8,6 +8,14 @@ from collections.abc import Mapping
 from typing import Any
 
 
+def maybe_json(value: Any) -> Any:
+    """Text that looks like a JSON object or array, parsed; anything else as it is."""
+    if isinstance(value, str) and value[:1] in "[{":
+        with contextlib.suppress(json.JSONDecodeError):
+            return json.loads(value)
+    return value
+
+
 def decode_json(row: Mapping[str, Any], *fields: str) -> dict[str, Any]:
     """A dict copy of ``row`` with the named JSON text columns parsed.
 
