@@ -9,7 +9,7 @@ falls too far behind is marked ``overflowed`` and catches up from SQLite.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -40,6 +40,9 @@ class Subscription:
     run_id: str
     queue: asyncio.Queue[LiveEvent] = field(default_factory=lambda: asyncio.Queue(maxsize=5000))
     overflowed: bool = False
+    # Checked at publish time, so a follower of "*" that wants a few kinds of
+    # event is not woken (or overflowed) by every token of every run.
+    accept: Callable[[LiveEvent], bool] | None = None
 
     async def next(self, timeout: float) -> LiveEvent | None:
         """The next event, or None after ``timeout`` seconds of silence (time for a keep-alive)."""
@@ -56,8 +59,10 @@ class Broker:
         self._subs: dict[str, set[Subscription]] = {}
 
     @contextmanager
-    def subscribe(self, run_id: str) -> Iterator[Subscription]:
-        sub = Subscription(run_id)
+    def subscribe(
+        self, run_id: str, accept: Callable[[LiveEvent], bool] | None = None
+    ) -> Iterator[Subscription]:
+        sub = Subscription(run_id, accept=accept)
         self._subs.setdefault(run_id, set()).add(sub)
         try:
             yield sub
@@ -71,6 +76,8 @@ class Broker:
     def publish(self, event: LiveEvent) -> None:
         for key in (event.run_id, "*"):
             for sub in self._subs.get(key, ()):
+                if sub.accept is not None and not sub.accept(event):
+                    continue
                 try:
                     sub.queue.put_nowait(event)
                 except asyncio.QueueFull:

@@ -57,7 +57,7 @@ class RunWatcher:
         task.add_done_callback(self.pending.discard)
 
     async def _follow(self) -> None:
-        with self.broker.subscribe("*") as sub:
+        with self.broker.subscribe("*", accept=lambda e: e.type in TERMINAL_EVENTS) as sub:
             while True:
                 event = await sub.queue.get()
                 if sub.overflowed:
@@ -65,8 +65,7 @@ class RunWatcher:
                     for run_id, ended in await self.store.read(_ended_since, self.last_ended_at):
                         self._spawn(run_id, ended)
                     continue
-                if event.type in TERMINAL_EVENTS:
-                    self._spawn(event.run_id, (event.run or {}).get("ended_at"))
+                self._spawn(event.run_id, (event.run or {}).get("ended_at"))
 
     async def idle(self) -> None:
         """Wait for reactions in flight (tests, shutdown)."""

@@ -363,8 +363,8 @@ def test_overflowed_subscriber_catches_up_from_sqlite(db, monkeypatch):
 
     original = live.Subscription
 
-    def small_subscription(run_id: str) -> live.Subscription:
-        sub = original(run_id, asyncio.Queue(maxsize=4))
+    def small_subscription(run_id: str, **kwargs: Any) -> live.Subscription:
+        sub = original(run_id, asyncio.Queue(maxsize=4), **kwargs)
         subs.append(sub)
         return sub
 

@@ -21,7 +21,7 @@ from litestar.di import NamedDependency
 from litestar.params import QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
-from app.live import Broker
+from app.live import Broker, LiveEvent
 from app.render import render_partial
 from app.store import Store
 from app.store.events import TERMINAL_EVENTS
@@ -30,17 +30,20 @@ from app.store.runs import totals
 KEEPALIVE_S = 15.0
 
 
+def _changes_a_run_row(event: LiveEvent) -> bool:
+    """Run rows only: not tokens, nor the progress of experiments or exports."""
+    return event.run is not None and isinstance(event.run.get("id"), str)
+
+
 async def _list_events(
     store: Store, broker: Broker, jinja: Environment, compact: bool
 ) -> AsyncIterator[ServerSentEventMessage]:
-    with broker.subscribe("*") as sub:
+    with broker.subscribe("*", accept=_changes_a_run_row) as sub:
         while True:
             event = await sub.next(KEEPALIVE_S)
             if event is None:
                 yield ServerSentEventMessage(comment="keep-alive")
                 continue
-            if event.run is None or not isinstance(event.run.get("id"), str):
-                continue  # not a run row change (tokens, experiments, exports …)
             row = {"run": event.run, "compact": compact}
             if event.type == "run_created":
                 data = render_partial(jinja, "run_new", **row)
