@@ -13,6 +13,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any, TextIO
 
 from app.auth.keys import ROLES, KeyError_, count_active_keys, create_key, list_keys, revoke_key
 from app.costs import format_cost
@@ -83,7 +84,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_event(event_type: str, payload: dict, out) -> None:  # type: ignore[no-untyped-def]
+def _print_event(event_type: str, payload: dict[str, Any], out: TextIO) -> None:
     if event_type == "token":
         out.write(payload["text"])
         out.flush()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from pathlib import Path
 
 from litestar import Litestar
 
@@ -19,7 +20,8 @@ from app.alerts.notify import deliver_alerts
 from app.alerts.rules import check_run
 from app.integrations import IntegrationSettings
 from app.price_tables import load_settings_overrides
-from app.run_watch import RunWatcher
+from app.run_watch import Reaction, RunWatcher
+from app.store import Store
 
 log = logging.getLogger("agentop.integrations")
 
@@ -28,7 +30,7 @@ def integration_settings(app: Litestar) -> IntegrationSettings:
     return getattr(app.state.settings, "integrations", None) or IntegrationSettings.from_env()
 
 
-def alert_reaction(store, settings: IntegrationSettings):  # type: ignore[no-untyped-def]
+def alert_reaction(store: Store, settings: IntegrationSettings) -> Reaction:
     async def react(run_id: str) -> None:
         new = await store.write(check_run, run_id)
         if new:
@@ -37,7 +39,7 @@ def alert_reaction(store, settings: IntegrationSettings):  # type: ignore[no-unt
     return react
 
 
-def wandb_reaction(store, settings: IntegrationSettings, data_dir):  # type: ignore[no-untyped-def]
+def wandb_reaction(store: Store, settings: IntegrationSettings, data_dir: Path) -> Reaction:
     from app.exports.wandb_export import RunMetricsLogger
 
     metrics = RunMetricsLogger(store, settings, data_dir)

@@ -61,7 +61,7 @@ def _wants_html(request: Request) -> bool:
 
 def _error_response(request: Request, status: int, message: str, extra: Any = None) -> Response:
     if _wants_html(request):
-        return Template(  # type: ignore[return-value]
+        return Template(
             "error.html", context={"status": status, "message": message}, status_code=status
         )
     body: dict[str, Any] = {"status_code": status, "detail": message}

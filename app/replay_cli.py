@@ -25,7 +25,7 @@ from app.store.events import interrupt_unfinished
 from app.store.runs import get_run
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     replay = sub.add_parser(
         "replay", help="replay a recorded run with overrides and print the diff"
     )

@@ -14,6 +14,8 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
+from sqlite_utils import Database
+
 from app.live import Broker
 from app.store import Store
 from app.store.events import TERMINAL_EVENTS
@@ -23,7 +25,7 @@ log = logging.getLogger(__name__)
 Reaction = Callable[[str], Awaitable[None]]
 
 
-def _ended_since(db, after: float) -> list[tuple[str, float]]:  # type: ignore[no-untyped-def]
+def _ended_since(db: Database, after: float) -> list[tuple[str, float]]:
     rows = db.execute(
         "select id, ended_at from runs where ended_at > ? order by ended_at", [after]
     ).fetchall()

@@ -76,7 +76,7 @@ def _model_params_patch(weight_repack: bool) -> Iterator[None]:
 
     original = lib.llama_model_default_params
 
-    def params():  # type: ignore[no-untyped-def]
+    def params() -> Any:
         p = original()
         p.use_extra_bufts = weight_repack
         return p

@@ -23,7 +23,7 @@ from app.store import Store
 KIND = {"hf": "huggingface", "wandb": "wandb", "finetune": "finetune_jsonl"}
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     export = sub.add_parser("export", help="export runs: hf, wandb or finetune")
     kinds = export.add_subparsers(dest="export_kind", required=True)
     hf = kinds.add_parser("hf", help="Hugging Face dataset (Parquet or JSONL + card)")
