@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from agents.providers.local import LocalModel
+from agents.providers.local_model import DEFAULT_TIMEOUT_S
 
 DEFAULT_CONFIG = Path(__file__).with_name("config.yaml")
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -101,6 +102,7 @@ def load_config(
             n_ctx=int(m.get("n_ctx") or 4096),
             n_threads=int(m["n_threads"]) if m.get("n_threads") else None,
             weight_repack=bool(m.get("weight_repack") or False),
+            timeout_s=float(m.get("timeout_s") or DEFAULT_TIMEOUT_S),
         )
         for m in (raw.get("local") or {}).get("models") or []
     ]
