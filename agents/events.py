@@ -85,13 +85,16 @@ class ToolCallFinished(Event):
 
 @dataclass(frozen=True)
 class LLMCallFinished(Event):
-    """One model call completed; carries usage for cost and token totals."""
+    """One model call completed; carries usage for cost and token totals.
+
+    Tokens are ``None`` when the provider reported no usage: unknown, not 0.
+    """
 
     type: ClassVar[str] = "llm_call_finished"
     model: str
     provider: str
-    input_tokens: int
-    output_tokens: int
+    input_tokens: int | None
+    output_tokens: int | None
     latency_ms: float
     round: int = 0
     finish_reason: str | None = None

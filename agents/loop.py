@@ -29,8 +29,14 @@ from agents.events import (
     ToolCallFinished,
     ToolCallStarted,
 )
-from agents.providers.base import Completion, GenerationParams, Provider, ToolCallRequest
-from agents.tools import Tool
+from agents.providers.base import (
+    Completion,
+    GenerationParams,
+    Provider,
+    ProviderError,
+    ToolCallRequest,
+)
+from agents.tools import Tool, ToolTimedOut
 
 MAX_TOOL_RESULT_CHARS = 4000
 
@@ -53,6 +59,11 @@ class RunRequest:
         data.pop("prompt")
         data["tools"] = list(self.tools) if self.tools is not None else None
         return data
+
+
+def _add_tokens(total: int | None, more: int | None) -> int | None:
+    """A running token count; once a call reported no usage the total is unknown (None)."""
+    return None if total is None or more is None else total + more
 
 
 def _tool_message(call: ToolCallRequest, content: str) -> dict[str, Any]:
@@ -85,22 +96,16 @@ async def _call_tool(tool: Tool | None, call: ToolCallRequest, sink: EventSink) 
     elif "__error__" in call.arguments:
         error = str(call.arguments["__error__"])
     else:
-        # asyncio.wait, not wait_for: a tool's own TimeoutError must read as its
-        # error, not as our time limit.
-        task = asyncio.ensure_future(asyncio.to_thread(tool, call.arguments))
+        # On the tool's thread pool (or the loop, for an async tool) within its
+        # time limit; a cancelled run cancels the call (see agents.tools.ToolPool).
         try:
-            done, _ = await asyncio.wait({task}, timeout=tool.timeout_s)
-            if not done:
-                error = f"timed out after {tool.timeout_s:g}s"
-            else:
-                output = task.result()
-                result = output.text[:MAX_TOOL_RESULT_CHARS]
-                cost_lines = output.cost_lines
+            output = await tool.invoke(call.arguments)
+            result = output.text[:MAX_TOOL_RESULT_CHARS]
+            cost_lines = output.cost_lines
+        except ToolTimedOut as exc:
+            error = str(exc)
         except Exception as exc:  # noqa: BLE001 - any tool failure is data, not a crash
             error = f"{type(exc).__name__}: {exc}"[:1000]
-        finally:
-            if not task.done():
-                task.cancel()
     latency_ms = (time.perf_counter() - started) * 1000
     await sink.emit(
         ToolCallFinished(
@@ -211,8 +216,8 @@ async def run_agent(
                 round=round_ + 1,
                 tools_offered=[s.name for s in specs],
                 pending_tool_calls=[c.name for c in completion.tool_calls],
-                input_tokens=scratch["input_tokens"] + completion.input_tokens,
-                output_tokens=scratch["output_tokens"] + completion.output_tokens,
+                input_tokens=_add_tokens(scratch["input_tokens"], completion.input_tokens),
+                output_tokens=_add_tokens(scratch["output_tokens"], completion.output_tokens),
                 finish_reason=completion.finish_reason,
             )
             await memory.snapshot(f"round {round_ + 1}: model reply")
@@ -233,5 +238,7 @@ async def run_agent(
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # noqa: BLE001 - the run fails cleanly, the process goes on
-        await sink.emit(RunFailed(error=f"{type(exc).__name__}: {exc}"[:2000]))
+        # A provider's error is already written for people; anything else is a bug to name.
+        error = str(exc) if isinstance(exc, ProviderError) else f"{type(exc).__name__}: {exc}"
+        await sink.emit(RunFailed(error=error[:2000]))
         return None

@@ -2,14 +2,17 @@
 
 Mistral prices are USD per million tokens, input and output, as published on
 the date in ``PRICES_AS_OF``. A model missing from the table is *unpriced*:
-the run shows that it has an unknown cost instead of a silent $0. Local
-models cost nothing and say so (``free``).
+the run shows that it has an unknown cost instead of a silent $0. So is a
+call whose provider reported no usage (tokens unknown): its reason is
+``NO_USAGE`` and it reads "unpriced (no usage reported)". Local models cost
+nothing and say so (``free``).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 PRICES_AS_OF = "2026-11-01"
 
@@ -32,6 +35,8 @@ MISTRAL_PRICES: dict[str, tuple[float, float]] = {
 }
 
 FREE, PRICED, UNPRICED, PARTIAL = "free", "priced", "unpriced", "partial"
+# Why a call is unpriced when its model has a price: the provider sent no token counts.
+NO_USAGE = "no usage reported"
 
 _VERSION_SUFFIX = re.compile(r"-(latest|\d{4}|\d{2}-\d{2})$")
 
@@ -54,9 +59,13 @@ def mistral_family(model: str) -> str:
         name = stripped
 
 
-def llm_cost(provider: str, model: str, input_tokens: int, output_tokens: int) -> Cost:
+def llm_cost(
+    provider: str, model: str, input_tokens: int | None, output_tokens: int | None
+) -> Cost:
     if provider == "local":
         return Cost(0.0, FREE)
+    if input_tokens is None or output_tokens is None:
+        return Cost(None, UNPRICED)  # unknown usage is never priced $0
     price = MISTRAL_PRICES.get(mistral_family(model)) if provider == "mistral" else None
     if price is None:
         return Cost(None, UNPRICED)
@@ -74,15 +83,27 @@ def merge_status(current: str | None, new: str) -> str:
     return PRICED  # free + priced
 
 
-def format_cost(usd: float | None, status: str | None) -> str:
-    """How a cost reads on a page: never a bare $0 for an unknown price."""
+def usage_reason(row: dict[str, Any]) -> str | None:
+    """``NO_USAGE`` when a run (or call) row says some usage was not reported, else None."""
+    if row.get("usage_unknown_calls") or row.get("cost_reason") == NO_USAGE:
+        return NO_USAGE
+    return None
+
+
+def format_cost(usd: float | None, status: str | None, reason: str | None = None) -> str:
+    """How a cost reads on a page: never a bare $0 for an unknown price.
+
+    ``reason`` says why a cost is (partly) unknown, e.g. ``NO_USAGE``.
+    """
     if status is None:
         return "—"
     if status == FREE:
         return "$0 (local)"
     if status == UNPRICED:
-        return "unpriced"
+        return f"unpriced ({reason})" if reason else "unpriced"
     amount = f"${(usd or 0):.6f}".rstrip("0").rstrip(".") if (usd or 0) < 0.01 else f"${usd:.4f}"
     if amount == "$":
         amount = "$0"
-    return f"≥ {amount} (partly unpriced)" if status == PARTIAL else amount
+    if status == PARTIAL:
+        return f"≥ {amount} (partly unpriced{': ' + reason if reason else ''})"
+    return amount

@@ -13,7 +13,9 @@ credit's dollar price depends on the plan: both are rows here, so the plan
 price is one override away (``ELEVENLABS_USD_PER_CREDIT``).
 
 ``price_event`` is called on the writer thread for each event that carries
-a cost (LLM calls, tool calls with cost lines) before it is stored.
+a cost (LLM calls, tool calls with cost lines) before it is stored. An LLM
+call whose provider reported no usage (tokens null) is unpriced with the
+``cost_reason`` "no usage reported", never $0.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from sqlite_utils import Database
 from app.costs import (
     FREE,
     MISTRAL_PRICES,
+    NO_USAGE,
     PRICED,
     PRICES_AS_OF,
     UNPRICED,
@@ -123,11 +126,17 @@ def lookup(db: Database | None, vendor: str, item: str, field: str, at: float) -
 
 
 def llm_call_cost(
-    db: Database | None, provider: str, model: str, input_tokens: int, output_tokens: int, at: float
+    db: Database | None,
+    provider: str,
+    model: str,
+    input_tokens: int | None,
+    output_tokens: int | None,
+    at: float,
 ) -> tuple[float | None, str]:
+    """USD and cost status of one model call; unknown tokens (None) are never priced."""
     if provider == "local":
         return 0.0, FREE
-    if provider != "mistral":
+    if input_tokens is None or output_tokens is None or provider != "mistral":
         return None, UNPRICED
     family = mistral_family(model)
     inp = lookup(db, "mistral", family, "input_per_m", at)
@@ -161,15 +170,12 @@ def price_event(db: Database | None, event: dict[str, Any]) -> dict[str, Any]:
     """Add ``cost_usd``/``cost_status`` to an LLM call or a tool call with cost lines."""
     at = float(event["at"])
     if event["type"] == "llm_call_finished":
-        usd, status = llm_call_cost(
-            db,
-            event["provider"],
-            event["model"],
-            event["input_tokens"],
-            event["output_tokens"],
-            at,
-        )
-        return {**event, "cost_usd": usd, "cost_status": status}
+        tokens = (event.get("input_tokens"), event.get("output_tokens"))
+        usd, status = llm_call_cost(db, event["provider"], event["model"], *tokens, at)
+        call = {**event, "cost_usd": usd, "cost_status": status}
+        if status == UNPRICED and None in tokens:
+            call["cost_reason"] = NO_USAGE
+        return call
     if event["type"] == "tool_call_finished" and event.get("cost_lines"):
         lines, total = [], 0.0
         cost_status: str | None = None  # of the lines seen so far; None before the first

@@ -5,6 +5,19 @@ takes the next scripted reply; with no script left it answers by echoing the
 last user message. Replies can stream text in chunks (with a delay between
 them), request tool calls, report usage, or fail with an HTTP status such as
 429 or 500. Every request body is kept in ``requests`` for assertions.
+
+A streamed reply can also misbehave on cue (``Reply.fault``), the way real
+OpenAI-compatible servers do after answering 200:
+
+- ``"empty"``: no event at all, the connection just closes;
+- ``"cut"``: the text, then the stream ends with no finish reason and no [DONE];
+- ``"no_usage"``: a normal stream whose chunks never carry ``usage``;
+- ``"error_data"``: the text, then ``data: {"error": {...}}`` (llama.cpp's server);
+- ``"error_event"``: the text, then ``event: error`` with that error (OpenAI style);
+- ``"drop"``: a chunked body whose connection drops mid-chunk (a truncated body).
+
+``finish_reason`` overrides the final chunk's reason ("length", "model_length",
+"error"); ``error_message`` is the provider's words in error bodies and events.
 """
 
 from __future__ import annotations
@@ -30,6 +43,9 @@ class Reply:
     chunk_size: int = 4
     delay_s: float = 0.0
     usage: tuple[int, int] | None = None  # (prompt, completion); default: word counts
+    fault: str | None = None  # empty | cut | no_usage | error_data | error_event | drop
+    finish_reason: str | None = None  # default: "tool_calls" with tool calls, else "stop"
+    error_message: str | None = None  # default: "fake error <status>"
 
 
 def _words(messages: list[dict[str, Any]]) -> int:
@@ -120,7 +136,7 @@ class FakeMistral:
                         reply.status,
                         {
                             "object": "error",
-                            "message": f"fake error {reply.status}",
+                            "message": reply.error_message or f"fake error {reply.status}",
                             "type": "fake",
                             "code": reply.status,
                         },
@@ -174,13 +190,23 @@ class FakeMistral:
                 }
 
             def _stream(self, body: dict[str, Any], reply: Reply) -> None:
+                chunked = reply.fault == "drop"
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
                 self.send_header("Cache-Control", "no-cache")
+                if chunked:
+                    self.send_header("Transfer-Encoding", "chunked")
                 self.send_header("Connection", "close")
                 self.end_headers()
+                self.close_connection = True
                 cid = uuid.uuid4().hex
                 model = body.get("model")
+
+                def write(raw: bytes) -> None:
+                    if chunked:
+                        raw = b"%x\r\n%s\r\n" % (len(raw), raw)
+                    self.wfile.write(raw)
+                    self.wfile.flush()
 
                 def send(choice: dict[str, Any], usage: dict[str, int] | None = None) -> None:
                     chunk: dict[str, Any] = {
@@ -192,9 +218,10 @@ class FakeMistral:
                     }
                     if usage:
                         chunk["usage"] = usage
-                    self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
-                    self.wfile.flush()
+                    write(f"data: {json.dumps(chunk)}\n\n".encode())
 
+                if reply.fault == "empty":
+                    return
                 send(
                     {
                         "index": 0,
@@ -221,13 +248,39 @@ class FakeMistral:
                             "finish_reason": None,
                         }
                     )
-                finish = "tool_calls" if reply.tool_calls else "stop"
+                if self._misbehave(reply):
+                    return
+                finish = reply.finish_reason or ("tool_calls" if reply.tool_calls else "stop")
                 send(
                     {"index": 0, "delta": {"content": ""}, "finish_reason": finish},
-                    self._usage(body, reply),
+                    None if reply.fault == "no_usage" else self._usage(body, reply),
                 )
-                self.wfile.write(b"data: [DONE]\n\n")
-                self.wfile.flush()
-                self.close_connection = True
+                write(b"data: [DONE]\n\n")
+                if chunked:
+                    write(b"")  # the terminating zero-length chunk
+
+            def _misbehave(self, reply: Reply) -> bool:
+                """End the stream the way ``reply.fault`` says; True when it ended here."""
+                error = {
+                    "error": {
+                        "message": reply.error_message or "fake error mid-stream",
+                        "type": "server_error",
+                        "code": 500,
+                    }
+                }
+                if reply.fault == "cut":
+                    return True  # the connection closes: no finish reason, no [DONE]
+                if reply.fault == "error_data":
+                    self.wfile.write(f"data: {json.dumps(error)}\n\n".encode())
+                    return True
+                if reply.fault == "error_event":
+                    self.wfile.write(f"event: error\ndata: {json.dumps(error)}\n\n".encode())
+                    return True
+                if reply.fault == "drop":
+                    # A chunk header promising more bytes than ever arrive.
+                    self.wfile.write(b'400\r\ndata: {"id": "trunc')
+                    self.wfile.flush()
+                    return True
+                return False
 
         return Handler

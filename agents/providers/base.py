@@ -2,7 +2,8 @@
 
 A provider turns a conversation (Mistral/OpenAI-style message dicts) plus tool
 specs into a stream: text deltas as ``str`` while the model writes, then one
-final :class:`Completion` carrying tool calls and token usage.
+final :class:`Completion` carrying tool calls and token usage. A provider that
+reports no usage leaves the token counts ``None`` (unknown), never 0.
 """
 
 from __future__ import annotations
@@ -49,8 +50,8 @@ class GenerationParams:
 class Completion:
     text: str
     model: str
-    input_tokens: int = 0
-    output_tokens: int = 0
+    input_tokens: int | None = 0  # None: the provider reported no usage
+    output_tokens: int | None = 0
     finish_reason: str | None = None
     tool_calls: tuple[ToolCallRequest, ...] = field(default_factory=tuple)
 

@@ -5,17 +5,28 @@ Streams chat completions with tool calls and usage. Retries on 429 and 5xx
 those run out the call raises :class:`ProviderError`. The server URL is
 configurable so Mistral-compatible servers (and the test suite's local fake)
 can stand in for api.mistral.ai.
+
+A stream only counts when it ends with a finish reason. After an HTTP 200 a
+server may still send nothing, stop half-way, drop the connection or send an
+error event (OpenAI-compatible servers such as llama.cpp's send
+``data: {"error": …}`` or ``event: error`` on a context overflow): each of
+these raises :class:`ProviderError` with the provider's own words, so the run
+fails instead of succeeding with an empty answer. A prompt too long for the
+model reads "the prompt does not fit the model's context window: …". A stream
+without ``usage`` gives a completion whose tokens are None (unknown).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import httpx2  # the SDK's own HTTP client: its transport errors surface mid-stream
 from mistralai.client import Mistral
-from mistralai.client.errors import MistralError
+from mistralai.client.errors import MistralError, ResponseValidationError
 from mistralai.client.types import UNSET
 from mistralai.client.utils import BackoffStrategy, RetryConfig
 
@@ -77,6 +88,99 @@ def _parse_arguments(raw: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {"value": value}
 
 
+CONTEXT_OVERFLOW = "the prompt does not fit the model's context window"
+# How Mistral, OpenAI and llama.cpp's server word a prompt that is too long.
+_CONTEXT_WORDS = re.compile(
+    r"context[ _-]?(length|window|size)|maximum context|too large for (the )?model"
+    r"|exceeds? (the )?(available )?context|n_ctx",
+    re.IGNORECASE,
+)
+_WORDS_LIMIT = 500
+
+
+def _overflow_or(message: str) -> str:
+    """``message``, prefixed as a context overflow when that is what it says."""
+    return f"{CONTEXT_OVERFLOW}: {message}" if _CONTEXT_WORDS.search(message) else message
+
+
+def _message_of(body: str) -> str:
+    """The message in an error body: Mistral's ``message``, OpenAI's ``error.message``."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return body
+    if isinstance(data, dict):
+        error = data.get("error")
+        for found in (
+            data.get("message"),
+            error.get("message") if isinstance(error, dict) else error,
+        ):
+            if isinstance(found, str) and found:
+                return found
+    return body
+
+
+def _api_error(exc: MistralError) -> ProviderError:
+    """An HTTP error answer (after the SDK's retries), in the provider's words."""
+    words = _message_of((exc.body or exc.message or "").strip())[:_WORDS_LIMIT]
+    return ProviderError(_overflow_or(f"Mistral API error {exc.status_code}: {words}"))
+
+
+def _error_in_event(raw: str) -> str:
+    """What went wrong, from a stream event that is not a completion chunk.
+
+    The SDK hands over the event as JSON ``{"event", "data", …}``; an error
+    event carries ``{"error": {"message": …}}`` (or a bare string) as data.
+    """
+    try:
+        event = json.loads(raw)
+    except (TypeError, ValueError):
+        event = {"data": raw}
+    data = event.get("data") if isinstance(event, dict) else event
+    error = data.get("error") if isinstance(data, dict) else None
+    if isinstance(error, dict):
+        words = error.get("message") or json.dumps(error, ensure_ascii=False)
+    elif error is not None:
+        words = str(error)
+    elif isinstance(event, dict) and event.get("event") == "error":
+        words = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)
+    else:
+        return f"the model provider sent a malformed stream event: {raw[:_WORDS_LIMIT]}"
+    return _overflow_or(f"the model provider sent an error mid-stream: {str(words)[:_WORDS_LIMIT]}")
+
+
+def _check_end(
+    finish_reason: str | None,
+    events: int,
+    text: str,
+    calls: int,
+    output_tokens: int | None,
+    max_tokens: int,
+) -> None:
+    """Raise unless the stream ended as a finished answer does."""
+    if events == 0:
+        raise ProviderError("the model provider answered 200 but sent an empty stream")
+    if finish_reason is None:
+        raise ProviderError(
+            "the model provider's stream was cut off before a finish reason"
+            f" (after {len(text)} characters of text)"
+        )
+    if finish_reason == "error":
+        raise ProviderError("the model provider ended the stream with finish reason 'error'")
+    if finish_reason == "model_length":
+        raise ProviderError(f"{CONTEXT_OVERFLOW}: the model stopped at 'model_length'")
+    # "length" is also max_tokens being reached (a cut answer the user asked for);
+    # before that limit, or with nothing written, it is the context running out.
+    if finish_reason == "length" and (
+        (not text and not calls) or (output_tokens is not None and output_tokens < max_tokens)
+    ):
+        raise ProviderError(
+            f"{CONTEXT_OVERFLOW}: the model stopped at 'length' after"
+            f" {output_tokens if output_tokens is not None else 'an unknown number of'}"
+            f" of {max_tokens} tokens"
+        )
+
+
 class MistralProvider:
     name = "mistral"
 
@@ -115,10 +219,12 @@ class MistralProvider:
         usage = None
         finish_reason = None
         model = params.model
+        received = 0
         try:
             response = await self.client.chat.stream_async(**kwargs)
             async with response as events:
                 async for event in events:
+                    received += 1
                     chunk = event.data
                     model = chunk.model or model
                     if chunk.usage:
@@ -143,10 +249,22 @@ class MistralProvider:
                                 slot["args"] += args
                         if choice.finish_reason:
                             finish_reason = str(choice.finish_reason)
+        except ResponseValidationError as exc:
+            if exc.status_code != 200:
+                raise _api_error(exc) from exc
+            raise ProviderError(_error_in_event(exc.body)) from exc
         except MistralError as exc:
+            raise _api_error(exc) from exc
+        except httpx2.HTTPError as exc:
             raise ProviderError(
-                f"Mistral API error {exc.status_code}: {exc.body[:300] or exc.message}"
+                f"the connection to the model provider broke mid-stream: {type(exc).__name__}:"
+                f" {exc}"[:_WORDS_LIMIT]
             ) from exc
+        input_tokens = usage.prompt_tokens if usage else None
+        output_tokens = usage.completion_tokens if usage else None
+        _check_end(
+            finish_reason, received, "".join(text), len(calls), output_tokens, params.max_tokens
+        )
         tool_calls = tuple(
             ToolCallRequest(
                 id=slot["id"] or f"call_{index}",
@@ -158,8 +276,8 @@ class MistralProvider:
         yield Completion(
             text="".join(text),
             model=model,
-            input_tokens=(usage.prompt_tokens or 0) if usage else 0,
-            output_tokens=(usage.completion_tokens or 0) if usage else 0,
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
             finish_reason=finish_reason,
             tool_calls=tool_calls,
         )

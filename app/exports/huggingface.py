@@ -72,6 +72,7 @@ RUNS_SCHEMA = pa.schema(
         ("cost_status", pa.string()),
         ("tool_calls", pa.int64()),
         ("tool_errors", pa.int64()),
+        ("usage_unknown_calls", pa.int64()),
         ("extra_cost_usd", pa.float64()),
         ("messages", pa.list_(MESSAGE)),
         ("tool_call_details", pa.list_(TOOL_CALL)),
@@ -102,6 +103,9 @@ FIELD_DOCS = {
     "cost_usd": "total cost in USD (tokens and beyond)",
     "cost_status": "priced, free, unpriced or partial",
     "extra_cost_usd": "cost beyond tokens (speech…)",
+    "input_tokens": "tokens in; null when a model call reported no usage (unknown)",
+    "output_tokens": "tokens out; null when a model call reported no usage (unknown)",
+    "usage_unknown_calls": "model calls whose provider reported no usage",
 }
 
 

@@ -141,6 +141,10 @@ class RunMetricsLogger:
             "tool_errors": run["tool_errors"],
             "succeeded": int(run["status"] == "succeeded"),
         }
+        if run.get("usage_unknown_calls"):
+            # Unknown usage is not 0 tokens: leave the token metrics out, say why.
+            del metrics["input_tokens"], metrics["output_tokens"]
+            metrics["usage_unknown_calls"] = run["usage_unknown_calls"]
 
         def log() -> str:
             with _WANDB_LOCK:
