@@ -5,13 +5,20 @@ parent with ``parent_kind='agent'``; it inherits the parent's model, settings
 and session. ``agent_depth`` (kept in the run's ``params.extra``) bounds the
 nesting: at ``max_depth`` (``tools.ask_agent.max_depth`` in the agent config,
 default 2) the child gets no ``ask_agent`` tool of its own.
+
+The parent awaits its child on the event loop, holding no thread and no run
+slot (the child runs without taking one; see ``Runner.start``), so any number
+of parents nesting helpers to the maximum depth cannot deadlock on threads or
+slots. When the parent stops waiting (its run was cancelled, or its
+``ask_agent`` call passed its time limit) the child is cancelled too and
+recorded as interrupted.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from app.store.runs import get_run
@@ -20,16 +27,14 @@ if TYPE_CHECKING:
     from app.runs import Runner
 
 DEFAULT_MAX_DEPTH = 2
-CHILD_TIMEOUT_S = 600.0
+PARENT_STOPPED = "interrupted: the parent run stopped waiting for this helper"
 
 
-def make_delegate(runner: Runner, parent_run_id: str) -> Callable[[str], str]:
-    """A blocking ``question -> answer`` for the tool, which runs on a worker thread."""
-    loop = asyncio.get_running_loop()
+def make_delegate(runner: Runner, parent_run_id: str) -> Callable[[str], Awaitable[str]]:
+    """An async ``question -> answer`` for the tool; its time limit is the tool's own."""
 
-    def ask(question: str) -> str:
-        future = asyncio.run_coroutine_threadsafe(ask_child(runner, parent_run_id, question), loop)
-        return future.result(timeout=CHILD_TIMEOUT_S)
+    async def ask(question: str) -> str:
+        return await ask_child(runner, parent_run_id, question)
 
     return ask
 
@@ -69,7 +74,13 @@ async def ask_child(runner: Runner, parent_run_id: str, question: str) -> str:
         parent_run_id=parent_run_id,
         parent_kind="agent",
     )
-    await runner.wait(child["id"])
+    try:
+        await runner.wait(child["id"])
+    except asyncio.CancelledError:
+        # The parent stopped waiting (cancelled, or past its time limit): a
+        # helper nobody waits for must not run on, unrecorded and unbounded.
+        await runner.cancel(child["id"], PARENT_STOPPED)
+        raise
     done = await runner.store.read(get_run, child["id"])
     if done is None or done["status"] != "succeeded":
         status = done["status"] if done else "missing"

@@ -2,6 +2,7 @@
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -114,3 +115,49 @@ def test_wandb_log_rejects_non_numeric_metrics(tmp_path):
     tool = load_tool("wandb_log", {"mode": "offline", "data_dir": str(tmp_path)})
     with pytest.raises(ValueError, match="not numeric: accuracy"):
         tool({"metrics": [{"name": "accuracy", "value": "high"}]})
+
+
+@pytest.fixture
+def silent_vendor():
+    """Accepts requests and never answers until the test ends: a stalled upstream."""
+    released = threading.Event()
+
+    class Silent(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):  # noqa: N802
+            released.wait(30)
+
+        do_POST = do_GET  # noqa: N815
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Silent)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    released.set()
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize(
+    ("name", "settings", "arguments"),
+    [
+        ("hf_list_models", {}, {"search": "bert"}),
+        ("elevenlabs_speak", {"api_key": "el-key"}, {"text": "hi"}),
+    ],
+)
+def test_network_tools_give_up_within_their_time_limit(
+    silent_vendor, tmp_path, name, settings, arguments
+):
+    """The time limit reaches the HTTP client, so a stalled call ends its own thread."""
+    url_key = "endpoint" if name == "hf_list_models" else "base_url"
+    tool = load_tool(
+        name, {**settings, url_key: silent_vendor, "timeout": 0.3, "data_dir": str(tmp_path)}
+    )
+    started = time.monotonic()
+    with pytest.raises(Exception, match="(?i)timed? ?out"):
+        tool(arguments)
+    assert time.monotonic() - started < 10

@@ -2,8 +2,12 @@
 
 The other agent is a separate, fully recorded child run with its own model
 calls and tools. Starting it is the host application's business: the host
-passes a ``delegate`` callable in the tool's settings (``question -> answer``),
+passes an async ``delegate`` in the tool's settings (``question -> answer``),
 so this module knows nothing about runs, storage or the web.
+
+The tool is async: waiting on the child run holds no thread, and when this
+call is cancelled (its run stopped, or it passed its time limit) the delegate
+is cancelled with it and stops the child.
 """
 
 from __future__ import annotations
@@ -27,11 +31,11 @@ SPEC = ToolSpec(
 )
 
 
-def run(arguments: dict[str, Any], settings: dict[str, Any]) -> ToolOutput:
+async def run(arguments: dict[str, Any], settings: dict[str, Any]) -> ToolOutput:
     question = str(arguments.get("question") or "").strip()
     if not question:
         raise ValueError("question must be a non-empty string")
     delegate = settings.get("delegate")
     if delegate is None:
         raise RuntimeError("ask_agent is not available here (no host to start a helper agent)")
-    return ToolOutput(str(delegate(question)))
+    return ToolOutput(str(await delegate(question)))

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from agents.providers.base import ToolSpec
-from agents.tools import ToolOutput
+from agents.tools import ToolOutput, time_limit
 
 SPEC = ToolSpec(
     name="elevenlabs_speak",
@@ -35,7 +35,10 @@ def run(arguments: dict[str, Any], settings: dict[str, Any]) -> ToolOutput:
     from elevenlabs.client import ElevenLabs
 
     model_id = settings.get("model_id") or "eleven_multilingual_v2"
-    client = ElevenLabs(api_key=api_key, base_url=settings.get("base_url") or None)
+    # The tool's time limit bounds each request, so a stalled call ends its thread.
+    client = ElevenLabs(
+        api_key=api_key, base_url=settings.get("base_url") or None, timeout=time_limit(settings)
+    )
     audio = client.text_to_speech.convert(
         voice_id=settings.get("voice_id") or "JBFqnCBsd6RMkjVDRZzb",
         text=text,

@@ -1,11 +1,16 @@
-"""``hf_list_models``: search the Hugging Face Hub for models."""
+"""``hf_list_models``: search the Hugging Face Hub for models.
+
+Calls the Hub's model search through ``huggingface_hub``'s own HTTP session
+and headers rather than ``HfApi.list_models``, which takes no timeout (and
+``huggingface_hub`` sets none): the tool's time limit bounds the request.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from agents.providers.base import ToolSpec
-from agents.tools import ToolOutput
+from agents.tools import ToolOutput, time_limit
 
 SPEC = ToolSpec(
     name="hf_list_models",
@@ -22,14 +27,22 @@ SPEC = ToolSpec(
 
 
 def run(arguments: dict[str, Any], settings: dict[str, Any]) -> ToolOutput:
-    from huggingface_hub import HfApi
+    from huggingface_hub import constants
+    from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
 
     search = str(arguments.get("search", "")).strip()
     if not search:
         raise ValueError("search must be a non-empty string")
     limit = max(1, min(int(arguments.get("limit") or 5), 20))
-    api = HfApi(token=settings.get("token") or None, endpoint=settings.get("endpoint") or None)
-    models = [m.id for m in api.list_models(search=search, limit=limit)]
+    endpoint = (settings.get("endpoint") or constants.ENDPOINT).rstrip("/")
+    response = get_session().get(
+        f"{endpoint}/api/models",
+        params={"search": search, "limit": limit},
+        headers=build_hf_headers(token=settings.get("token") or None),
+        timeout=time_limit(settings),
+    )
+    hf_raise_for_status(response)
+    models = [str(m["id"]) for m in response.json()[:limit] if isinstance(m, dict) and m.get("id")]
     if not models:
         return ToolOutput(f"no models match {search!r}")
     return ToolOutput("\n".join(models))

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from agents.providers.base import ToolSpec
-from agents.tools import ToolOutput
+from agents.tools import ToolOutput, time_limit
 
 # The modes ``wandb.init`` is typed to accept.
 WandbMode = Literal["online", "offline", "disabled", "shared"]
@@ -74,12 +74,17 @@ def run(arguments: dict[str, Any], settings: dict[str, Any]) -> ToolOutput:
     )
     wandb_dir = Path(settings.get("dir") or Path(settings.get("data_dir", ".")) / "wandb")
     wandb_dir.mkdir(parents=True, exist_ok=True)
+    # Online, init and the upload at finish go over the network: bound both by
+    # the tool's time limit (data not uploaded stays on disk for `wandb sync`).
+    limit = time_limit(settings)
     run_ = wandb.init(
         project=settings.get("project") or "agentop",
         mode=mode,
         dir=str(wandb_dir),
         job_type="agent-tool",
-        settings=wandb.Settings(silent=True, console="off"),
+        settings=wandb.Settings(
+            silent=True, console="off", init_timeout=limit, finish_timeout=limit
+        ),
     )
     try:
         if "step" in arguments:
