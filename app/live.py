@@ -57,6 +57,8 @@ class Broker:
 
     def __init__(self) -> None:
         self._subs: dict[str, set[Subscription]] = {}
+        # Ends of runs that storage failure kept from being written, for late followers.
+        self._unstored_ends: dict[str, LiveEvent] = {}
 
     @contextmanager
     def subscribe(
@@ -83,6 +85,14 @@ class Broker:
                 except asyncio.QueueFull:
                     sub.overflowed = True
 
+    def publish_unstored_end(self, event: LiveEvent) -> None:
+        """Publish a run's end that could not be stored, and keep it for followers to come."""
+        self._unstored_ends[event.run_id] = event
+        self.publish(event)
+
+    def unstored_end(self, run_id: str) -> LiveEvent | None:
+        return self._unstored_ends.get(run_id)
+
     def subscriber_count(self, run_id: str) -> int:
         return len(self._subs.get(run_id, ()))
 
@@ -100,7 +110,8 @@ async def follow_run(
     number). Yields None every ``keepalive_s`` of silence so the caller can
     send a keep-alive; stops after the run's terminal event.
     """
-    from app.store.runs import TERMINAL_STATUSES, events_after, get_run
+    from app.store.runs import events_after, get_run
+    from app.store.statuses import TERMINAL
 
     with broker.subscribe(run_id) as sub:
         last = after_seq
@@ -110,7 +121,7 @@ async def follow_run(
             nonlocal last, ended
             run = await store.read(get_run, run_id)
             # Read before the events: if the run had ended, its whole log is stored.
-            ended = run is None or run["status"] in TERMINAL_STATUSES
+            ended = run is None or run["status"] in TERMINAL
             while True:
                 rows = await store.read(events_after, run_id, last, CATCH_UP_BATCH)
                 for row in rows:
@@ -127,20 +138,30 @@ async def follow_run(
                 return
         if ended:
             return  # resumed at or past the terminal event: nothing more will come
+        unstored = broker.unstored_end(run_id)
+        if unstored is not None and unstored.seq > last:
+            yield unstored  # storage failed and the end is not written yet: it is over all the same
+            return
         while True:
             event = await sub.next(keepalive_s)
             if event is None:
                 yield None
                 continue
             if sub.overflowed or event.seq > last + 1:
-                # Fell behind or missed something: SQLite has it all.
+                # Fell behind or missed something: SQLite has it all, except an end
+                # that storage failure kept from being written.
                 sub.overflowed = False
+                end = event if event.type in TERMINAL_TYPES else None
                 while not sub.queue.empty():
-                    sub.queue.get_nowait()
+                    queued = sub.queue.get_nowait()
+                    end = queued if queued.type in TERMINAL_TYPES else end
                 async for stored in catch_up():
                     yield stored
                     if stored.type in TERMINAL_TYPES:
                         return
+                if end is not None and end.seq > last:
+                    yield end
+                    return
                 continue
             if event.seq <= last:
                 continue

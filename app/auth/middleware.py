@@ -4,10 +4,14 @@ API clients send ``X-API-Key: KEY`` or ``Authorization: Bearer KEY``; people
 log in at /login and carry an HttpOnly session cookie. A session cookie is
 not accepted for state-changing calls under /api or /v1: those skip CSRF
 checks, so only a header key may change state there.
+
+A key's "last used" is refreshed however it is used, by header or through a
+browser session, at most once a minute (``TOUCH_EVERY_S``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 
@@ -16,6 +20,7 @@ from litestar.exceptions import NotAuthorizedException
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
 
 from app.auth.keys import find_key, find_session, touch_key
+from app.store.db import StorageUnavailable
 
 SESSION_COOKIE = "agentop_session"
 PUBLIC_PATHS = ["^/api/health", "^/login", "^/static/", "^/favicon"]
@@ -73,6 +78,7 @@ class AuthMiddleware(AbstractAuthenticationMiddleware):
                     raise NotAuthorizedException(
                         "send an API key (X-API-Key) to change state through the API"
                     )
+                await self._touch(connection, row)
                 return AuthenticationResult(
                     user=Principal(row["id"], row["name"], row["role"], "session"), auth=token
                 )
@@ -81,4 +87,6 @@ class AuthMiddleware(AbstractAuthenticationMiddleware):
     async def _touch(self, connection: ASGIConnection, row: dict) -> None:
         now = time.time()
         if (row.get("last_used_at") or 0) < now - TOUCH_EVERY_S:
-            await connection.app.state.store.write(touch_key, row["id"], now)
+            # Bookkeeping only: a store that cannot write must not refuse a read.
+            with contextlib.suppress(StorageUnavailable):
+                await connection.app.state.store.write(touch_key, row["id"], now)

@@ -5,24 +5,89 @@ Store functions are plain synchronous functions taking a sqlite-utils
 writer thread inside a transaction; ``await store.read(fn, ...)`` runs it on a
 reader thread. Nothing here blocks the event loop, and SQLite never sees two
 writers from this process.
+
+When SQLite cannot write (disk full, I/O error, read-only file) every call
+raises :class:`StorageUnavailable` naming the cause, and the store is
+*degraded* until a later write succeeds: then it is healthy again by itself,
+and the ends of runs that could not be recorded meanwhile are written (they
+are also kept in a small file next to the database, for the next start).
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import json
+import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlite_utils import Database
 
+from app.store.failures import fail_active_run, touch_probe
 from app.store.migrations import apply_migrations
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+# Primary result codes (extended codes keep them in the low byte) that mean
+# the store cannot write, and how a person would say it.
+_CAUSES = {
+    sqlite3.SQLITE_FULL: "the database disk is full",
+    sqlite3.SQLITE_IOERR: "a disk I/O error on the database",
+    sqlite3.SQLITE_READONLY: "the database file is read-only",
+    sqlite3.SQLITE_CANTOPEN: "the database file cannot be opened",
+    sqlite3.SQLITE_PERM: "access to the database file is denied",
+    sqlite3.SQLITE_CORRUPT: "the database file is corrupt",
+    sqlite3.SQLITE_NOTADB: "the database file is corrupt",
+}
+# For errors that carry no code (raised by hand, or by an older sqlite3 module).
+_MESSAGES = {
+    "database or disk is full": sqlite3.SQLITE_FULL,
+    "disk i/o error": sqlite3.SQLITE_IOERR,
+    "readonly database": sqlite3.SQLITE_READONLY,
+    "unable to open database file": sqlite3.SQLITE_CANTOPEN,
+    "malformed": sqlite3.SQLITE_CORRUPT,
+}
+UNENDED_FILE = "unended-runs.json"
+
+
+class StorageUnavailable(RuntimeError):
+    """SQLite cannot write: the app answers 503 with ``Retry-After`` and this message."""
+
+    retry_after_s = 30
+
+    def __init__(self, cause: str) -> None:
+        self.cause = cause
+        super().__init__(f"the studio cannot write to its database: {cause}")
+
+
+def storage_failure(exc: sqlite3.Error) -> StorageUnavailable | None:
+    """The :class:`StorageUnavailable` that ``exc`` means, or None for any other error."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is None:
+        text = str(exc).lower()
+        code = next((c for words, c in _MESSAGES.items() if words in text), None)
+    cause = _CAUSES.get(code & 0xFF) if code is not None else None
+    return StorageUnavailable(cause) if cause else None
+
+
+@dataclass(frozen=True)
+class StorageHealth:
+    """Whether the store can write; ``cause`` and ``since`` say why not and since when."""
+
+    cause: str | None = None
+    since: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.cause is None
 
 
 def connect(path: Path | str) -> Database:
@@ -44,12 +109,19 @@ class Store:
     def __init__(self, path: Path | str, readers: int = 4) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.health = StorageHealth()
+        # Test seam: called on the writer thread with each write function before it
+        # runs; tests make it raise the error SQLite gives on a full disk.
+        self.before_write: Callable[[Callable[..., Any]], None] | None = None
         self._local = threading.local()
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
         self._readers = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="sqlite-read")
         self._connections: list[Database] = []
         self._lock = threading.Lock()
+        # Runs whose end could not be written: run id -> (at, error). Writer thread only.
+        self._unended: dict[str, tuple[float, str]] = {}
         self.migrations_applied = self._writer.submit(self._migrate).result()
+        self._writer.submit(self._load_unended).result()
 
     def _db(self) -> Database:
         db = getattr(self._local, "db", None)
@@ -63,13 +135,41 @@ class Store:
     def _migrate(self) -> list[str]:
         return apply_migrations(self._db())
 
+    def _failed(self, exc: sqlite3.Error) -> StorageUnavailable | None:
+        failure = storage_failure(exc)
+        if failure is not None and self.health.cause != failure.cause:
+            log.error("storage unavailable: %s (%s)", failure.cause, exc)
+            self.health = StorageHealth(failure.cause, time.time())
+        return failure
+
     def _write_call(self, fn: Callable[..., T], args: tuple, kwargs: dict) -> T:
-        db = self._db()
-        with db.atomic():
-            return fn(db, *args, **kwargs)
+        try:
+            db = self._db()
+            if self.before_write is not None:
+                self.before_write(fn)
+            with db.atomic():
+                result = fn(db, *args, **kwargs)
+        except sqlite3.Error as exc:
+            failure = self._failed(exc)
+            if failure is None:
+                raise
+            raise failure from exc
+        if self._unended:
+            self._end_unended()
+        # A small write may fit where a larger one did not: healthy only with nothing pending.
+        if not self.health.ok and not self._unended:
+            log.warning("storage recovered: writes succeed again")
+            self.health = StorageHealth()
+        return result
 
     def _read_call(self, fn: Callable[..., T], args: tuple, kwargs: dict) -> T:
-        return fn(self._db(), *args, **kwargs)
+        try:
+            return fn(self._db(), *args, **kwargs)
+        except sqlite3.Error as exc:
+            failure = self._failed(exc)
+            if failure is None:
+                raise
+            raise failure from exc
 
     async def write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
@@ -87,6 +187,69 @@ class Store:
 
     def read_sync(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return self._readers.submit(self._read_call, fn, args, kwargs).result()
+
+    async def probe(self) -> StorageHealth:
+        """Try one small write (and any pending run ends): a degraded store recovers here."""
+        try:
+            await self.write(touch_probe, time.time())
+        except StorageUnavailable:
+            pass
+        return self.health
+
+    # --- runs whose end could not be recorded -------------------------------------------
+
+    async def remember_unended(self, run_id: str, at: float, error: str) -> None:
+        """Keep a run's failed end to write once the store can write again (or at next start)."""
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._writer, self._remember, run_id, at, error)
+
+    def unended(self) -> list[str]:
+        """Ids of runs whose end is still waiting to be written."""
+        return list(self._unended)
+
+    def _remember(self, run_id: str, at: float, error: str) -> None:
+        self._unended[run_id] = (at, error)
+        self._save_unended()
+
+    def _unended_path(self) -> Path:
+        return self.path.parent / UNENDED_FILE
+
+    def _save_unended(self) -> None:
+        path = self._unended_path()
+        try:
+            if not self._unended:
+                path.unlink(missing_ok=True)
+                return
+            entries = [{"run_id": r, "at": at, "error": e} for r, (at, e) in self._unended.items()]
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(entries))
+            tmp.replace(path)
+        except OSError as exc:  # the same full disk: the start-up sweep is the last resort
+            log.error("could not save the list of unended runs to %s: %s", path, exc)
+
+    def _load_unended(self) -> None:
+        path = self._unended_path()
+        try:
+            entries = json.loads(path.read_text()) if path.exists() else []
+            self._unended = {e["run_id"]: (float(e["at"]), str(e["error"])) for e in entries}
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            log.error("ignoring unreadable %s: %s", path, exc)
+        if self._unended:
+            self._end_unended()
+
+    def _end_unended(self) -> None:
+        db = self._db()
+        for run_id, (at, error) in list(self._unended.items()):
+            try:
+                with db.atomic():
+                    fail_active_run(db, run_id, at, error)
+            except sqlite3.Error as exc:
+                log.error("could not yet record the end of run %s: %s", run_id, exc)
+                self._failed(exc)
+                break
+            del self._unended[run_id]
+            log.warning("recorded the end of run %s (failed: %s)", run_id, error)
+        self._save_unended()
 
     def close(self) -> None:
         self._writer.shutdown(wait=True)
