@@ -1,8 +1,10 @@
 """The ``agentop`` command: serve the studio, or run an agent from the terminal.
 
-``agentop run`` records the run exactly as the web does (same store, same
-recorder), so it shows up in the studio afterwards, and streams it to the
-terminal as it happens.
+``agentop run`` streams the run to the terminal as it happens. With a server
+up on the same data, the run goes through the server's API (so it is watched
+live, alerted on and logged like any web run); without one, it runs here,
+recorded exactly as the web does (same store, same recorder). See
+``app.cli_remote``.
 """
 
 from __future__ import annotations
@@ -15,14 +17,33 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from app.auth.keys import ROLES, KeyError_, count_active_keys, create_key, list_keys, revoke_key
-from app.costs import format_cost
+import httpx
+
+from app.auth.keys import (
+    ROLES,
+    KeyError_,
+    count_active_keys,
+    create_key,
+    list_keys,
+    revoke_key,
+    set_role,
+)
+from app.auth.proxies import uvicorn_proxy_options
+from app.cli_remote import (
+    RemoteError,
+    call,
+    cli_process,
+    credential,
+    find_server,
+    follow_to_end,
+)
+from app.cli_remote import client as remote_client
+from app.costs import format_cost, usage_reason
 from app.live import Broker, follow_run
 from app.render import format_ts
 from app.runs import InputError, Runner, parse_run_input
 from app.settings import Settings
 from app.store import Store
-from app.store.events import interrupt_unfinished
 from app.store.runs import get_run
 
 
@@ -31,6 +52,12 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def _local_url(host: str, port: int) -> str:
+    """Where a CLI on this host reaches a server bound to ``host`` (any-address = loopback)."""
+    host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def _first_admin_key(settings: Settings, url: str) -> None:
@@ -74,12 +101,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     else:
         _first_admin_key(settings, url)
     print(f"AgentOp-Studio on {url}  (data: {settings.data_dir})", flush=True)
+    settings.server_url = _local_url(args.host, args.port)
     uvicorn.run(
         create_app(settings),
         host=args.host,
         port=args.port,
         log_level="info",
         timeout_graceful_shutdown=5,
+        # X-Forwarded-* only from AGENTOP_TRUSTED_PROXIES (uvicorn alone would trust 127.0.0.1).
+        **uvicorn_proxy_options(settings.trusted_proxies),
     )
     return 0
 
@@ -99,12 +129,21 @@ def _print_event(event_type: str, payload: dict[str, Any], out: TextIO) -> None:
         out.write(f"\nrun failed: {payload['error']}\n")
 
 
+def print_final(final: dict[str, Any], out: TextIO) -> None:
+    """The last line of a run in the terminal: status, tokens, cost, latency, id."""
+    tokens = f"{final['input_tokens']}/{final['output_tokens']}"
+    if final.get("usage_unknown_calls"):
+        # Some calls reported no usage: the counts are a floor, not the total.
+        tokens = f"≥ {tokens}" if final["input_tokens"] or final["output_tokens"] else "unknown"
+    cost = format_cost(final["cost_usd"], final["cost_status"], usage_reason(final))
+    print(
+        f"\n[{final['status']}] tokens {tokens} · cost {cost} · "
+        f"{(final['latency_ms'] or 0):.0f} ms · run id {final['id']}",
+        file=out,
+    )
+
+
 async def _run(args: argparse.Namespace) -> int:
-    settings = _settings(args)
-    store = Store(settings.db_path)
-    store.write_sync(interrupt_unfinished, time.time())
-    broker = Broker()
-    runner = Runner(store, broker, settings.agents(), settings.data_dir)
     data = {
         "prompt": args.prompt,
         "model": args.model,
@@ -113,33 +152,61 @@ async def _run(args: argparse.Namespace) -> int:
         "session": args.session,
         "max_tokens": args.max_tokens,
     }
+    body = {k: v for k, v in data.items() if v is not None}
+    settings = _settings(args)
+    async with cli_process(settings) as (store, process):
+        server = await find_server(store)
+        if server is not None:
+            code = await _run_on_server(server["url"], store, process.id, body)
+            if code is not None:
+                return code
+        return await _run_here(settings, store, process.id, body)
+
+
+async def _run_on_server(url: str, store: Store, process_id: str, body: dict) -> int | None:
+    """Start the run on the server and stream it here; None if the server did not answer."""
+    async with credential(store, process_id) as key, remote_client(url, key) as http:
+        try:
+            try:
+                created = await call(http, "POST", "/api/runs", json=body)
+            except httpx.ConnectError:
+                print(f"note: the server at {url} did not answer; running here", file=sys.stderr)
+                return None
+            run = (await call(http, "GET", f"/api/runs/{created['run_id']}"))["run"]
+            print(
+                f"run {run['id']} · {run['model']} ({run['provider']}) · on {url}", file=sys.stderr
+            )
+            final = await follow_to_end(
+                http, run["id"], lambda kind, payload: _print_event(kind, payload, sys.stdout)
+            )
+        except RemoteError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return exc.exit_code
+    print_final(final, sys.stderr)
+    return 0 if final["status"] == "succeeded" else 1
+
+
+async def _run_here(settings: Settings, store: Store, process_id: str, body: dict) -> int:
+    """No server beside us: run the agent in this process, as its registered owner."""
+    broker = Broker()
+    runner = Runner(store, broker, settings.agents(), settings.data_dir, owner=process_id)
     try:
-        run_input = parse_run_input(
-            {k: v for k, v in data.items() if v is not None}, runner.config, runner.tool_names
-        )
+        run_input = parse_run_input(body, runner.config, runner.tool_names)
         run = await runner.start(run_input, source="cli")
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        store.close()
         return 2
-    out = sys.stdout
     print(f"run {run['id']} · {run['model']} ({run['provider']})", file=sys.stderr)
     try:
         async for event in follow_run(store, broker, run["id"]):
             if event is not None:
-                _print_event(event.type, event.payload, out)
+                _print_event(event.type, event.payload, sys.stdout)
         await runner.wait(run["id"])
     finally:
         await runner.shutdown()
     final = await store.read(get_run, run["id"])
-    store.close()
     assert final is not None
-    print(
-        f"\n[{final['status']}] tokens {final['input_tokens']}/{final['output_tokens']} · "
-        f"cost {format_cost(final['cost_usd'], final['cost_status'])} · "
-        f"{(final['latency_ms'] or 0):.0f} ms · run id {final['id']}",
-        file=sys.stderr,
-    )
+    print_final(final, sys.stderr)
     return 0 if final["status"] == "succeeded" else 1
 
 
@@ -163,6 +230,9 @@ def cmd_keys(args: argparse.Namespace) -> int:
         elif args.keys_command == "revoke":
             row = store.write_sync(revoke_key, args.name)
             print(f"revoked key {row['name']!r}")
+        elif args.keys_command == "role":
+            row = store.write_sync(set_role, args.name, args.role)
+            print(f"key {row['name']!r} is now {row['role']}")
     except KeyError_ as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -192,9 +262,12 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("name")
     create.add_argument("--role", choices=ROLES, default="member")
     keys_sub.add_parser("list", help="list keys")
-    revoke = keys_sub.add_parser("revoke", help="revoke a key at once")
+    revoke = keys_sub.add_parser("revoke", help="revoke a key at once (never the last admin)")
     revoke.add_argument("name")
-    for p in (create, keys_sub.choices["list"], revoke):
+    role = keys_sub.add_parser("role", help="change a key's role (never demote the last admin)")
+    role.add_argument("name")
+    role.add_argument("role", choices=ROLES)
+    for p in (create, keys_sub.choices["list"], revoke, role):
         p.add_argument("--data-dir")
     keys.set_defaults(func=cmd_keys)
 
@@ -220,7 +293,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130  # the shell's code for Ctrl-C, without a traceback
 
 
 if __name__ == "__main__":

@@ -2,8 +2,9 @@
 
 Replays a recorded run with overrides, streams the replay to the terminal as
 ``agentop run`` does, then prints the diff's summary and id (the studio
-shows it at ``/diffs/{id}``). Same store, same recorder: the replay and its
-diff appear in the studio like any other.
+shows it at ``/diffs/{id}``). Like ``agentop run``, it goes through the
+server when one serves the same data, else it runs here with the same store
+and recorder: the replay and its diff appear in the studio like any other.
 """
 
 from __future__ import annotations
@@ -11,17 +12,25 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-from app.costs import format_cost
+import httpx
+
+from app.cli_remote import (
+    RemoteError,
+    call,
+    cli_process,
+    credential,
+    find_server,
+    follow_to_end,
+)
+from app.cli_remote import client as remote_client
 from app.live import Broker, follow_run
 from app.replay import RunNotFound, ensure_diff, start_replay
 from app.runs import InputError, Runner
 from app.settings import Settings
 from app.store import Store
-from app.store.events import interrupt_unfinished
 from app.store.runs import get_run
 
 
@@ -90,21 +99,63 @@ def print_summary(diff: dict[str, Any], out: Any) -> None:
 
 
 async def cmd_replay(args: argparse.Namespace) -> int:
-    from app.cli import _print_event
-
     settings = Settings.from_env(data_dir=Path(args.data_dir) if args.data_dir else None)
-    store = Store(settings.db_path)
-    store.write_sync(interrupt_unfinished, time.time())
+    overrides = overrides_from_args(args)
+    async with cli_process(settings) as (store, process):
+        server = await find_server(store)
+        if server is not None:
+            code = await _replay_on_server(server["url"], store, process.id, args.run_id, overrides)
+            if code is not None:
+                return code
+        return await _replay_here(settings, store, process.id, args.run_id, overrides)
+
+
+async def _replay_on_server(
+    url: str, store: Store, process_id: str, run_id: str, overrides: dict[str, Any]
+) -> int | None:
+    """Replay through the server and stream it here; None if the server did not answer."""
+    from app.cli import _print_event, print_final
+
+    async with credential(store, process_id) as key, remote_client(url, key) as http:
+        try:
+            try:
+                created = await call(http, "POST", f"/api/runs/{run_id}/replay", json=overrides)
+            except httpx.ConnectError:
+                print(f"note: the server at {url} did not answer; replaying here", file=sys.stderr)
+                return None
+            run = (await call(http, "GET", f"/api/runs/{created['run_id']}"))["run"]
+            print(
+                f"replay {run['id']} of {run_id} · {run['model']} ({run['provider']}) · on {url}",
+                file=sys.stderr,
+            )
+            final = await follow_to_end(
+                http, run["id"], lambda kind, data: _print_event(kind, data, sys.stdout)
+            )
+            diff = await call(http, "GET", f"/api/diffs/{created['diff_id']}")
+        except RemoteError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return exc.exit_code
+    print_final(final, sys.stderr)
+    print_summary(diff, sys.stderr)
+    return 0 if final["status"] == "succeeded" else 1
+
+
+async def _replay_here(
+    settings: Settings, store: Store, process_id: str, run_id: str, overrides: dict[str, Any]
+) -> int:
+    """No server beside us: replay in this process, as its registered owner."""
+    from app.cli import _print_event, print_final
+
     broker = Broker()
-    runner = Runner(store, broker, settings.agents(), settings.data_dir)
+    runner = Runner(store, broker, settings.agents(), settings.data_dir, owner=process_id)
     try:
         try:
-            run, diff_id = await start_replay(runner, args.run_id, overrides_from_args(args), "cli")
+            run, diff_id = await start_replay(runner, run_id, overrides, "cli")
         except (InputError, RunNotFound) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         print(
-            f"replay {run['id']} of {args.run_id} · {run['model']} ({run['provider']})",
+            f"replay {run['id']} of {run_id} · {run['model']} ({run['provider']})",
             file=sys.stderr,
         )
         async for event in follow_run(store, broker, run["id"]):
@@ -114,14 +165,8 @@ async def cmd_replay(args: argparse.Namespace) -> int:
         final = await store.read(get_run, run["id"])
         diff = await ensure_diff(store, diff_id)
         assert final is not None and diff is not None
-        print(
-            f"\n[{final['status']}] tokens {final['input_tokens']}/{final['output_tokens']} · "
-            f"cost {format_cost(final['cost_usd'], final['cost_status'])} · "
-            f"{(final['latency_ms'] or 0):.0f} ms · run id {final['id']}",
-            file=sys.stderr,
-        )
+        print_final(final, sys.stderr)
         print_summary(diff, sys.stderr)
         return 0 if final["status"] == "succeeded" else 1
     finally:
         await runner.shutdown()
-        store.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from litestar import Controller, get, post
+from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, JSONBody
@@ -14,6 +14,7 @@ from app.auth.guards import requires_member
 from app.replay import RunNotFound, ensure_diff, save_comparison, start_replay
 from app.runs import InputError, Runner
 from app.store import Store
+from app.web.run_source import run_source
 
 
 @dataclass
@@ -59,13 +60,14 @@ class ReplayAPI(Controller):
     )
     async def replay(
         self,
+        request: Request,
         run_id: FromPath[str],
         runner: NamedDependency[Runner],
         data: JSONBody[ReplayCreate | None] = None,
     ) -> ReplayCreated:
         overrides = {k: v for k, v in asdict(data or ReplayCreate()).items() if v is not None}
         try:
-            run, diff_id = await start_replay(runner, run_id, overrides, source="api")
+            run, diff_id = await start_replay(runner, run_id, overrides, source=run_source(request))
         except RunNotFound as exc:
             raise NotFoundException(str(exc)) from None
         return ReplayCreated(
