@@ -1,17 +1,18 @@
 """Decode an OTLP/HTTP trace export (protobuf or JSON) into plain span records.
 
-Both encodings go through ``opentelemetry-proto``'s generated messages. OTLP
-JSON differs from the canonical protobuf JSON mapping in one place: trace and
-span ids are hex strings, not base64, so they are converted before
-``json_format.ParseDict``. Anything that does not decode raises
-:class:`OTLPError` with a message for the 400 response.
+Both encodings go through ``opentelemetry-proto``'s generated messages. A
+JSON body is read with a nesting limit, checked against the schema (naming
+the field whose type is wrong) and has its hex ids converted (see
+``otlp_json``) before ``json_format.ParseDict``. Anything that does not
+decode raises :class:`OTLPError` with a message for the 400 response.
+Every value of a decoded span is normalised (``normalize``), so what is
+stored is valid text and bounded numbers, whatever arrived.
 """
 
 from __future__ import annotations
 
-import base64
 import binascii
-import json
+import time
 import zlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,17 +23,13 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Status
 
+from app.ingest import normalize, otlp_json
+from app.ingest.errors import OTLPError
+from app.ingest.jsonbody import JSONBodyError, load_json
+
 PROTOBUF_TYPES = {"application/x-protobuf", "application/protobuf"}
 JSON_TYPES = {"application/json"}
 MAX_INFLATED_BYTES = 64 * 1024 * 1024  # a gzip bomb stops here
-
-
-class OTLPError(ValueError):
-    """A payload that cannot be decoded; ``status`` is the HTTP status to answer."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 @dataclass
@@ -76,49 +73,6 @@ def inflate(body: bytes, encoding: str) -> bytes:
     return data
 
 
-def _hex_to_b64(value: Any, size: int, what: str) -> Any:
-    if not isinstance(value, str) or value == "":
-        return value
-    try:
-        raw = bytes.fromhex(value)
-    except ValueError:
-        raise OTLPError(f"{what} must be a hex string, got {value[:40]!r}") from None
-    if len(raw) != size:
-        raise OTLPError(f"{what} must be {size * 2} hex digits, got {len(value)}")
-    return base64.b64encode(raw).decode()
-
-
-def _hex_ids(payload: dict[str, Any]) -> dict[str, Any]:
-    """OTLP JSON carries ids as hex; the protobuf JSON mapping expects base64."""
-    for resource_spans in payload.get("resourceSpans") or payload.get("resource_spans") or []:
-        if not isinstance(resource_spans, dict):
-            raise OTLPError("resourceSpans must be a list of objects")
-        for scope_spans in (
-            resource_spans.get("scopeSpans") or resource_spans.get("scope_spans") or []
-        ):
-            if not isinstance(scope_spans, dict):
-                raise OTLPError("scopeSpans must be a list of objects")
-            for span in scope_spans.get("spans") or []:
-                if not isinstance(span, dict):
-                    raise OTLPError("spans must be a list of objects")
-                for key, size in (
-                    ("traceId", 16),
-                    ("trace_id", 16),
-                    ("spanId", 8),
-                    ("span_id", 8),
-                    ("parentSpanId", 8),
-                    ("parent_span_id", 8),
-                ):
-                    if key in span:
-                        span[key] = _hex_to_b64(span[key], size, key)
-                for link in span.get("links") or []:
-                    if isinstance(link, dict):
-                        for key, size in (("traceId", 16), ("spanId", 8)):
-                            if key in link:
-                                link[key] = _hex_to_b64(link[key], size, f"link {key}")
-    return payload
-
-
 def parse_request(body: bytes, content_type: str) -> ExportTraceServiceRequest:
     kind = media_type(content_type)
     request = ExportTraceServiceRequest()
@@ -132,14 +86,16 @@ def parse_request(body: bytes, content_type: str) -> ExportTraceServiceRequest:
         return request
     if kind in JSON_TYPES:
         try:
-            payload = json.loads(body or b"null")
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise OTLPError(f"body is not valid JSON: {exc}") from None
+            payload = load_json(body)
+        except JSONBodyError as exc:
+            raise OTLPError(str(exc)) from None
         if not isinstance(payload, dict):
             raise OTLPError("body must be a JSON object (an ExportTraceServiceRequest)")
+        otlp_json.check(payload, ExportTraceServiceRequest.DESCRIPTOR)
         try:
-            json_format.ParseDict(_hex_ids(payload), request, ignore_unknown_fields=True)
-        except json_format.ParseError as exc:
+            json_format.ParseDict(payload, request, ignore_unknown_fields=True)
+        except (json_format.ParseError, ValueError, TypeError) as exc:
+            # What the shape check lets through (bad base64, a duplicate field).
             raise OTLPError(f"not an OTLP ExportTraceServiceRequest: {exc}") from None
         return request
     raise OTLPError(
@@ -149,20 +105,32 @@ def parse_request(body: bytes, content_type: str) -> ExportTraceServiceRequest:
 
 
 def any_value(value: AnyValue) -> Any:
+    """An attribute value as a plain, storable JSON value (normalised, see ``normalize``)."""
     kind = value.WhichOneof("value")
     if kind is None:
         return None
+    if kind == "string_value":
+        return normalize.text(value.string_value)
+    if kind == "double_value":
+        return normalize.number(value.double_value)
     if kind == "array_value":
         return [any_value(v) for v in value.array_value.values]
     if kind == "kvlist_value":
-        return {kv.key: any_value(kv.value) for kv in value.kvlist_value.values}
+        return attributes(value.kvlist_value.values)
     if kind == "bytes_value":
-        return binascii.hexlify(value.bytes_value).decode()
-    return getattr(value, kind)
+        return binascii.hexlify(value.bytes_value[: normalize.MAX_TEXT // 2]).decode()
+    return getattr(value, kind)  # bool, int (protobuf keeps them within 64 bits)
 
 
 def attributes(kvs: Any) -> dict[str, Any]:
-    return {kv.key: any_value(kv.value) for kv in kvs}
+    return {normalize.name(kv.key): any_value(kv.value) for kv in kvs}
+
+
+def _times(start_ns: int, end_ns: int) -> tuple[float, float]:
+    """(start, end) in Unix seconds; a missing start is the end, a missing end the start."""
+    start_ns = start_ns or end_ns or time.time_ns()
+    start = start_ns / 1e9
+    return start, max(start, (end_ns or start_ns) / 1e9)
 
 
 def spans_of(request: ExportTraceServiceRequest) -> tuple[list[SpanRecord], list[str]]:
@@ -172,16 +140,19 @@ def spans_of(request: ExportTraceServiceRequest) -> tuple[list[SpanRecord], list
     for resource_spans in request.resource_spans:
         resource = attributes(resource_spans.resource.attributes)
         for scope_spans in resource_spans.scope_spans:
-            scope = scope_spans.scope.name
+            scope = normalize.name(scope_spans.scope.name)
             for span in scope_spans.spans:
+                label = normalize.name(span.name, 100)
                 if len(span.trace_id) != 16 or not any(span.trace_id):
-                    rejected.append(f"span {span.name!r}: invalid trace_id")
+                    rejected.append(f"span {label!r}: invalid trace_id")
                     continue
                 if len(span.span_id) != 8 or not any(span.span_id):
-                    rejected.append(f"span {span.name!r}: invalid span_id")
+                    rejected.append(f"span {label!r}: invalid span_id")
                     continue
-                start = span.start_time_unix_nano / 1e9
-                end = (span.end_time_unix_nano or span.start_time_unix_nano) / 1e9
+                if span.parent_span_id and len(span.parent_span_id) != 8:
+                    rejected.append(f"span {label!r}: invalid parent_span_id")
+                    continue
+                start, end = _times(span.start_time_unix_nano, span.end_time_unix_nano)
                 spans.append(
                     SpanRecord(
                         trace_id=span.trace_id.hex(),
@@ -189,15 +160,15 @@ def spans_of(request: ExportTraceServiceRequest) -> tuple[list[SpanRecord], list
                         parent_span_id=span.parent_span_id.hex()
                         if any(span.parent_span_id)
                         else "",
-                        name=span.name,
+                        name=normalize.name(span.name),
                         start=start,
-                        end=max(start, end),
+                        end=end,
                         error=span.status.code == Status.STATUS_CODE_ERROR,
-                        status_message=span.status.message,
+                        status_message=normalize.text(span.status.message, 10_000),
                         attributes=attributes(span.attributes),
                         events=[
                             {
-                                "name": e.name,
+                                "name": normalize.name(e.name),
                                 "at": e.time_unix_nano / 1e9,
                                 "attributes": attributes(e.attributes),
                             }

@@ -7,6 +7,12 @@ events a native run would have emitted — ``run_started``, ``message``,
 projection fills messages, tool calls, spans, tokens and cost, and the live
 pages stream an ingested run exactly like a native one.
 
+A run is labelled by its root span's name (by its first span's until the
+root arrives), so a trace without a prompt still has a name on every list;
+its ``run_created`` notice carries the row as the whole batch left it. An
+LLM span with no usage records unknown tokens (None), and a span with
+status ERROR a failed call, with its message.
+
 A whole export request is one transaction on the writer thread: the
 response is sent only after it committed, so an accepted span is a durable
 span. Exporters retry, so a span already recorded is skipped.
@@ -17,7 +23,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlite_utils import Database
@@ -28,6 +34,10 @@ from app.live import RUN_CREATED_SEQ, Broker, LiveEvent
 from app.store import Store
 from app.store.events import TERMINAL_EVENTS, TOTALS_EVENTS, record_event
 from app.store.runs import create_run, get_run
+from app.store.statuses import FAILED_LIKE, TERMINAL, sql_list
+
+# A run's label (its root span's name) is shown where a prompt would be.
+LABEL_CHARS = 200
 
 
 @dataclass
@@ -50,6 +60,8 @@ class _Trace:
         self.root_span_id = row.get("root_span_id")
         self.messages_seen = row.get("messages_seen") or 0
         self.result = result
+        # Where this batch's ``run_created`` notice is, for a run opened by this batch.
+        self.created_event: int | None = None
         self.seq = db.execute("select last_seq from runs where id = ?", [self.run_id]).fetchone()[0]
 
     def emit(self, payload: dict[str, Any]) -> None:
@@ -78,6 +90,8 @@ def _open_trace(db: Database, spans: list[SpanRecord], result: IngestResult) -> 
     started = min(s.start for s in spans)
     session = next((semconv.session_of(s) for s in spans if semconv.session_of(s)), None)
     run_id = uuid.uuid4().hex[:16]
+    # Until the root span arrives (exporters send children first), its first span names the run.
+    root = next((s for s in spans if s.is_root), spans[0])
     create_run(
         db,
         {
@@ -88,9 +102,12 @@ def _open_trace(db: Database, spans: list[SpanRecord], result: IngestResult) -> 
             "session_id": session,
             "started_at": started,
             "params": {},
+            "label": root.name[:LABEL_CHARS],
         },
     )
-    result.events.append(LiveEvent(run_id, RUN_CREATED_SEQ, "run_created", {}, get_run(db, run_id)))
+    # Its row is filled in once the batch is recorded (see ``_announce``).
+    created_event = len(result.events)
+    result.events.append(LiveEvent(run_id, RUN_CREATED_SEQ, "run_created", {}, None))
     db.table("otlp_traces").insert(
         {
             "trace_id": trace_id,
@@ -101,6 +118,7 @@ def _open_trace(db: Database, spans: list[SpanRecord], result: IngestResult) -> 
         }
     )
     trace = _Trace(db, {"trace_id": trace_id, "run_id": run_id}, result)
+    trace.created_event = created_event
     params = {"trace_id": trace_id, "service": service, **(semconv.params_of(llm) if llm else {})}
     trace.emit(
         {
@@ -112,6 +130,19 @@ def _open_trace(db: Database, spans: list[SpanRecord], result: IngestResult) -> 
         }
     )
     return trace
+
+
+def _announce(db: Database, trace: _Trace) -> None:
+    """Give the ``run_created`` notice of a new run the row as the batch left it.
+
+    Live run lists render a new row from this notice: it must carry the
+    prompt (or label), model and status, not the bare row first inserted.
+    """
+    if trace.created_event is not None:
+        events = trace.result.events
+        events[trace.created_event] = replace(
+            events[trace.created_event], run=get_run(db, trace.run_id)
+        )
 
 
 def _seen(db: Database, trace: _Trace, span: SpanRecord) -> bool:
@@ -156,16 +187,16 @@ def _join_session(db: Database, run_id: str, session: str) -> None:
         [session, run_id],
     )
     db.execute(
-        """
+        f"""
         update run_sessions set
           runs = runs + 1,
           last_run_at = max(coalesce(last_run_at, 0), (select started_at from runs where id = :run)),
           input_tokens = input_tokens + (select input_tokens from runs where id = :run),
           output_tokens = output_tokens + (select output_tokens from runs where id = :run),
           cost_usd = cost_usd + (select cost_usd from runs where id = :run),
-          finished = finished + (select status in ('succeeded', 'failed', 'interrupted')
+          finished = finished + (select status in {sql_list(TERMINAL)}
                                  from runs where id = :run),
-          failed = failed + (select status = 'failed' from runs where id = :run)
+          failed = failed + (select status in {sql_list(FAILED_LIKE)} from runs where id = :run)
         where name = :session
         """,
         {"run": run_id, "session": session},
@@ -189,6 +220,8 @@ def _llm(db: Database, trace: _Trace, span: SpanRecord) -> None:
         [model, provider, trace.run_id],
     )
     inp, out = semconv.usage_of(span)
+    # Contract C1: None tokens mean "no usage reported"; a failed call says so.
+    failure = {"status": "error", "error": semconv.error_of(span)} if span.error else {}
     trace.emit(
         {
             "type": "llm_call_finished",
@@ -202,6 +235,7 @@ def _llm(db: Database, trace: _Trace, span: SpanRecord) -> None:
             "finish_reason": semconv.finish_reason_of(span),
             "span_id": span.span_id,
             "parent_span_id": _parent(trace, span),
+            **failure,
         }
     )
 
@@ -261,7 +295,8 @@ def _finish(db: Database, trace: _Trace, span: SpanRecord, last_assistant: str |
         [trace.run_id, span.span_id],
     )
     db.execute(
-        "update runs set started_at = min(started_at, ?) where id = ?", [span.start, trace.run_id]
+        "update runs set started_at = min(started_at, ?), label = ? where id = ?",
+        [span.start, span.name[:LABEL_CHARS], trace.run_id],
     )
     inp, out = semconv.io_of(span)
     _set_prompt(db, trace.run_id, inp)
@@ -311,6 +346,7 @@ def ingest_spans(db: Database, spans: list[SpanRecord]) -> IngestResult:
                 _finish(db, trace, span, last[0] if last else None)
             result.accepted += 1
         trace.save()
+        _announce(db, trace)
     return result
 
 

@@ -24,8 +24,9 @@ import json
 import re
 from typing import Any
 
+from app.ingest import normalize
 from app.ingest.decode import SpanRecord
-from app.store.rows import maybe_json
+from app.ingest.jsonbody import JSONBodyError, load_json
 
 LLM, TOOL, AGENT, OTHER = "llm", "tool", "agent", "other"
 _OI_KINDS = {"LLM": LLM, "TOOL": TOOL, "AGENT": AGENT, "CHAIN": AGENT}
@@ -39,7 +40,8 @@ _GENAI_OPS = {
     "create_agent": AGENT,
 }
 _PROVIDERS = {"mistral_ai": "mistral", "mistralai": "mistral", "mistral": "mistral"}
-_INDEXED = re.compile(r"^(\d+)\.(.+)$")
+# Bounded: int() of a 5000-digit index would raise (and no list is that long).
+_INDEXED = re.compile(r"^(\d{1,9})\.(.+)$")
 
 
 def kind_of(span: SpanRecord) -> str:
@@ -57,19 +59,26 @@ def kind_of(span: SpanRecord) -> str:
     return OTHER
 
 
+def json_of(value: Any) -> Any:
+    """Text that looks like a JSON object or array, parsed; anything else as it is.
+
+    Attribute text is untrusted JSON: parsed with the same depth limit and
+    text cleaning as a request body.
+    """
+    if isinstance(value, str) and value[:1] in "[{":
+        try:
+            return load_json(value.encode())
+        except JSONBodyError:
+            return value
+    return value
+
+
 def _first(a: dict[str, Any], *keys: str) -> Any:
     for key in keys:
         value = a.get(key)
         if value not in (None, ""):
             return value
     return None
-
-
-def _int(value: Any) -> int:
-    try:
-        return max(0, int(value))
-    except (TypeError, ValueError):
-        return 0
 
 
 def as_text(value: Any) -> str:
@@ -94,20 +103,23 @@ def indexed(a: dict[str, Any], prefix: str) -> list[dict[str, Any]]:
 
 def model_of(span: SpanRecord) -> str:
     a = span.attributes
-    return str(
-        _first(a, "gen_ai.response.model", "gen_ai.request.model", "llm.model_name") or "unknown"
+    return normalize.name(
+        _first(a, "gen_ai.response.model", "gen_ai.request.model", "llm.model_name") or "unknown",
+        200,
     )
 
 
 def provider_of(span: SpanRecord) -> str:
     a = span.attributes
-    raw = str(
-        _first(a, "gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system") or ""
+    raw = normalize.name(
+        _first(a, "gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system") or "",
+        200,
     )
     return _PROVIDERS.get(raw.lower(), raw.lower() or "otlp")
 
 
-def usage_of(span: SpanRecord) -> tuple[int, int]:
+def usage_of(span: SpanRecord) -> tuple[int | None, int | None]:
+    """(input, output) tokens, each None when the span reports none (unknown, not 0)."""
     a = span.attributes
     inp = _first(
         a, "gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens", "llm.token_count.prompt"
@@ -118,12 +130,12 @@ def usage_of(span: SpanRecord) -> tuple[int, int]:
         "gen_ai.usage.completion_tokens",
         "llm.token_count.completion",
     )
-    return _int(inp), _int(out)
+    return normalize.count(inp), normalize.count(out)
 
 
 def params_of(span: SpanRecord) -> dict[str, Any]:
     a = span.attributes
-    params = maybe_json(a.get("llm.invocation_parameters"))
+    params = json_of(a.get("llm.invocation_parameters"))
     # Instrumentors list every SDK parameter, unset ones as "".
     params = (
         {k: v for k, v in params.items() if v not in ("", None)} if isinstance(params, dict) else {}
@@ -138,13 +150,13 @@ def params_of(span: SpanRecord) -> dict[str, Any]:
 def finish_reason_of(span: SpanRecord) -> str | None:
     reasons = _first(span.attributes, "gen_ai.response.finish_reasons", "llm.finish_reason")
     if isinstance(reasons, list):
-        return str(reasons[0]) if reasons else None
-    return str(reasons) if reasons else None
+        return normalize.name(reasons[0], 100) if reasons else None
+    return normalize.name(reasons, 100) if reasons else None
 
 
 def session_of(span: SpanRecord) -> str | None:
     value = _first(span.attributes, "session.id", "gen_ai.conversation.id")
-    return str(value)[:200] if value else None
+    return normalize.name(value, 200) if value else None
 
 
 # --- messages --------------------------------------------------------------
@@ -158,20 +170,20 @@ def _message(
     name: Any = None,
 ) -> dict[str, Any]:
     return {
-        "role": str(role or "user"),
-        "content": as_text(content),
+        "role": normalize.name(role or "user", 50),
+        "content": normalize.text(as_text(content)),
         "tool_calls": tool_calls or [],
-        "tool_call_id": str(tool_call_id) if tool_call_id else None,
-        "name": str(name) if name else None,
+        "tool_call_id": normalize.name(tool_call_id) if tool_call_id else None,
+        "name": normalize.name(name, 200) if name else None,
     }
 
 
 def _tool_call(call_id: Any, name: Any, arguments: Any) -> dict[str, Any]:
     args = arguments if isinstance(arguments, str) else json.dumps(arguments or {})
     return {
-        "id": str(call_id or ""),
+        "id": normalize.name(call_id or ""),
         "type": "function",
-        "function": {"name": str(name or ""), "arguments": args},
+        "function": {"name": normalize.name(name or "", 200), "arguments": args},
     }
 
 
@@ -204,7 +216,7 @@ def _openinference_messages(a: dict[str, Any], prefix: str) -> list[dict[str, An
 
 def _genai_parts_messages(raw: Any) -> list[dict[str, Any]]:
     """``gen_ai.input.messages`` / ``gen_ai.output.messages``: role + typed parts."""
-    value = maybe_json(raw)
+    value = json_of(raw)
     if not isinstance(value, list):
         return []
     out = []
@@ -212,7 +224,8 @@ def _genai_parts_messages(raw: Any) -> list[dict[str, Any]]:
         if not isinstance(msg, dict):
             continue
         texts, calls, call_id = [], [], None
-        for part in msg.get("parts") or []:
+        parts = msg.get("parts")
+        for part in parts if isinstance(parts, list) else []:
             if not isinstance(part, dict):
                 continue
             kind = part.get("type")
@@ -234,7 +247,7 @@ def _genai_event_messages(span: SpanRecord) -> tuple[list[dict[str, Any]], list[
     inputs, outputs = [], []
     for event in span.events:
         name, a = event["name"], event["attributes"]
-        body = maybe_json(a.get("body") if "body" in a else a.get("content"))
+        body = json_of(a.get("body") if "body" in a else a.get("content"))
         if name in (
             "gen_ai.system.message",
             "gen_ai.user.message",
@@ -246,13 +259,13 @@ def _genai_event_messages(span: SpanRecord) -> tuple[list[dict[str, Any]], list[
             inputs.append(_message(role, content, tool_call_id=a.get("id")))
         elif name == "gen_ai.choice":
             message = body.get("message") if isinstance(body, dict) else None
-            content = (message or {}).get("content") if message else body
+            content = message.get("content") if isinstance(message, dict) else body
             outputs.append(_message("assistant", content))
     return inputs, outputs
 
 
 def _input_value_messages(a: dict[str, Any]) -> list[dict[str, Any]]:
-    value = maybe_json(a.get("input.value"))
+    value = json_of(a.get("input.value"))
     if isinstance(value, dict) and isinstance(value.get("messages"), list):
         return [
             _message(m.get("role"), m.get("content"), tool_call_id=m.get("tool_call_id"))
@@ -271,7 +284,7 @@ def messages_of(span: SpanRecord) -> tuple[list[dict[str, Any]], list[dict[str, 
     outputs = _openinference_messages(a, "llm.output_messages")
     if not inputs:
         inputs = _genai_parts_messages(a.get("gen_ai.input.messages"))
-        system = maybe_json(a.get("gen_ai.system_instructions"))
+        system = json_of(a.get("gen_ai.system_instructions"))
         if isinstance(system, list) and system:
             text = "".join(as_text(p.get("content")) for p in system if isinstance(p, dict))
             inputs.insert(0, _message("system", text))
@@ -301,13 +314,13 @@ def messages_of(span: SpanRecord) -> tuple[list[dict[str, Any]], list[dict[str, 
 def tool_of(span: SpanRecord) -> dict[str, Any]:
     a = span.attributes
     raw_args = _first(a, "gen_ai.tool.call.arguments", "tool.parameters", "input.value")
-    args = maybe_json(raw_args)
+    args = json_of(raw_args)
     if not isinstance(args, dict):
         args = {} if args in (None, "") else {"input": args}
     result = _first(a, "gen_ai.tool.call.result", "output.value")
     return {
-        "call_id": str(_first(a, "gen_ai.tool.call.id", "tool_call.id") or span.span_id),
-        "name": str(_first(a, "gen_ai.tool.name", "tool.name") or span.name),
+        "call_id": normalize.name(_first(a, "gen_ai.tool.call.id", "tool_call.id") or span.span_id),
+        "name": normalize.name(_first(a, "gen_ai.tool.name", "tool.name") or span.name, 200),
         "arguments": args,
         "result": None if result is None else as_text(result),
         "error": error_of(span),
