@@ -6,6 +6,11 @@ run it. Every filter has an index to use (``runs(status, started_at)``,
 ``runs(model, started_at)``, ``runs(session_id, started_at)``,
 ``runs(started_at)``) and text goes through the ``runs_fts`` full-text index,
 so the list stays fast at 100k runs.
+
+``status=failed`` means every status that counts as a failure
+(``app.store.statuses.FAILED_LIKE``: failed and interrupted), so the list
+shows what the FAILED KPI counts; ``status=interrupted`` narrows to those
+alone. An expression index over that set (migration 0009) keeps it fast.
 """
 
 from __future__ import annotations
@@ -20,8 +25,12 @@ from urllib.parse import urlencode
 from sqlite_utils import Database
 
 from app.runs import InputError
+from app.store.statuses import ALL, FAILED, FAILED_LIKE, sql_list
 
-STATUSES = ("queued", "running", "succeeded", "failed", "interrupted")
+STATUSES = ALL
+# The expression of the ``runs_failed_like`` index (migration 0009), spelt the same
+# way so SQLite matches the two.
+FAILED_LIKE_TERM = f"(runs.status in {sql_list(FAILED_LIKE)}) = 1"
 FILTER_PARAMS = ("q", "status", "model", "session", "from", "to")  # URL parameter names
 MAX_QUERY_CHARS = 200
 COUNT_CAP = 10_000  # filtered lists say "10,000+" rather than count every match
@@ -105,7 +114,9 @@ def fts_query(text: str) -> str:
 def _where(f: RunFilter, with_text: bool = True) -> tuple[list[str], list[Any]]:
     clauses: list[str] = []
     args: list[Any] = []
-    if f.status:
+    if f.status == FAILED:
+        clauses.append(FAILED_LIKE_TERM)
+    elif f.status:
         clauses.append("runs.status = ?")
         args.append(f.status)
     if f.model:
@@ -151,6 +162,10 @@ def _matching(f: RunFilter) -> tuple[str, list[Any], str]:
         source = "runs_fts join runs on runs.rowid = runs_fts.rowid"
         return f"{source}{where}", [match, *args], "runs_fts.rowid desc"
     where = (" where " + " and ".join(clauses)) if clauses else ""
+    if f.status == FAILED:
+        # The failure index holds (failed?, started_at, status): ties on started_at
+        # break by status first, so the index still gives the whole order.
+        return f"runs{where}", args, "runs.started_at desc, runs.status desc, runs.rowid desc"
     return f"runs{where}", args, "runs.started_at desc, runs.rowid desc"
 
 

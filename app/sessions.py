@@ -2,7 +2,9 @@
 
 A session row appears with its first run; its totals (runs, tokens, cost,
 finished and failed runs) are kept on the row by triggers on ``runs``
-(migration 0003), so listing sessions never aggregates over runs.
+(migrations 0003 and 0009), so listing sessions never aggregates over runs.
+"Failed" means every status in ``FAILED_LIKE`` (interrupted runs count too),
+as everywhere else.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from sqlite_utils import Database
+
+from app.store.statuses import FAILED_LIKE, TERMINAL, sql_list
 
 
 def _with_rates(row: dict[str, Any]) -> dict[str, Any]:
@@ -54,10 +58,10 @@ def session_names(db: Database, limit: int = 200) -> list[str]:
 def session_models(db: Database, name: str) -> list[dict[str, Any]]:
     """Per-model breakdown of one session (its runs only, through the session index)."""
     rows = db.query(
-        """
+        f"""
         select model, count(*) as runs,
-               sum(status = 'failed') as failed,
-               sum(status in ('succeeded', 'failed', 'interrupted')) as finished,
+               sum(status in {sql_list(FAILED_LIKE)}) as failed,
+               sum(status in {sql_list(TERMINAL)}) as finished,
                coalesce(sum(input_tokens + output_tokens), 0) as tokens,
                coalesce(sum(cost_usd), 0) as cost_usd,
                avg(latency_ms) as avg_latency_ms

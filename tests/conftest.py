@@ -25,14 +25,14 @@ from agents.providers.local import LocalModel
 from app.auth.keys import ROLES, create_key
 from app.main import create_app
 from app.settings import Settings
-from app.store import Store
+from app.store import Store, statuses
 from tests.fake_mistral import FakeMistral
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
-TERMINAL = {"succeeded", "failed", "interrupted"}
+TERMINAL = set(statuses.TERMINAL)
 MISTRAL_MODEL = "mistral-small-latest"
 LOCAL_MODEL = "smollm2-135m"
 

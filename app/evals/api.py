@@ -42,6 +42,7 @@ from app.memory import all_snapshots, diff_snapshots
 from app.runs import InputError, Runner
 from app.store import Store
 from app.store.runs import get_run
+from app.store.statuses import ACTIVE
 from app.web.deps import existing_run
 from app.web.params import MAX_ID, QueryId, RowId
 
@@ -152,7 +153,7 @@ class EvalsAPI(Controller):
         run = await store.read(get_run, data.run_id)
         if run is None:
             raise NotFoundException(f"run {data.run_id!r} not found")
-        if run["status"] in ("queued", "running"):
+        if run["status"] in ACTIVE:
             raise InputError("the run has not finished yet")
         rows = await evaluate_run(
             store, runner, data.run_id, evaluators, data.expected, who(request)

@@ -18,6 +18,7 @@ from app.evals.store import record_evaluation
 from app.runs import InputError, Runner
 from app.store import Store
 from app.store.runs import get_run
+from app.store.statuses import SUCCEEDED
 
 log = logging.getLogger(__name__)
 MAX_EVALUATORS = 12
@@ -55,7 +56,7 @@ def parse_evaluators(raw: Any, runner: Runner) -> list[dict[str, Any]]:
 
 
 def subject_of(run: dict[str, Any], expected: str | None) -> Subject:
-    output = run.get("response") if run.get("status") == "succeeded" else None
+    output = run.get("response") if run.get("status") == SUCCEEDED else None
     return Subject(output=output, expected=expected, run=run)
 
 

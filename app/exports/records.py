@@ -16,6 +16,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from app.store.rows import maybe_json
+from app.store.statuses import FAILED_LIKE, TERMINAL, sql_list
 
 RUN_FIELDS = (
     "id",
@@ -38,6 +39,7 @@ RUN_FIELDS = (
     "cost_status",
     "tool_calls",
     "tool_errors",
+    "usage_unknown_calls",
 )
 EVALUATION_FIELDS = (
     "id",
@@ -82,8 +84,7 @@ def run_ids(db: Database, ids: list[str] | None = None) -> list[str]:
         )
         return [i for i in ids if i in found]
     rows = db.execute(
-        "select id from runs where status in ('succeeded', 'failed', 'interrupted')"
-        " order by started_at, id"
+        f"select id from runs where status in {sql_list(TERMINAL)} order by started_at, id"
     ).fetchall()
     return [r[0] for r in rows]
 
@@ -133,6 +134,10 @@ def run_records(db: Database, ids: list[str]) -> Iterator[dict[str, Any]]:
             record = {k: run.get(k) for k in RUN_FIELDS}
             record["params"] = run.get("params") or "{}"
             record["extra_cost_usd"] = run.get("extra_cost_usd") or 0.0
+            record["usage_unknown_calls"] = run.get("usage_unknown_calls") or 0
+            if record["usage_unknown_calls"]:
+                # Some calls reported no usage: the run's token totals are unknown, not a sum.
+                record["input_tokens"] = record["output_tokens"] = None
             record["messages"] = messages[run_id]
             record["tool_call_details"] = calls[run_id]
             yield record
@@ -177,4 +182,6 @@ def low_scored(db: Database, below: float | None) -> set[str]:
 
 
 def failed_runs(db: Database) -> set[str]:
-    return {r[0] for r in db.execute("select id from runs where status = 'failed'").fetchall()}
+    """Runs that count as failures (interrupted ones too, as on every page)."""
+    rows = db.execute(f"select id from runs where status in {sql_list(FAILED_LIKE)}").fetchall()
+    return {r[0] for r in rows}

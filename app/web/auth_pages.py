@@ -1,4 +1,10 @@
-"""Login with an API key, logout, and the admins' key management page."""
+"""Login with an API key, logout, and the admins' key management page.
+
+Key management refuses what would lock the team out (revoking or demoting
+the last active admin key, with the reason on the page) and asks before an
+admin revokes the key they are logged in with: a plain confirmation form,
+so it works without JavaScript.
+"""
 
 from __future__ import annotations
 
@@ -14,14 +20,18 @@ from litestar.response import Redirect, Template
 from app.auth.guards import requires_admin
 from app.auth.keys import (
     ROLES,
+    SESSION_DAYS,
     KeyError_,
+    LastAdminError,
     create_key,
     create_session,
     delete_session,
     find_key,
     list_keys,
     revoke_key,
+    set_role,
 )
+from app.auth.login_limits import count_failure, prefix_locked
 from app.auth.middleware import SESSION_COOKIE
 from app.store import Store
 
@@ -34,6 +44,8 @@ def safe_next(value: Any) -> str:
 
 
 def _secure(request: Request) -> bool:
+    # Believed from any peer, unlike X-Forwarded-For: the header can only make the
+    # sender's own cookie stricter (HTTPS only), never weaken anyone's.
     proto = request.headers.get("x-forwarded-proto", request.url.scheme)
     return proto == "https"
 
@@ -56,9 +68,20 @@ class LoginController(Controller):
         data: URLEncodedBody[dict[str, Any]],
     ) -> Response:
         key = str(data.get("key") or "").strip()
-        row = await store.read(find_key, key) if key else None
         target = safe_next(data.get("next"))
+        limit = request.app.state.settings.login_attempts_per_minute
+        if await prefix_locked(request, key, limit):
+            return Template(
+                "login.html",
+                context={
+                    "next": target,
+                    "error": "Too many failed tries with this key. Wait a minute and try again.",
+                },
+                status_code=429,
+            )
+        row = await store.read(find_key, key) if key else None
         if row is None:
+            await count_failure(request, key)
             return Template(
                 "login.html",
                 context={"next": target, "error": "That key is not valid (or was revoked)."},
@@ -72,7 +95,7 @@ class LoginController(Controller):
             samesite="lax",
             secure=_secure(request),
             path="/",
-            max_age=14 * 86400,
+            max_age=SESSION_DAYS * 86400,
         )
         return Redirect(target, status_code=303, cookies=[cookie])
 
@@ -91,40 +114,80 @@ class KeysController(Controller):
     guards = [requires_admin]
     include_in_schema = False
 
-    async def _page(self, store: Store, status: int = 200, **extra: Any) -> Template:
+    async def _page(
+        self, request: Request, store: Store, status: int = 200, **extra: Any
+    ) -> Template:
         keys = await store.read(list_keys)
         context = {
             "keys": keys,
+            "me": getattr(request.user, "key_id", None),
+            "action_error": "",
             "roles": ROLES,
             "nav": "keys",
             "created": None,
             "error": "",
+            "confirm_revoke": None,
             **extra,
         }
         return Template("keys.html", context=context, status_code=status)
 
     @get("/")
-    async def index(self, store: NamedDependency[Store]) -> Template:
-        return await self._page(store)
+    async def index(self, request: Request, store: NamedDependency[Store]) -> Template:
+        return await self._page(request, store)
 
     @post("/", status_code=200)
     async def create(
-        self, store: NamedDependency[Store], data: URLEncodedBody[dict[str, Any]]
+        self,
+        request: Request,
+        store: NamedDependency[Store],
+        data: URLEncodedBody[dict[str, Any]],
     ) -> Template:
         try:
             row, secret = await store.write(
                 create_key, str(data.get("name") or ""), str(data.get("role") or "")
             )
         except KeyError_ as exc:
-            return await self._page(store, error=str(exc), status=422)
-        return await self._page(store, created={"row": row, "secret": secret})
+            return await self._page(request, store, error=str(exc), status=422)
+        return await self._page(request, store, created={"row": row, "secret": secret})
 
     @post("/revoke", status_code=200)
     async def revoke(
-        self, store: NamedDependency[Store], data: URLEncodedBody[dict[str, Any]]
-    ) -> Template:
+        self,
+        request: Request,
+        store: NamedDependency[Store],
+        data: URLEncodedBody[dict[str, Any]],
+    ) -> Response:
+        name = str(data.get("name") or "")
+        keys = {k["name"]: k for k in await store.read(list_keys)}
+        if name not in keys:
+            raise NotFoundException(f"no key named {name!r}")
+        own = keys[name]["id"] == getattr(request.user, "key_id", None)
+        if own and data.get("confirm") != "yes" and not keys[name]["revoked_at"]:
+            return await self._page(request, store, confirm_revoke=keys[name])
         try:
-            await store.write(revoke_key, str(data.get("name") or ""))
-        except KeyError_ as exc:
+            await store.write(revoke_key, name)
+        except LastAdminError as exc:
+            return await self._page(request, store, action_error=str(exc), status=409)
+        except KeyError_ as exc:  # gone meanwhile
             raise NotFoundException(str(exc)) from exc
-        return await self._page(store)
+        if own:  # that ended this very session
+            response = Redirect("/login", status_code=303)
+            response.delete_cookie(SESSION_COOKIE, path="/")
+            return response
+        return await self._page(request, store)
+
+    @post("/role", status_code=200)
+    async def change_role(
+        self,
+        request: Request,
+        store: NamedDependency[Store],
+        data: URLEncodedBody[dict[str, Any]],
+    ) -> Template:
+        name = str(data.get("name") or "")
+        try:
+            await store.write(set_role, name, str(data.get("role") or ""))
+        except LastAdminError as exc:
+            return await self._page(request, store, action_error=str(exc), status=409)
+        except KeyError_ as exc:
+            return await self._page(request, store, action_error=str(exc), status=422)
+        return await self._page(request, store)

@@ -23,6 +23,7 @@ from app.evals.store import list_evaluations, parse_evaluation, record_evaluatio
 from app.memory import memory_view
 from app.runs import InputError, Runner
 from app.store import Store
+from app.store.statuses import ACTIVE
 from app.web.deps import existing_run
 
 # For the one free-text field of the "run an evaluator" form: what it means per evaluator.
@@ -149,7 +150,7 @@ class EvalPagesController(Controller):
         argument = (data.get("argument") or "").strip()
         expected = (data.get("expected") or "").strip() or None
         try:
-            if run["status"] in ("queued", "running"):
+            if run["status"] in ACTIVE:
                 raise InputError("the run has not finished yet")
             params = {}
             if AUTO_ARGUMENT.get(name) and argument:

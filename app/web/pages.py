@@ -21,13 +21,13 @@ from app.sessions import session_names
 from app.store import Store
 from app.store.lineage import run_lineage
 from app.store.runs import draft_text, list_runs, run_detail, totals
+from app.store.statuses import TERMINAL
 from app.web.deps import existing_run
 from app.web.evals_pages import run_page_extras
 from app.web.events import resume_point, run_event_stream
 from app.web.views import thread_items
 
 PAGE_SIZE = 50
-TERMINAL = ("succeeded", "failed", "interrupted")
 
 
 def is_htmx(request: Request) -> bool:
