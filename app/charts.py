@@ -18,6 +18,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from app.render import format_ms
+from app.store.statuses import FAILED_LIKE, SUCCEEDED, TERMINAL, sql_list
 
 # range key -> (bucket seconds, bucket count, label format, title)
 RANGES: dict[str, tuple[int, int, str, str]] = {
@@ -67,8 +68,8 @@ def percentile(values: list[float], q: float) -> float | None:
 
 def nice_step(value: float) -> float:
     """The smallest round step (1, 2, 2.5, 5 × 10^n) at or above ``value``."""
-    if value <= 0:
-        return 1.0
+    if not math.isfinite(value) or value <= 0:
+        return 1.0  # NaN or inf only come from corrupt rows: any axis beats a broken page
     exp = 10 ** math.floor(math.log10(value))
     for step in (1, 2, 2.5, 5, 10):
         if value <= step * exp * (1 + 1e-9):
@@ -102,8 +103,9 @@ def fmt_value(value: float | None, unit: str) -> str:
         if value == 0:
             return "$0"
         return f"${value:.4f}".rstrip("0").rstrip(".") if value < 1 else f"${value:,.2f}"
-    if abs(value) >= 1_000_000:
-        return f"{value / 1_000_000:.1f}M"
+    for size, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M")):
+        if abs(value) >= size:
+            return f"{value / size:.1f}".rstrip("0").rstrip(".") + suffix
     if abs(value) >= 10_000:
         return f"{value / 1000:.0f}k"
     if abs(value) >= 1000:
@@ -190,20 +192,22 @@ def dashboard_charts(
     n = w.count
     runs, ok, failed = [0.0] * n, [0.0] * n, [0.0] * n
     tokens_in, tokens_out, cost = [0.0] * n, [0.0] * n, [0.0] * n
+    usage_unknown = 0  # runs with a model call that reported no usage: their tokens are partial
     latencies: list[list[float]] = [[] for _ in range(n)]
     for r in db.query(
-        "select started_at, status, input_tokens, output_tokens, cost_usd, latency_ms from runs"
-        " where started_at >= ?",
+        "select started_at, status, input_tokens, output_tokens, cost_usd, latency_ms,"
+        " usage_unknown_calls from runs where started_at >= ?",
         [w.start],
     ):
         i = w.index(r["started_at"])
         if i is None:
             continue
         runs[i] += 1
-        ok[i] += r["status"] == "succeeded"
-        failed[i] += r["status"] in ("failed", "interrupted")
+        ok[i] += r["status"] == SUCCEEDED
+        failed[i] += r["status"] in FAILED_LIKE
         tokens_in[i] += r["input_tokens"] or 0
         tokens_out[i] += r["output_tokens"] or 0
+        usage_unknown += bool(r["usage_unknown_calls"])
         cost[i] += r["cost_usd"] or 0.0
         if r["latency_ms"] is not None:
             latencies[i].append(r["latency_ms"])
@@ -213,12 +217,26 @@ def dashboard_charts(
         .add("succeeded", ok, "ok")
         .add("failed", failed, "bad")
         .add("running", other, "warn"),
-        Chart("tokens", "Tokens", "bar", "count", w.labels)
+        Chart(
+            "tokens",
+            "Tokens",
+            "bar",
+            "count",
+            w.labels,
+            note=f"reported tokens only: {usage_unknown} run(s) had calls with no usage reported"
+            if usage_unknown
+            else "",
+        )
         .add("input", tokens_in)
         .add("output", tokens_out),
-        Chart("cost", "Cost (USD)", "bar", "usd", w.labels, note="unpriced calls count as $0").add(
-            "cost", cost, "s1"
-        ),
+        Chart(
+            "cost",
+            "Cost (USD)",
+            "bar",
+            "usd",
+            w.labels,
+            note="priced calls only: unpriced ones are left out",
+        ).add("cost", cost, "s1"),
         Chart("latency", "Latency", "line", "ms", w.labels)
         .add("p50", [percentile(v, 0.5) for v in latencies])
         .add("p95", [percentile(v, 0.95) for v in latencies]),
@@ -240,13 +258,13 @@ def eval_charts(
     ended, ok = [0] * n, [0] * n
     for r in db.query(
         "select started_at, status from runs where started_at >= ?"
-        " and status in ('succeeded', 'failed', 'interrupted')" + filters,
+        f" and status in {sql_list(TERMINAL)}" + filters,
         [w.start, *args],
     ):
         i = w.index(r["started_at"])
         if i is not None:
             ended[i] += 1
-            ok[i] += r["status"] == "succeeded"
+            ok[i] += r["status"] == SUCCEEDED
     judged, passed = [0] * n, [0] * n
     sums: dict[str, list[float]] = {}
     counts: dict[str, list[int]] = {}
@@ -310,8 +328,8 @@ def breakdown(
     groups: dict[str, dict[str, Any]] = {}
     for r in db.query(
         f"select coalesce({column}, '') as g, count(*) as runs,"
-        " sum(status = 'succeeded') as ok,"
-        " sum(status in ('succeeded', 'failed', 'interrupted')) as ended,"
+        f" sum(status = '{SUCCEEDED}') as ok,"
+        f" sum(status in {sql_list(TERMINAL)}) as ended,"
         " avg(latency_ms) as latency, sum(cost_usd) as cost"
         f" from runs where started_at >= ? group by g order by runs desc limit 50",
         [w.start],

@@ -18,6 +18,7 @@ from sqlite_utils import Database
 
 from app.evals.store import latest_correction
 from app.runs import InputError
+from app.store.rows import decode_json
 
 MAX_ITEMS = 1000
 MAX_TEXT_CHARS = 20_000
@@ -208,8 +209,10 @@ def dataset_items(db: Database, dataset_id: int) -> list[dict[str, Any]]:
     rows = db.query("select * from dataset_items where dataset_id = ? order by idx", [dataset_id])
     out = []
     for r in rows:
-        item = dict(r)
-        item["metadata"] = json.loads(item["metadata"] or "{}")
+        item = decode_json(r, "metadata")
+        # A cell that is not a JSON object (hand-edited, corrupt) reads as no metadata.
+        if not isinstance(item["metadata"], dict):
+            item["metadata"] = {}
         out.append(item)
     return out
 

@@ -27,17 +27,24 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from litestar.template.config import TemplateConfig
 
 from app.auth.headers import add_security_headers
+from app.auth.keys import purge_expired_sessions
+from app.auth.login_limits import client_address
 from app.auth.middleware import PUBLIC_PATHS, AuthMiddleware
+from app.auth.proxies import proxy_middleware
 from app.evals.api import DatasetsAPI, EvalsAPI, ExperimentsAPI, MemoryAPI
 from app.experiment_queries import interrupt_unfinished_experiments
 from app.experiments import Experiments
 from app.integrations_runtime import start_integrations, stop_integrations
 from app.live import Broker
+from app.process_registry import ProcessRegistration
 from app.render import STATIC_DIR, make_environment
-from app.runs import InputError, Runner
+from app.run_watchdog import RunWatchdog
+from app.runs import InputError, Runner, RunQueueFull
 from app.settings import Settings
 from app.store import Store
+from app.store.db import StorageUnavailable
 from app.store.events import interrupt_unfinished
+from app.store.processes import SERVE
 from app.web.api import HealthController, RunsAPI
 from app.web.auth_pages import KeysController, LoginController
 from app.web.deps import DEPENDENCIES
@@ -74,9 +81,42 @@ def handle_input_error(request: Request, exc: InputError) -> Response:
     return _error_response(request, 400, str(exc))
 
 
+def handle_queue_full(request: Request, exc: RunQueueFull) -> Response:
+    response = _error_response(request, 429, str(exc))
+    response.headers["Retry-After"] = str(exc.retry_after)
+    return response
+
+
+def handle_storage_unavailable(request: Request, exc: StorageUnavailable) -> Response:
+    log.error("%s %s: %s", request.method, request.url.path, exc)
+    response = _error_response(request, 503, str(exc))
+    response.headers["Retry-After"] = str(exc.retry_after_s)
+    return response
+
+
 def handle_overflow(request: Request, exc: OverflowError) -> Response:
     # A number that validated as an int but does not fit SQLite's 64 bits.
     return _error_response(request, 400, "a number in the request is out of range")
+
+
+# Litestar turns malformed JSON into a 400 itself, but not the two errors its
+# decoder (msgspec) raises past it: bytes that are not UTF-8, and nesting
+# deeper than the interpreter's recursion limit.
+_BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+def handle_undecodable_body(request: Request, exc: UnicodeDecodeError) -> Response:
+    if request.method not in _BODY_METHODS:
+        return handle_unexpected(request, exc)
+    return _error_response(request, 400, "the request body is not valid UTF-8")
+
+
+def handle_too_deep(request: Request, exc: RecursionError) -> Response:
+    # Only the decoders' own messages (msgspec, json): any other RecursionError is a bug of ours.
+    decoding = any(word in str(exc) for word in ("deserializ", "decoding a JSON"))
+    if request.method not in _BODY_METHODS or not decoding:
+        return handle_unexpected(request, exc)
+    return _error_response(request, 400, "the request body is nested too deeply")
 
 
 def handle_http_error(request: Request, exc: HTTPException) -> Response:
@@ -107,9 +147,13 @@ def create_app(
 
     async def start(app: Litestar) -> None:
         store = Store(settings.db_path)
+        # Registered before the sweep: it spares the runs of every live process.
+        app.state.process = ProcessRegistration(store, SERVE, settings.server_url)
+        await app.state.process.start()
         interrupted = store.write_sync(interrupt_unfinished, time.time())
         if interrupted:
             log.warning("marked %d run(s) interrupted by the last stop", len(interrupted))
+        store.write_sync(purge_expired_sessions, time.time())
         app.state.store = store
         app.state.broker = Broker()
         app.state.runner = Runner(
@@ -119,11 +163,21 @@ def create_app(
             settings.data_dir,
             extra_providers=extra_providers,
             max_concurrent=settings.max_concurrent_runs,
+            tool_threads=settings.tool_threads,
+            max_queued=settings.max_queued_runs,
+            owner=app.state.process.id,
         )
         store.write_sync(interrupt_unfinished_experiments)
         app.state.experiments = Experiments(store, app.state.runner)
+        app.state.watchdog = RunWatchdog(
+            store, app.state.broker, app.state.runner, settings.run_stall_timeout_s
+        )
+        app.state.watchdog.start()
 
     async def stop(app: Litestar) -> None:
+        watchdog = getattr(app.state, "watchdog", None)
+        if watchdog is not None:
+            await watchdog.stop()
         experiments = getattr(app.state, "experiments", None)
         if experiments is not None:  # before the runner: they wait on its runs
             await experiments.shutdown()
@@ -131,6 +185,9 @@ def create_app(
         runner = getattr(app.state, "runner", None)
         if runner is not None:
             await runner.shutdown()
+        process = getattr(app.state, "process", None)
+        if process is not None:  # after the runs recorded their interruption
+            await process.stop()
         store = getattr(app.state, "store", None)
         if store is not None:
             store.close()
@@ -164,17 +221,24 @@ def create_app(
         state=State({"settings": settings, "jinja": jinja}),
         exception_handlers={
             InputError: handle_input_error,
+            RunQueueFull: handle_queue_full,
+            StorageUnavailable: handle_storage_unavailable,
             OverflowError: handle_overflow,
+            UnicodeDecodeError: handle_undecodable_body,
+            RecursionError: handle_too_deep,
             HTTPException: handle_http_error,
             NotFoundException: handle_http_error,
             Exception: handle_unexpected,
         },
         request_max_body_size=settings.max_body_bytes,
         middleware=[
+            # First: everything after it sees the client a trusted proxy forwarded.
+            *proxy_middleware(settings.trusted_proxies),
             DefineMiddleware(AuthMiddleware, exclude=PUBLIC_PATHS),
             RateLimitConfig(
                 rate_limit=("minute", settings.login_attempts_per_minute),
                 check_throttle_handler=_is_login_attempt,
+                identifier_for_request=client_address,
             ).middleware,
         ],
         csrf_config=CSRFConfig(

@@ -41,14 +41,23 @@ def all_snapshots(db: Database, run_id: str) -> list[dict[str, Any]]:
     return [_decode(r) for r in rows]
 
 
+def _as_list(value: Any) -> list[Any]:
+    """A snapshot's messages as stored; a corrupt cell (not a JSON list) reads as none."""
+    return value if isinstance(value, list) else []
+
+
+def _as_dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def diff_snapshots(before: dict[str, Any] | None, after: dict[str, Any]) -> dict[str, Any]:
     """What changed from ``before`` (None: an empty memory) to ``after``.
 
     Messages are compared by position: the loop only appends, so a changed or
     dropped message would be news worth showing, and it is shown as such.
     """
-    old_msgs = (before or {}).get("messages") or []
-    new_msgs = after.get("messages") or []
+    old_msgs = _as_list((before or {}).get("messages"))
+    new_msgs = _as_list(after.get("messages"))
     messages = []
     for i, message in enumerate(new_msgs):
         if i >= len(old_msgs):
@@ -59,8 +68,8 @@ def diff_snapshots(before: dict[str, Any] | None, after: dict[str, Any]) -> dict
             state = "same"
         messages.append({"index": i, "m": message, "state": state})
     removed = [{"index": i, "m": m} for i, m in enumerate(old_msgs[len(new_msgs) :], len(new_msgs))]
-    old_scratch = (before or {}).get("scratch") or {}
-    new_scratch = after.get("scratch") or {}
+    old_scratch = _as_dict((before or {}).get("scratch"))
+    new_scratch = _as_dict(after.get("scratch"))
     scratch = []
     for key in [*new_scratch, *(k for k in old_scratch if k not in new_scratch)]:
         if key not in old_scratch:

@@ -9,16 +9,27 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
+import math
 import os
 from pathlib import Path
 from typing import Any
 
 import markdown as md
 import nh3
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jinja2 import (
+    ChainableUndefined,
+    Environment,
+    FileSystemLoader,
+    Undefined,
+    pass_environment,
+    select_autoescape,
+)
+from jinja2.filters import do_truncate
 from markupsafe import Markup
 
-from app.costs import format_cost
+from app.costs import format_cost, usage_reason
+from app.markdown_budget import within_budget
 
 # Templates and static files live beside the packages in a checkout; an
 # installed copy (the container image) points AGENTOP_HOME at them.
@@ -57,11 +68,87 @@ ALLOWED_TAGS = {
 }
 ALLOWED_ATTRIBUTES = {"a": {"href", "title"}, "th": {"align"}, "td": {"align"}}
 
+MISSING = "—"
 
-def render_markdown(text: str | None) -> Markup:
+log = logging.getLogger("agentop.render")
+
+
+def safe_text(text: str) -> str:
+    """``text`` as valid UTF-8 without NUL: lone surrogates and NUL become U+FFFD.
+
+    JSON may carry lone surrogates (``"\\ud800"``) that no response can encode,
+    and NUL is a parse error in HTML; either would otherwise fail a page or a
+    stream at the last moment, far from the data that caused it.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text
+
+
+def _finalize(value: Any) -> Any:
+    """Applied to every ``{{ … }}`` output: None is "—", markup stays markup, text is made safe."""
+    if value is None:
+        return MISSING
+    if isinstance(value, Markup):
+        return Markup(safe_text(value))
+    if isinstance(value, str):
+        return safe_text(value)
+    return value
+
+
+def _number(value: Any) -> float | int | None:
+    """A finite int or float, or None for anything missing, non-numeric, NaN or infinite."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+@pass_environment
+def truncate(
+    env: Environment,
+    value: Any,
+    length: int = 255,
+    killwords: bool = False,
+    end: str = "...",
+    leeway: int | None = None,
+) -> str:
+    """Jinja's ``truncate`` that takes None (as "") and non-text values (as their text)."""
+    if value is None or isinstance(value, Undefined):
+        return ""
+    text = value if isinstance(value, str) else str(value)
+    return do_truncate(env, text, length, killwords, end, leeway)
+
+
+@pass_environment
+def clip(env: Environment, value: Any, length: int = 80) -> str:
+    """Text shortened for a table cell; "—" when missing or empty."""
+    if value is None or value == "" or isinstance(value, Undefined):
+        return MISSING
+    text = value if isinstance(value, str) else str(value)
+    return do_truncate(env, text, length)
+
+
+@pass_environment
+def run_title(env: Environment, run: Any, length: int = 80) -> str:
+    """What names a run in a list: its prompt, else the root span's name (OTLP), else "—"."""
+    if not isinstance(run, dict):
+        return MISSING
+    return clip(env, run.get("prompt") or run.get("label"), length)
+
+
+def render_markdown(text: Any) -> Markup:
     if not text:
         return Markup("")
-    html = md.markdown(text, extensions=["fenced_code", "tables", "sane_lists"])
+    if not isinstance(text, str):
+        text = str(text)
+    if not within_budget(text):
+        # Bracket soup would take Python-Markdown seconds to minutes: show it as it is.
+        return Markup('<pre class="plain">{}</pre>').format(safe_text(text))
+    html = md.markdown(safe_text(text), extensions=["fenced_code", "tables", "sane_lists"])
     clean = nh3.clean(
         html,
         tags=ALLOWED_TAGS,
@@ -72,34 +159,50 @@ def render_markdown(text: str | None) -> Markup:
     return Markup(clean)
 
 
-def format_ms(value: float | None) -> str:
-    if value is None:
-        return "—"
-    if value < 1000:
-        return f"{value:.0f} ms"
-    return f"{value / 1000:.2f} s"
+def format_ms(value: Any) -> str:
+    ms = _number(value)
+    if ms is None:
+        return MISSING
+    if ms < 1000:
+        return f"{ms:.0f} ms"
+    return f"{ms / 1000:.2f} s"
 
 
-def format_ts(value: float | None) -> str:
-    if not value:
-        return "—"
-    return dt.datetime.fromtimestamp(value, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+def format_ts(value: Any) -> str:
+    seconds = _number(value)
+    if not seconds:
+        return MISSING
+    try:
+        return dt.datetime.fromtimestamp(seconds, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+    except (OverflowError, OSError, ValueError):  # outside the years 1..9999
+        return MISSING
 
 
-def format_int(value: int | None) -> str:
-    return f"{value or 0:,}"
+def format_int(value: Any) -> str:
+    number = _number(value)
+    if number is None:
+        return MISSING
+    return f"{number:,}"
 
 
 def pretty_json(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False, default=str)
 
 
-def run_cost(run: dict[str, Any]) -> str:
-    return format_cost(run.get("cost_usd"), run.get("cost_status"))
+def run_cost(run: Any) -> str:
+    if not isinstance(run, dict):
+        return MISSING
+    usd = run.get("cost_usd")
+    if usd is not None and _number(usd) is None:
+        return MISSING
+    return format_cost(usd, run.get("cost_status"), usage_reason(run))
 
 
-def format_usd(value: float | None) -> str:
-    return format_cost(value or 0.0, "priced")
+def format_usd(value: Any) -> str:
+    usd = _number(value)
+    if usd is None:
+        return MISSING
+    return format_cost(usd, "priced")
 
 
 def make_environment(templates_dir: Path = TEMPLATES_DIR) -> Environment:
@@ -108,8 +211,15 @@ def make_environment(templates_dir: Path = TEMPLATES_DIR) -> Environment:
         autoescape=select_autoescape(["html", "xml"], default_for_string=True),
         trim_blocks=True,
         lstrip_blocks=True,
+        # Rows decoded from JSON may lack a key or have another shape than
+        # expected: ``a.b.c`` then renders empty instead of failing the page.
+        undefined=ChainableUndefined,
+        finalize=_finalize,
     )
     env.filters.update(
+        clip=clip,
+        run_title=run_title,
+        truncate=truncate,
         markdown=render_markdown,
         ms=format_ms,
         ts=format_ts,
@@ -123,3 +233,16 @@ def make_environment(templates_dir: Path = TEMPLATES_DIR) -> Environment:
 
 def render_partial(env: Environment, name: str, **context: Any) -> str:
     return env.get_template(f"partials/{name}.html").render(**context)
+
+
+def render_live(env: Environment, name: str, tag: str = "span", **context: Any) -> str:
+    """A partial for a live stream; if it fails, a placeholder ``tag`` element instead.
+
+    One event that cannot be rendered (odd data, a template bug) is logged and
+    replaced, so the stream carries on for everyone who follows it.
+    """
+    try:
+        return render_partial(env, name, **context)
+    except Exception:
+        log.exception("could not render the live partial %r", name)
+        return render_partial(env, "_placeholder", tag=tag)

@@ -23,11 +23,12 @@ from agents.loop import RunRequest, run_agent
 from agents.providers.base import Provider
 from agents.providers.local import LocalProvider
 from agents.providers.mistral import MistralProvider, RetryPolicy
-from agents.tools import Tool, load_tool
+from agents.tools import DEFAULT_TOOL_THREADS, Tool, ToolPool, load_tool
 from app.background import TaskSet
 from app.live import RUN_CREATED_SEQ, Broker, LiveEvent
 from app.recorder import Recorder
 from app.store import Store
+from app.store.db import StorageUnavailable
 from app.store.runs import create_run
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,18 @@ MAX_SYSTEM_CHARS = 20_000
 
 class InputError(ValueError):
     """Bad input from a user or API client; becomes a 4xx with this message."""
+
+
+class RunQueueFull(InputError):
+    """Too many runs wait for a slot already; becomes a 429 with ``Retry-After``.
+
+    An InputError so that every place that shows a form error (the new-run
+    form, the CLI) shows this message too.
+    """
+
+    def __init__(self, message: str, retry_after: int = 5) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
@@ -122,8 +135,13 @@ class Runner:
         data_dir: Path,
         extra_providers: list[Any] | None = None,
         max_concurrent: int = 8,
+        owner: str | None = None,
+        tool_threads: int = DEFAULT_TOOL_THREADS,
+        max_queued: int = 64,
     ) -> None:
         self.store = store
+        # The process (``processes`` row) that executes these runs; see app/process_registry.py.
+        self.owner = owner
         self.broker = broker
         self.config = config
         self.data_dir = data_dir
@@ -145,6 +163,16 @@ class Runner:
         self.registered_models: list[str] = []
         self.tasks: TaskSet[str] = TaskSet()
         self._slots = asyncio.Semaphore(max_concurrent)
+        # Runs that take a slot, running or queued for one: past the slots
+        # plus ``max_queued``, start() refuses with RunQueueFull.
+        self._max_admitted = max_concurrent + max_queued
+        self._admitted = 0
+        # Runs in progress by id, so one can be stopped with a reason (a parent
+        # that stops waiting stops its helper).
+        self._handles: dict[str, asyncio.Task[Any]] = {}
+        # Blocking tools run here, never on asyncio's default pool (store
+        # readers, alerts and exports use that one).
+        self.tool_pool = ToolPool(tool_threads)
 
     @property
     def tool_names(self) -> list[str]:
@@ -180,7 +208,7 @@ class Runner:
                 from app.subagents import make_delegate
 
                 settings["delegate"] = make_delegate(self, run_id)
-            tools.append(load_tool(n, settings))
+            tools.append(load_tool(n, settings, self.tool_pool))
         return tools
 
     async def start(
@@ -199,9 +227,60 @@ class Runner:
         """
         request = run_input.request
         provider = self.provider_for(request.model)
+        # A child run works for a parent that holds a slot already: taking one
+        # too could deadlock when every slot is held by a waiting parent. So
+        # child runs never queue and are bounded by the nesting depth instead.
+        slot = parent_kind != "agent"
+        if slot:
+            self._admit()
         run_id = uuid.uuid4().hex[:16]
-        tools = self.tools_for(request.tools, run_id)
-        run = await self.store.write(
+        try:
+            tools = self.tools_for(request.tools, run_id)
+            run = await self._create(
+                run_id, run_input, provider, source, parent_run_id, parent_kind
+            )
+        except BaseException:
+            if slot:
+                self._admitted -= 1
+            raise
+        # Lists open in browsers show the run from its creation (it may queue).
+        self.broker.publish(LiveEvent(run_id, RUN_CREATED_SEQ, "run_created", {}, run))
+        task = self.tasks.spawn(
+            run_id, self._execute(run_id, request, provider, tools, slot, after)
+        )
+        self._handles[run_id] = task
+        task.add_done_callback(lambda _t: self._ended(run_id, slot))
+        return run
+
+    def _ended(self, run_id: str, slot: bool) -> None:
+        # A done callback, not a finally: it runs even for a task cancelled before its first step.
+        self._handles.pop(run_id, None)
+        if slot:
+            self._admitted -= 1
+
+    def _admit(self) -> None:
+        """Count one more run for a slot, or refuse it when the queue is full.
+
+        Synchronous, before any await: two requests cannot both take the last place.
+        """
+        if self._admitted >= self._max_admitted:
+            raise RunQueueFull(
+                f"too many runs are waiting already ({self._admitted} running or queued); "
+                "try again in a few seconds"
+            )
+        self._admitted += 1
+
+    async def _create(
+        self,
+        run_id: str,
+        run_input: RunInput,
+        provider: Provider,
+        source: str,
+        parent_run_id: str | None,
+        parent_kind: str | None,
+    ) -> dict[str, Any]:
+        request = run_input.request
+        return await self.store.write(
             create_run,
             {
                 "id": run_id,
@@ -214,15 +293,9 @@ class Runner:
                 "prompt": request.prompt,
                 "source": source,
                 "started_at": time.time(),
+                "owner": self.owner,
             },
         )
-        # Lists open in browsers show the run from its creation (it may queue).
-        self.broker.publish(LiveEvent(run_id, RUN_CREATED_SEQ, "run_created", {}, run))
-        # A child run works for a parent that holds a slot already: taking one
-        # too could deadlock when every slot is held by a waiting parent.
-        slot = parent_kind != "agent"
-        self.tasks.spawn(run_id, self._execute(run_id, request, provider, tools, slot, after))
-        return run
 
     async def _execute(
         self,
@@ -242,23 +315,34 @@ class Runner:
                     await after(run_id)
                 except Exception:  # noqa: BLE001 - the run itself is recorded; only the hook failed
                     log.exception("after-run hook of run %s failed", run_id)
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as stop:
+            # cancel(run_id, reason) passes its reason along; a shutdown gives none.
+            reason = stop.args[0] if stop.args else "interrupted: the server stopped during the run"
             with contextlib.suppress(Exception):
                 await asyncio.shield(
                     recorder.emit_dict(
-                        {
-                            "type": "run_interrupted",
-                            "at": time.time(),
-                            "error": "interrupted: the server stopped during the run",
-                        }
+                        {"type": "run_interrupted", "at": time.time(), "error": reason}
                     )
                 )
             raise
+        except StorageUnavailable as exc:
+            # Expected when the disk fills: the recorder has ended the run already.
+            log.error("run %s stopped: %s", run_id, exc)
         except Exception:  # noqa: BLE001 - a recorder failure must not kill the server
             log.exception("run %s crashed outside the agent loop", run_id)
 
     async def wait(self, run_id: str, timeout: float | None = None) -> None:
         await self.tasks.wait(run_id, timeout)
 
+    async def cancel(self, run_id: str, reason: str, grace_s: float = 10.0) -> None:
+        """Stop a run in progress, recorded interrupted with ``reason``; wait for it to end."""
+        task = self._handles.get(run_id)
+        if task is None or task.done():
+            return
+        task.cancel(reason)
+        await asyncio.wait({task}, timeout=grace_s)
+
     async def shutdown(self) -> None:
         await self.tasks.cancel_all()
+        self.tool_pool.shutdown()
+        await self.local.close()  # the local models' worker processes

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from agents.config import AgentConfig, load_config
+from app.auth.proxies import parse_trusted_proxies
 from app.integrations import IntegrationSettings
 
 
@@ -21,9 +22,16 @@ class Settings:
     agent_config_path: Path | None = None
     max_body_bytes: int = 1_000_000
     max_concurrent_runs: int = 8
+    max_queued_runs: int = 64  # runs waiting for a slot; past it POST /api/runs answers 429
+    tool_threads: int = 8  # threads for blocking tool calls (agents.tools.ToolPool)
+    run_stall_timeout_s: float = 900.0  # a run with no event for this long is failed (0 = never)
     agent_config: AgentConfig | None = None  # loaded from agent_config_path when None
     auth: bool = True  # False only with `serve --no-auth` on a loopback address
+    # Where `agentop serve` answers; registered so `agentop run` beside it goes through it.
+    server_url: str | None = None
     login_attempts_per_minute: int = 10
+    # Peers whose X-Forwarded-For is believed (IPs/CIDRs); none by default (app/auth/proxies.py).
+    trusted_proxies: tuple[str, ...] = ()
     # Webhooks, SMTP, Hugging Face, W&B, prices, retries (app/integrations.py)
     integrations: IntegrationSettings = field(default_factory=IntegrationSettings.from_env)
 
@@ -35,7 +43,11 @@ class Settings:
             "agent_config_path": Path(env["AGENTOP_CONFIG"]) if env.get("AGENTOP_CONFIG") else None,
             "max_body_bytes": int(env.get("AGENTOP_MAX_BODY_BYTES") or 1_000_000),
             "max_concurrent_runs": int(env.get("AGENTOP_MAX_CONCURRENT_RUNS") or 8),
+            "max_queued_runs": int(env.get("AGENTOP_MAX_QUEUED_RUNS") or 64),
+            "run_stall_timeout_s": float(env.get("AGENTOP_RUN_STALL_TIMEOUT_S") or 900),
+            "tool_threads": int(env.get("AGENTOP_TOOL_THREADS") or 8),
             "login_attempts_per_minute": int(env.get("AGENTOP_LOGIN_ATTEMPTS_PER_MINUTE") or 10),
+            "trusted_proxies": parse_trusted_proxies(env.get("AGENTOP_TRUSTED_PROXIES")),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]

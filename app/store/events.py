@@ -14,7 +14,9 @@ from sqlite_utils import Database
 
 from app.costs import merge_status
 from app.price_tables import price_event
+from app.store.processes import LEASE_S, forget_dead_processes, orphaned_runs
 from app.store.runs import get_run
+from app.store.statuses import FAILED, INTERRUPTED, RUNNING, SUCCEEDED
 
 # The last event of every run, whatever its outcome.
 TERMINAL_EVENTS = frozenset({"run_finished", "run_failed", "run_interrupted"})
@@ -52,8 +54,8 @@ def record_event(
 
 def _run_started(db: Database, run_id: str, seq: int, at: float, e: dict[str, Any]) -> None:
     db.execute(
-        "update runs set status = 'running', model = ?, provider = ?, params = ? where id = ?",
-        [e["model"], e["provider"], _json(e["params"]), run_id],
+        "update runs set status = ?, model = ?, provider = ?, params = ? where id = ?",
+        [RUNNING, e["model"], e["provider"], _json(e["params"]), run_id],
     )
     db.execute(
         "insert into spans (run_id, span_id, kind, name, start_at, status, attributes)"
@@ -129,10 +131,19 @@ def _tool_finished(db: Database, run_id: str, seq: int, at: float, e: dict[str, 
 
 
 def _llm_finished(db: Database, run_id: str, seq: int, at: float, e: dict[str, Any]) -> None:
+    # Contract C1: tokens may be null (no usage reported: unknown, not 0), and a
+    # failed (ingested) call carries "status": "error" with its "error".
+    tokens_in, tokens_out = e.get("input_tokens"), e.get("output_tokens")
+    failed = e.get("status") == "error" or bool(e.get("error"))
+    attributes = {"round": e.get("round"), "finish_reason": e.get("finish_reason")}
+    if failed:
+        attributes["error"] = e.get("error") or "the model call failed"
+    if e.get("cost_reason"):
+        attributes["cost_reason"] = e["cost_reason"]
     db.execute(
         "insert into spans (run_id, span_id, parent_span_id, kind, name, start_at, end_at,"
         " status, input_tokens, output_tokens, cost_usd, attributes)"
-        " values (?, ?, ?, 'llm', ?, ?, ?, 'ok', ?, ?, ?, ?)",
+        " values (?, ?, ?, 'llm', ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             run_id,
             e.get("span_id") or f"llm:{seq}",
@@ -140,16 +151,23 @@ def _llm_finished(db: Database, run_id: str, seq: int, at: float, e: dict[str, A
             e["model"],
             at - e["latency_ms"] / 1000,
             at,
-            e["input_tokens"],
-            e["output_tokens"],
+            "error" if failed else "ok",
+            tokens_in,
+            tokens_out,
             e["cost_usd"],
-            _json({"round": e.get("round"), "finish_reason": e.get("finish_reason")}),
+            _json(attributes),
         ],
     )
+    # Run totals keep the tokens that were reported and count the calls that reported none.
     db.execute(
-        "update runs set input_tokens = input_tokens + ?, output_tokens = output_tokens + ?"
-        " where id = ?",
-        [e["input_tokens"], e["output_tokens"], run_id],
+        "update runs set input_tokens = input_tokens + ?, output_tokens = output_tokens + ?,"
+        " usage_unknown_calls = usage_unknown_calls + ? where id = ?",
+        [
+            tokens_in or 0,
+            tokens_out or 0,
+            1 if tokens_in is None or tokens_out is None else 0,
+            run_id,
+        ],
     )
     _add_cost(db, run_id, e["cost_usd"], e["cost_status"])
 
@@ -206,15 +224,21 @@ _PROJECTIONS = {
     "tool_call_started": _tool_started,
     "tool_call_finished": _tool_finished,
     "llm_call_finished": _llm_finished,
-    "run_finished": _ended("succeeded"),
-    "run_failed": _ended("failed"),
-    "run_interrupted": _ended("interrupted"),
+    "run_finished": _ended(SUCCEEDED),
+    "run_failed": _ended(FAILED),
+    "run_interrupted": _ended(INTERRUPTED),
 }
 
 
-def interrupt_unfinished(db: Database, at: float) -> list[str]:
-    """Mark runs a crash left queued or running as interrupted; return their ids."""
-    ids = [r["id"] for r in db.query("select id from runs where status in ('queued', 'running')")]
+def interrupt_unfinished(db: Database, at: float, lease_s: float = LEASE_S) -> list[str]:
+    """Mark runs whose owner is gone as interrupted; return their ids.
+
+    Only runs left queued or running by a process with no live heartbeat (a
+    crash, a stop) or with no owner are swept: the runs of a live process (a
+    server beside this one, an ``agentop run`` in flight) stay its own. The
+    rows of dead processes go with them.
+    """
+    ids = orphaned_runs(db, at, lease_s)
     for run_id in ids:
         seq = db.execute("select last_seq from runs where id = ?", [run_id]).fetchone()[0] + 1
         record_event(
@@ -223,4 +247,5 @@ def interrupt_unfinished(db: Database, at: float) -> list[str]:
             seq,
             {"type": "run_interrupted", "at": at, "error": "interrupted: the server stopped"},
         )
+    forget_dead_processes(db, at, lease_s)
     return ids

@@ -16,6 +16,26 @@ def maybe_json(value: Any) -> Any:
     return value
 
 
+def _clean_text(value: Any) -> Any:
+    """Lone surrogates (valid in JSON escapes, invalid in UTF-8) become U+FFFD, recursively."""
+    if isinstance(value, str):
+        return (
+            # Through UTF-16: a valid pair joins up, a lone half becomes U+FFFD.
+            value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+            if _has_surrogate(value)
+            else value
+        )
+    if isinstance(value, list):
+        return [_clean_text(v) for v in value]
+    if isinstance(value, dict):
+        return {_clean_text(k): _clean_text(v) for k, v in value.items()}
+    return value
+
+
+def _has_surrogate(text: str) -> bool:
+    return any("\ud800" <= ch <= "\udfff" for ch in text)
+
+
 def decode_json(row: Mapping[str, Any], *fields: str) -> dict[str, Any]:
     """A dict copy of ``row`` with the named JSON text columns parsed.
 
@@ -27,5 +47,7 @@ def decode_json(row: Mapping[str, Any], *fields: str) -> dict[str, Any]:
         value = out.get(name)
         if isinstance(value, str):
             with contextlib.suppress(json.JSONDecodeError):
-                out[name] = json.loads(value)
+                decoded = json.loads(value)
+                # Only an escaped surrogate (\\udXXX) can smuggle one in: skip the walk otherwise.
+                out[name] = _clean_text(decoded) if "\\ud" in value.lower() else decoded
     return out

@@ -9,8 +9,9 @@ from typing import Any
 from sqlite_utils import Database
 
 from app.store.rows import decode_json
+from app.store.statuses import ACTIVE, FAILED_LIKE, QUEUED, TERMINAL, sql_list
 
-TERMINAL_STATUSES = ("succeeded", "failed", "interrupted")
+TERMINAL_STATUSES = TERMINAL  # the name other modules import
 
 
 def run_params(run: dict[str, Any]) -> dict[str, Any]:
@@ -21,7 +22,7 @@ def run_params(run: dict[str, Any]) -> dict[str, Any]:
 
 def create_run(db: Database, run: dict[str, Any]) -> dict[str, Any]:
     row = {
-        "status": "queued",
+        "status": QUEUED,
         "started_at": time.time(),
         "source": "studio",
         **run,
@@ -74,16 +75,19 @@ def count_runs(db: Database) -> int:
 def totals(db: Database) -> dict[str, Any]:
     """Dashboard KPIs, from the running totals kept on each run row."""
     row = db.execute(
-        """
+        f"""
         select count(*) as runs,
-               coalesce(sum(input_tokens), 0) as input_tokens,
-               coalesce(sum(output_tokens), 0) as output_tokens,
-               coalesce(sum(cost_usd), 0) as cost_usd,
-               coalesce(sum(extra_cost_usd), 0) as extra_cost_usd,
+               -- total() sums in floating point: rows written before ingest clamped
+               -- numbers cannot overflow it; the cast saturates at 64 bits.
+               cast(total(input_tokens) as integer) as input_tokens,
+               cast(total(output_tokens) as integer) as output_tokens,
+               total(cost_usd) as cost_usd,
+               total(extra_cost_usd) as extra_cost_usd,
                sum(case when cost_status in ('unpriced', 'partial') then 1 else 0 end)
                    as unpriced_runs,
-               sum(case when status = 'failed' then 1 else 0 end) as failed,
-               sum(case when status in ('queued', 'running') then 1 else 0 end) as active,
+               sum(case when usage_unknown_calls > 0 then 1 else 0 end) as usage_unknown_runs,
+               sum(case when status in {sql_list(FAILED_LIKE)} then 1 else 0 end) as failed,
+               sum(case when status in {sql_list(ACTIVE)} then 1 else 0 end) as active,
                avg(latency_ms) as avg_latency_ms
         from runs
         """

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Annotated, Any
 
-from litestar import Controller, Request, get, post
+from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, JSONBody, Parameter, QueryParameter
@@ -16,9 +16,12 @@ from app.live import Broker
 from app.run_filters import count_filtered, filtered_runs, parse_filters
 from app.runs import Runner, parse_run_input
 from app.store import Store
+from app.store.db import StorageUnavailable
 from app.store.runs import run_detail
 from app.web.deps import existing_run
 from app.web.events import resume_point, run_event_stream
+from app.web.params import MAX_ID
+from app.web.run_source import run_source
 
 
 @dataclass
@@ -44,9 +47,17 @@ class RunCreated:
 class HealthController(Controller):
     path = "/api/health"
 
-    @get("/", summary="Liveness check (no auth)")
-    async def health(self) -> dict[str, str]:
-        return {"status": "ok"}
+    @get("/", summary="Liveness and storage check (no auth); 503 while the store cannot write")
+    async def health(self, store: NamedDependency[Store]) -> Response[dict[str, Any]]:
+        health = store.health
+        if health.ok:
+            return Response({"status": "ok"})
+        # Not ready for writes: a load balancer or orchestrator should send traffic elsewhere.
+        return Response(
+            {"status": "degraded", "storage": health.cause, "since": health.since},
+            status_code=503,
+            headers={"Retry-After": str(StorageUnavailable.retry_after_s)},
+        )
 
 
 class RunsAPI(Controller):
@@ -55,10 +66,10 @@ class RunsAPI(Controller):
 
     @post("/", summary="Start a run in the background", status_code=201, guards=[requires_member])
     async def create(
-        self, data: JSONBody[RunCreate], runner: NamedDependency[Runner]
+        self, request: Request, data: JSONBody[RunCreate], runner: NamedDependency[Runner]
     ) -> RunCreated:
         run_input = parse_run_input(asdict(data), runner.config, runner.tool_names)
-        run = await runner.start(run_input, source="api")
+        run = await runner.start(run_input, source=run_source(request))
         return RunCreated(run_id=run["id"], status=run["status"])
 
     @get("/", summary="List runs, newest first; filter by status, model, session, text, dates")
@@ -117,7 +128,7 @@ class RunsAPI(Controller):
         run_id: FromPath[str],
         store: NamedDependency[Store],
         broker: NamedDependency[Broker],
-        after: int | None = Parameter(default=None, ge=0),
+        after: int | None = Parameter(default=None, ge=0, le=MAX_ID),
     ) -> ServerSentEvent:
         await existing_run(store, run_id)
         return run_event_stream(store, broker, run_id, resume_point(request, after))

@@ -4,43 +4,66 @@ Both replay stored events after ``Last-Event-ID`` (or ``?after=``), then
 follow the run live, and end after its terminal event. The HTML stream
 renders each event with the partial of the same name and closes with a
 ``stream_end`` event that tells the htmx SSE extension to stop reconnecting.
+An event whose partial fails to render is logged and sent as a placeholder;
+the stream goes on.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from jinja2 import Environment
 from litestar import Request
+from litestar.exceptions import ValidationException
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from app.live import Broker, LiveEvent, follow_run
-from app.render import render_partial
+from app.render import render_live, safe_text
 from app.store import Store
+from app.web.params import MAX_ID
 from app.web.views import event_context
 
 STREAM_END = "stream_end"
 
+log = logging.getLogger("agentop.live")
+
+# The element each swap target on the run page expects (see templates/run.html).
+_PLACEHOLDER_TAGS = {"message": "li", "tool_call_started": "li"}
+
 
 def resume_point(request: Request, after: int | None) -> int:
-    header = request.headers.get("last-event-id", "")
-    from_header = int(header) if header.strip().isdigit() else 0
+    """Where a stream resumes: after ``?after=`` or ``Last-Event-ID``, whichever is later.
+
+    ``?after=`` is the caller's choice, so one out of range is a 400. The
+    header is sent back by browsers as it was received; one that is not a
+    sequence number we could have sent is ignored and the stream starts over.
+    """
+    if after is not None and after > MAX_ID:
+        raise ValidationException(f"after must be at most {MAX_ID}")
+    header = request.headers.get("last-event-id", "").strip()
+    valid = header.isascii() and header.isdigit() and len(header) <= len(str(MAX_ID))
+    from_header = int(header) if valid and int(header) <= MAX_ID else 0
     return max(from_header, after or 0)
 
 
 def _json_data(event: LiveEvent) -> str:
-    return json.dumps(
-        {"seq": event.seq, "type": event.type, "payload": event.payload, "run": event.run},
-        ensure_ascii=False,
-        default=str,
-    )
+    head: dict[str, Any] = {"seq": event.seq, "type": event.type}
+    try:
+        body: dict[str, Any] = {"payload": event.payload, "run": event.run}
+        return json.dumps(head | body, ensure_ascii=False, default=str)
+    except Exception:
+        log.exception("could not encode %s event %s of run %s", event.type, event.seq, event.run_id)
+        body = {"payload": None, "run": None, "error": "this event could not be encoded"}
+        return json.dumps(head | body)
 
 
 def html_renderer(env: Environment) -> Callable[[LiveEvent], str]:
     def render(event: LiveEvent) -> str:
-        return render_partial(env, event.type, **event_context(event))
+        tag = _PLACEHOLDER_TAGS.get(event.type, "span")
+        return render_live(env, event.type, tag, **event_context(event))
 
     return render
 
@@ -55,9 +78,10 @@ async def _messages(
 ) -> AsyncIterator[ServerSentEventMessage]:
     async for event in follow_run(store, broker, run_id, after):
         if event is None:
-            yield ServerSentEventMessage(comment="keep-alive")
+            yield ServerSentEventMessage(data=None, comment="keep-alive")
             continue
-        yield ServerSentEventMessage(data=render(event), event=event.type, id=str(event.seq))
+        data = safe_text(render(event))
+        yield ServerSentEventMessage(data=data, event=event.type, id=str(event.seq))
     if end_event:
         yield ServerSentEventMessage(data="end", event=STREAM_END)
 

@@ -280,7 +280,7 @@ class ExperimentPagesController(Controller):
         async def stream() -> AsyncIterator[ServerSentEventMessage]:
             async for message in experiments.follow(experiment_id):
                 if message is None:
-                    yield ServerSentEventMessage(comment="keep-alive")
+                    yield ServerSentEventMessage(data=None, comment="keep-alive")
                     continue
                 context = await _progress_context(store, experiment_id, message.get("item_id"))
                 html = render_partial(jinja, "experiment_progress", oob=True, **context)

@@ -3,21 +3,27 @@
 A job's updates are published under a key such as ``export:3``. The stream
 subscribes first, then sends the job as it is now (so an update committed in
 between is never missed), then every update, and ends after a terminal
-status with ``stream_end`` (HTML) so the htmx SSE extension stops.
+status with ``stream_end`` (HTML) so the htmx SSE extension stops. An update
+that fails to render is logged and sent as a comment in its place: the page
+keeps the last good state and the stream goes on to the end.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from app.live import Broker
+from app.render import safe_text
 from app.web.events import STREAM_END
 
 KEEPALIVE_S = 15.0
+
+log = logging.getLogger("agentop.live")
 
 
 def job_stream(
@@ -28,21 +34,26 @@ def job_stream(
     terminal: tuple[str, ...],
     render: Callable[[dict[str, Any]], str] | None = None,
 ) -> ServerSentEvent:
-    def data(row: dict[str, Any]) -> str:
-        return render(row) if render else json.dumps(row, default=str)
+    def message(row: dict[str, Any]) -> ServerSentEventMessage:
+        try:
+            data = render(row) if render else json.dumps(row, ensure_ascii=False, default=str)
+        except Exception:
+            log.exception("could not render update %s of %s", event, key)
+            return ServerSentEventMessage(data=None, comment=f"{event} could not be rendered")
+        return ServerSentEventMessage(data=safe_text(data), event=event)
 
     async def messages() -> AsyncIterator[ServerSentEventMessage]:
         with broker.subscribe(key) as sub:
             row = await read()
             if row is not None:
-                yield ServerSentEventMessage(data=data(row), event=event)
-            while row is not None and row["status"] not in terminal:
+                yield message(row)
+            while row is not None and row.get("status") not in terminal:
                 live = await sub.next(KEEPALIVE_S)
                 if live is None:
-                    yield ServerSentEventMessage(comment="keep-alive")
+                    yield ServerSentEventMessage(data=None, comment="keep-alive")
                     continue
                 row = live.payload
-                yield ServerSentEventMessage(data=data(row), event=event)
+                yield message(row)
         if render:
             yield ServerSentEventMessage(data="end", event=STREAM_END)
 

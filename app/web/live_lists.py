@@ -4,7 +4,8 @@ One server-sent event stream per open list follows every run through the
 broker: a run that is created is prepended (``run_new``), a run whose status
 or totals change replaces its row out of band (``run_update``), and on the
 dashboard the KPIs are refreshed when a run ends. Only events that change a
-run row are sent; tokens stay on the run page.
+run row are sent; tokens stay on the run page. A row that fails to render is
+logged and sent as a placeholder, so one odd run never ends the stream.
 
 A page reads its rows before its stream subscribes, so a run created in
 between is missed until the next load, but a row is never shown twice.
@@ -12,8 +13,9 @@ between is missed until the next load, but a row is never shown twice.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from jinja2 import Environment
 from litestar import Controller, get
@@ -22,12 +24,14 @@ from litestar.params import QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from app.live import Broker, LiveEvent
-from app.render import render_partial
+from app.render import render_live, safe_text
 from app.store import Store
 from app.store.events import TERMINAL_EVENTS
 from app.store.runs import totals
 
 KEEPALIVE_S = 15.0
+
+log = logging.getLogger("agentop.live")
 
 
 def _changes_a_run_row(event: LiveEvent) -> bool:
@@ -42,17 +46,27 @@ async def _list_events(
         while True:
             event = await sub.next(KEEPALIVE_S)
             if event is None:
-                yield ServerSentEventMessage(comment="keep-alive")
+                yield ServerSentEventMessage(data=None, comment="keep-alive")
                 continue
-            row = {"run": event.run, "compact": compact}
+            row: dict[str, Any] = {"run": event.run, "compact": compact}
             if event.type == "run_created":
-                data = render_partial(jinja, "run_new", **row)
-                yield ServerSentEventMessage(data=data, event="run_new")
+                data = render_live(jinja, "run_new", "tr", **row)
+                yield ServerSentEventMessage(data=safe_text(data), event="run_new")
                 continue
-            data = render_partial(jinja, "run_update", **row)
+            data = render_live(jinja, "run_update", **row)
             if compact and event.type in TERMINAL_EVENTS:
-                data += render_partial(jinja, "_kpis", kpis=await store.read(totals), oob=True)
-            yield ServerSentEventMessage(data=data, event="run_update")
+                data += await _kpis(store, jinja)
+            yield ServerSentEventMessage(data=safe_text(data), event="run_update")
+
+
+async def _kpis(store: Store, jinja: Environment) -> str:
+    """The dashboard KPIs out of band; nothing if they cannot be read now (logged)."""
+    try:
+        kpis = await store.read(totals)
+    except Exception:
+        log.exception("could not read the dashboard totals for a live update")
+        return ""
+    return render_live(jinja, "_kpis", kpis=kpis, oob=True)
 
 
 class LiveListsController(Controller):

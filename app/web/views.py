@@ -12,8 +12,8 @@ def tool_call_view(payload: dict[str, Any], finished: bool) -> dict[str, Any]:
     if finished:
         status = "ok" if payload.get("error") is None else "error"
     return {
-        "call_id": payload["call_id"],
-        "name": payload["name"],
+        "call_id": payload.get("call_id"),
+        "name": payload.get("name"),
         "arguments": payload.get("arguments") or {},
         "result": payload.get("result"),
         "error": payload.get("error"),
@@ -25,7 +25,8 @@ def tool_call_view(payload: dict[str, Any], finished: bool) -> dict[str, Any]:
 
 def event_context(event: LiveEvent) -> dict[str, Any]:
     """Template context of the partial named after ``event.type``."""
-    payload = event.payload
+    # A stored payload is JSON of any shape; the partials expect an object.
+    payload = event.payload if isinstance(event.payload, dict) else {}
     context: dict[str, Any] = {
         "run": event.run,
         "run_id": event.run_id,
@@ -50,5 +51,5 @@ def thread_items(detail: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
             items.append((m["seq"], "message", m))
     for tc in detail["tool_calls"]:
         items.append((tc["seq"], "tool_call", tc))
-    items.sort(key=lambda item: item[0])
+    items.sort(key=lambda item: item[0] if isinstance(item[0], int) else 0)
     return [(kind, value) for _, kind, value in items]
