@@ -304,3 +304,10 @@ def test_a_full_queue_answers_429_and_the_form_says_why(settings, keys, fake_mis
         # Places are given back as runs end.
         again = client.post("/api/runs", json={"prompt": "five"}, headers=api)
         assert again.status_code == 201
+
+
+def test_the_schema_documents_the_refusals_of_post_runs(client):
+    """API clients learn from /schema that a run can be refused with 429 (and 400, 503)."""
+    responses = client.get("/schema/openapi.json").json()["paths"]["/api/runs"]["post"]["responses"]
+    assert {"201", "400", "429", "503"} <= set(responses)
+    assert "queued" in responses["429"]["description"]

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
+from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody, Parameter, QueryParameter
 from litestar.response import ServerSentEvent
 
@@ -44,6 +45,22 @@ class RunCreated:
     status: str
 
 
+@dataclass
+class ErrorBody:
+    """What every error answer carries: the status and a message saying why."""
+
+    status_code: int
+    detail: str
+
+
+# Documented refusals of POST /api/runs (each answer carries Retry-After).
+RUN_REFUSALS = {
+    400: ResponseSpec(ErrorBody, description="The body is invalid: the message says which field"),
+    429: ResponseSpec(ErrorBody, description="Too many runs are queued; retry after Retry-After s"),
+    503: ResponseSpec(ErrorBody, description="The database cannot be written (e.g. disk full)"),
+}
+
+
 class HealthController(Controller):
     path = "/api/health"
 
@@ -64,7 +81,13 @@ class RunsAPI(Controller):
     path = "/api/runs"
     tags = ["runs"]
 
-    @post("/", summary="Start a run in the background", status_code=201, guards=[requires_member])
+    @post(
+        "/",
+        summary="Start a run in the background",
+        status_code=201,
+        guards=[requires_member],
+        responses=RUN_REFUSALS,
+    )
     async def create(
         self, request: Request, data: JSONBody[RunCreate], runner: NamedDependency[Runner]
     ) -> RunCreated:
