@@ -11,13 +11,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 import time
 from pathlib import Path
-from typing import Any, TextIO
-
-import httpx
 
 from app.auth.keys import (
     ROLES,
@@ -29,22 +25,15 @@ from app.auth.keys import (
     set_role,
 )
 from app.auth.proxies import uvicorn_proxy_options
-from app.cli_remote import (
-    RemoteError,
-    call,
-    cli_process,
-    credential,
-    find_server,
-    follow_to_end,
-)
+from app.cli_remote import RemoteError, cli_process, credential, find_server, start_and_follow
 from app.cli_remote import client as remote_client
-from app.costs import format_cost, usage_reason
 from app.live import Broker, follow_run
 from app.render import format_ts
 from app.runs import InputError, Runner, parse_run_input
 from app.settings import Settings
 from app.store import Store
 from app.store.runs import get_run
+from app.terminal import print_event, print_final
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -114,35 +103,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_event(event_type: str, payload: dict[str, Any], out: TextIO) -> None:
-    if event_type == "token":
-        out.write(payload["text"])
-        out.flush()
-    elif event_type == "tool_call_started":
-        out.write(f"\n→ {payload['name']}({json.dumps(payload['arguments'])})\n")
-    elif event_type == "tool_call_finished":
-        if payload.get("error"):
-            out.write(f"  ✗ {payload['name']} failed: {payload['error']}\n")
-        else:
-            out.write(f"  ✓ {payload['name']} ({payload['latency_ms']:.0f} ms)\n")
-    elif event_type == "run_failed":
-        out.write(f"\nrun failed: {payload['error']}\n")
-
-
-def print_final(final: dict[str, Any], out: TextIO) -> None:
-    """The last line of a run in the terminal: status, tokens, cost, latency, id."""
-    tokens = f"{final['input_tokens']}/{final['output_tokens']}"
-    if final.get("usage_unknown_calls"):
-        # Some calls reported no usage: the counts are a floor, not the total.
-        tokens = f"≥ {tokens}" if final["input_tokens"] or final["output_tokens"] else "unknown"
-    cost = format_cost(final["cost_usd"], final["cost_status"], usage_reason(final))
-    print(
-        f"\n[{final['status']}] tokens {tokens} · cost {cost} · "
-        f"{(final['latency_ms'] or 0):.0f} ms · run id {final['id']}",
-        file=out,
-    )
-
-
 async def _run(args: argparse.Namespace) -> int:
     data = {
         "prompt": args.prompt,
@@ -167,23 +127,17 @@ async def _run_on_server(url: str, store: Store, process_id: str, body: dict) ->
     """Start the run on the server and stream it here; None if the server did not answer."""
     async with credential(store, process_id) as key, remote_client(url, key) as http:
         try:
-            try:
-                created = await call(http, "POST", "/api/runs", json=body)
-            except httpx.ConnectError:
-                print(f"note: the server at {url} did not answer; running here", file=sys.stderr)
-                return None
-            run = (await call(http, "GET", f"/api/runs/{created['run_id']}"))["run"]
-            print(
-                f"run {run['id']} · {run['model']} ({run['provider']}) · on {url}", file=sys.stderr
-            )
-            final = await follow_to_end(
-                http, run["id"], lambda kind, payload: _print_event(kind, payload, sys.stdout)
+            started = await start_and_follow(
+                http, "/api/runs", body, lambda run: f"run {run['id']}"
             )
         except RemoteError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return exc.exit_code
-    print_final(final, sys.stderr)
-    return 0 if final["status"] == "succeeded" else 1
+    if started is None:
+        print(f"note: the server at {url} did not answer; running here", file=sys.stderr)
+        return None
+    print_final(started.final, sys.stderr)
+    return 0 if started.final["status"] == "succeeded" else 1
 
 
 async def _run_here(settings: Settings, store: Store, process_id: str, body: dict) -> int:
@@ -200,7 +154,7 @@ async def _run_here(settings: Settings, store: Store, process_id: str, body: dic
     try:
         async for event in follow_run(store, broker, run["id"]):
             if event is not None:
-                _print_event(event.type, event.payload, sys.stdout)
+                print_event(event.type, event.payload, sys.stdout)
         await runner.wait(run["id"])
     finally:
         await runner.shutdown()

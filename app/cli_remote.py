@@ -26,6 +26,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -37,6 +38,7 @@ from app.settings import Settings
 from app.store import Store
 from app.store.events import TERMINAL_EVENTS
 from app.store.processes import CLI, LEASE_S, live_servers
+from app.terminal import print_event
 from app.web.run_source import CLIENT_HEADER
 
 API_KEY_ENV = "AGENTOP_API_KEY"
@@ -181,6 +183,33 @@ async def follow(
                 raise RemoteError(f"lost the server's stream: {exc}", 1) from None
         await asyncio.sleep(min(2.0**attempt, 10.0) * 0.5)
     raise RemoteError("the server's stream kept ending before the run did", 1)
+
+
+@dataclass(frozen=True)
+class Started:
+    created: dict[str, Any]  # the server's answer to the start (run id, diff id…)
+    final: dict[str, Any]  # the run row once it ended
+
+
+async def start_and_follow(
+    http: httpx.AsyncClient, path: str, body: dict[str, Any], heading: Callable[[dict], str]
+) -> Started | None:
+    """Start a run with ``POST path``, announce it, print its events until it ends.
+
+    None when the server did not answer the start, so nothing was started and
+    the caller may run it here instead; a refusal raises RemoteError.
+    """
+    try:
+        created = await call(http, "POST", path, json=body)
+    except httpx.ConnectError:
+        return None
+    run = (await call(http, "GET", f"/api/runs/{created['run_id']}"))["run"]
+    where = str(http.base_url).rstrip("/")
+    print(f"{heading(run)} · {run['model']} ({run['provider']}) · on {where}", file=sys.stderr)
+    final = await follow_to_end(
+        http, run["id"], lambda kind, payload: print_event(kind, payload, sys.stdout)
+    )
+    return Started(created, final)
 
 
 async def follow_to_end(

@@ -15,15 +15,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from app.cli_remote import (
     RemoteError,
     call,
     cli_process,
     credential,
     find_server,
-    follow_to_end,
+    start_and_follow,
 )
 from app.cli_remote import client as remote_client
 from app.live import Broker, follow_run
@@ -32,6 +30,7 @@ from app.runs import InputError, Runner
 from app.settings import Settings
 from app.store import Store
 from app.store.runs import get_run
+from app.terminal import print_event, print_final
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -114,38 +113,31 @@ async def _replay_on_server(
     url: str, store: Store, process_id: str, run_id: str, overrides: dict[str, Any]
 ) -> int | None:
     """Replay through the server and stream it here; None if the server did not answer."""
-    from app.cli import _print_event, print_final
-
     async with credential(store, process_id) as key, remote_client(url, key) as http:
         try:
-            try:
-                created = await call(http, "POST", f"/api/runs/{run_id}/replay", json=overrides)
-            except httpx.ConnectError:
-                print(f"note: the server at {url} did not answer; replaying here", file=sys.stderr)
-                return None
-            run = (await call(http, "GET", f"/api/runs/{created['run_id']}"))["run"]
-            print(
-                f"replay {run['id']} of {run_id} · {run['model']} ({run['provider']}) · on {url}",
-                file=sys.stderr,
+            started = await start_and_follow(
+                http,
+                f"/api/runs/{run_id}/replay",
+                overrides,
+                lambda run: f"replay {run['id']} of {run_id}",
             )
-            final = await follow_to_end(
-                http, run["id"], lambda kind, data: _print_event(kind, data, sys.stdout)
-            )
-            diff = await call(http, "GET", f"/api/diffs/{created['diff_id']}")
+            if started is not None:
+                diff = await call(http, "GET", f"/api/diffs/{started.created['diff_id']}")
         except RemoteError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return exc.exit_code
-    print_final(final, sys.stderr)
+    if started is None:
+        print(f"note: the server at {url} did not answer; replaying here", file=sys.stderr)
+        return None
+    print_final(started.final, sys.stderr)
     print_summary(diff, sys.stderr)
-    return 0 if final["status"] == "succeeded" else 1
+    return 0 if started.final["status"] == "succeeded" else 1
 
 
 async def _replay_here(
     settings: Settings, store: Store, process_id: str, run_id: str, overrides: dict[str, Any]
 ) -> int:
     """No server beside us: replay in this process, as its registered owner."""
-    from app.cli import _print_event, print_final
-
     broker = Broker()
     runner = Runner(store, broker, settings.agents(), settings.data_dir, owner=process_id)
     try:
@@ -160,7 +152,7 @@ async def _replay_here(
         )
         async for event in follow_run(store, broker, run["id"]):
             if event is not None:
-                _print_event(event.type, event.payload, sys.stdout)
+                print_event(event.type, event.payload, sys.stdout)
         await runner.wait(run["id"])
         final = await store.read(get_run, run["id"])
         diff = await ensure_diff(store, diff_id)
