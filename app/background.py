@@ -36,6 +36,14 @@ class TaskSet(Generic[K]):
         if task is not None:
             await asyncio.wait_for(asyncio.shield(task), timeout)
 
+    async def cancel(self, key: K, reason: str, grace_s: float = 10.0) -> None:
+        """Cancel one task with ``reason`` (its CancelledError's argument); wait for it to end."""
+        task = self._tasks.get(key)
+        if task is None or task.done():
+            return
+        task.cancel(reason)
+        await asyncio.wait({task}, timeout=grace_s)
+
     async def cancel_all(self) -> None:
         tasks = list(self._tasks.values())
         for task in tasks:

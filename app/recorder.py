@@ -25,7 +25,7 @@ from agents.events import Event
 from app.live import Broker, LiveEvent
 from app.store import Store
 from app.store.db import StorageUnavailable
-from app.store.events import record_event
+from app.store.events import end_active_run, record_event
 from app.store.failures import as_failed, fail_active_run
 from app.store.runs import get_run
 
@@ -74,6 +74,14 @@ class Recorder:
         else:
             self._published(seq, stored, run)
 
+    async def end_if_active(self, kind: str, error: str) -> None:
+        """Record the terminal event ``kind`` unless the run has ended already."""
+        if self.storage_failure is not None:
+            return  # ended failed already, or kept to be written failed when the store can
+        ended = await self.store.write(end_active_run, self.run_id, kind, time.time(), error)
+        if ended is not None:
+            self._published(*ended)
+
     def _published(self, seq: int, stored: dict, run: dict | None) -> None:
         self.seq = seq
         self.broker.publish(LiveEvent(self.run_id, seq, stored["type"], stored, run))
@@ -108,8 +116,7 @@ class Recorder:
             )
             return
         if ended is not None:  # else something else ended the run meanwhile, and said so
-            seq, stored, row = ended
-            self.broker.publish(LiveEvent(self.run_id, seq, "run_failed", stored, row))
+            self._published(*ended)
 
     async def _run_as_failed(self, at: float, error: str) -> dict[str, Any] | None:
         """The run row as it will be once its end is written (reads still work on a full disk)."""

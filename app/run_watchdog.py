@@ -119,5 +119,5 @@ class RunWatchdog:
         if ended is not None:
             seq, stored, run = ended
             self.broker.publish(LiveEvent(run_id, seq, "run_failed", stored, run))
-        # Its own end (interrupted) now takes a sequence number already used, and is dropped.
+        # The task then finds its run ended and records no end of its own.
         await self.runner.cancel(run_id, error)

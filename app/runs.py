@@ -167,9 +167,6 @@ class Runner:
         # plus ``max_queued``, start() refuses with RunQueueFull.
         self._max_admitted = max_concurrent + max_queued
         self._admitted = 0
-        # Runs in progress by id, so one can be stopped with a reason (a parent
-        # that stops waiting stops its helper).
-        self._handles: dict[str, asyncio.Task[Any]] = {}
         # Blocking tools run here, never on asyncio's default pool (store
         # readers, alerts and exports use that one).
         self.tool_pool = ToolPool(tool_threads)
@@ -241,22 +238,20 @@ class Runner:
             )
         except BaseException:
             if slot:
-                self._admitted -= 1
+                self._release()
             raise
         # Lists open in browsers show the run from its creation (it may queue).
         self.broker.publish(LiveEvent(run_id, RUN_CREATED_SEQ, "run_created", {}, run))
         task = self.tasks.spawn(
             run_id, self._execute(run_id, request, provider, tools, slot, after)
         )
-        self._handles[run_id] = task
-        task.add_done_callback(lambda _t: self._ended(run_id, slot))
+        if slot:
+            # A done callback, not a finally: it runs even for a task cancelled before its first step.
+            task.add_done_callback(lambda _t: self._release())
         return run
 
-    def _ended(self, run_id: str, slot: bool) -> None:
-        # A done callback, not a finally: it runs even for a task cancelled before its first step.
-        self._handles.pop(run_id, None)
-        if slot:
-            self._admitted -= 1
+    def _release(self) -> None:
+        self._admitted -= 1
 
     def _admit(self) -> None:
         """Count one more run for a slot, or refuse it when the queue is full.
@@ -318,12 +313,9 @@ class Runner:
         except asyncio.CancelledError as stop:
             # cancel(run_id, reason) passes its reason along; a shutdown gives none.
             reason = stop.args[0] if stop.args else "interrupted: the server stopped during the run"
+            # Unless something ended the run first (the watchdog records it failed, then cancels).
             with contextlib.suppress(Exception):
-                await asyncio.shield(
-                    recorder.emit_dict(
-                        {"type": "run_interrupted", "at": time.time(), "error": reason}
-                    )
-                )
+                await asyncio.shield(recorder.end_if_active("run_interrupted", reason))
             raise
         except StorageUnavailable as exc:
             # Expected when the disk fills: the recorder has ended the run already.
@@ -336,11 +328,7 @@ class Runner:
 
     async def cancel(self, run_id: str, reason: str, grace_s: float = 10.0) -> None:
         """Stop a run in progress, recorded interrupted with ``reason``; wait for it to end."""
-        task = self._handles.get(run_id)
-        if task is None or task.done():
-            return
-        task.cancel(reason)
-        await asyncio.wait({task}, timeout=grace_s)
+        await self.tasks.cancel(run_id, reason, grace_s)
 
     async def shutdown(self) -> None:
         await self.tasks.cancel_all()

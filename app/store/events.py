@@ -16,7 +16,7 @@ from app.costs import merge_status
 from app.price_tables import price_event
 from app.store.processes import LEASE_S, forget_dead_processes, orphaned_runs
 from app.store.runs import get_run
-from app.store.statuses import FAILED, INTERRUPTED, RUNNING, SUCCEEDED
+from app.store.statuses import ACTIVE, FAILED, INTERRUPTED, RUNNING, SUCCEEDED
 
 # The last event of every run, whatever its outcome.
 TERMINAL_EVENTS = frozenset({"run_finished", "run_failed", "run_interrupted"})
@@ -230,6 +230,26 @@ _PROJECTIONS = {
 }
 
 
+EndedRun = tuple[int, dict[str, Any], dict[str, Any] | None]
+
+
+def end_active_run(db: Database, run_id: str, kind: str, at: float, error: str) -> EndedRun | None:
+    """Record the terminal event ``kind`` with ``error`` if the run is still active.
+
+    The sequence number comes from the run row, so this ends a run from
+    outside its recorder too (the watchdog, the start-up sweep, a storage
+    failure). Returns the sequence number, the stored event and the run row,
+    for the live broker; None when the run had ended already (or does not
+    exist): the first end recorded is the run's end.
+    """
+    row = db.execute("select status, last_seq from runs where id = ?", [run_id]).fetchone()
+    if row is None or row[0] not in ACTIVE:
+        return None
+    seq = (row[1] or 0) + 1
+    stored, run = record_event(db, run_id, seq, {"type": kind, "at": at, "error": error})
+    return seq, stored, run
+
+
 def interrupt_unfinished(db: Database, at: float, lease_s: float = LEASE_S) -> list[str]:
     """Mark runs whose owner is gone as interrupted; return their ids.
 
@@ -240,12 +260,6 @@ def interrupt_unfinished(db: Database, at: float, lease_s: float = LEASE_S) -> l
     """
     ids = orphaned_runs(db, at, lease_s)
     for run_id in ids:
-        seq = db.execute("select last_seq from runs where id = ?", [run_id]).fetchone()[0] + 1
-        record_event(
-            db,
-            run_id,
-            seq,
-            {"type": "run_interrupted", "at": at, "error": "interrupted: the server stopped"},
-        )
+        end_active_run(db, run_id, "run_interrupted", at, "interrupted: the server stopped")
     forget_dead_processes(db, at, lease_s)
     return ids

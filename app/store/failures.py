@@ -13,24 +13,13 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from app.store.events import record_event
-from app.store.statuses import ACTIVE, FAILED
-
-EndedRun = tuple[int, dict[str, Any], dict[str, Any] | None]
+from app.store.events import EndedRun, end_active_run
+from app.store.statuses import FAILED
 
 
 def fail_active_run(db: Database, run_id: str, at: float, error: str) -> EndedRun | None:
-    """Record ``run_failed`` with ``error`` if the run is still active.
-
-    Returns the sequence number, the stored event and the run row, for the
-    live broker; None when the run had ended (or does not exist).
-    """
-    row = db.execute("select status, last_seq from runs where id = ?", [run_id]).fetchone()
-    if row is None or row[0] not in ACTIVE:
-        return None
-    seq = row[1] + 1
-    stored, run = record_event(db, run_id, seq, {"type": "run_failed", "at": at, "error": error})
-    return seq, stored, run
+    """Record ``run_failed`` with ``error`` if the run is still active (see end_active_run)."""
+    return end_active_run(db, run_id, "run_failed", at, error)
 
 
 def as_failed(run: dict[str, Any], at: float, error: str) -> dict[str, Any]:
