@@ -30,6 +30,7 @@ from markupsafe import Markup
 
 from app.costs import format_cost, usage_reason
 from app.markdown_budget import within_budget
+from app.text import safe_text
 
 # Templates and static files live beside the packages in a checkout; an
 # installed copy (the container image) points AGENTOP_HOME at them.
@@ -71,20 +72,6 @@ ALLOWED_ATTRIBUTES = {"a": {"href", "title"}, "th": {"align"}, "td": {"align"}}
 MISSING = "—"
 
 log = logging.getLogger("agentop.render")
-
-
-def safe_text(text: str) -> str:
-    """``text`` as valid UTF-8 without NUL: lone surrogates and NUL become U+FFFD.
-
-    JSON may carry lone surrogates (``"\\ud800"``) that no response can encode,
-    and NUL is a parse error in HTML; either would otherwise fail a page or a
-    stream at the last moment, far from the data that caused it.
-    """
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-    return text.replace("\x00", "\ufffd") if "\x00" in text else text
 
 
 def _finalize(value: Any) -> Any:

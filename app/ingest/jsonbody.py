@@ -13,7 +13,7 @@ import json
 import re
 from typing import Any
 
-from app.ingest.normalize import text
+from app.text import map_strings, safe_text
 
 # Deep enough for any OTLP request (attribute values nest arrays in maps in arrays…).
 MAX_DEPTH = 64
@@ -44,17 +44,6 @@ def too_deep(body: bytes, limit: int = MAX_DEPTH) -> bool:
     return bool(brackets.replace(b"[]", b"").replace(b"{}", b"") != brackets)
 
 
-def _clean_strings(value: Any) -> Any:
-    """``value`` with lone surrogates replaced in every string (keys too); depth is bounded."""
-    if isinstance(value, str):
-        return text(value, limit=len(value))
-    if isinstance(value, list):
-        return [_clean_strings(v) for v in value]
-    if isinstance(value, dict):
-        return {_clean_strings(k): _clean_strings(v) for k, v in value.items()}
-    return value
-
-
 def load_json(body: bytes, max_depth: int = MAX_DEPTH) -> Any:
     """Parse ``body`` as UTF-8 JSON, or raise :class:`JSONBodyError` with a reason."""
     try:
@@ -69,5 +58,5 @@ def load_json(body: bytes, max_depth: int = MAX_DEPTH) -> Any:
     except ValueError as exc:  # JSONDecodeError, or an integer of more than 4300 digits
         raise JSONBodyError(f"body is not valid JSON: {exc}") from None
     if _SURROGATE_ESCAPE.search(body):
-        value = _clean_strings(value)
+        value = map_strings(value, safe_text)  # depth bounded by the check above
     return value

@@ -13,6 +13,8 @@ import math
 import re
 from typing import Any
 
+from app.text import safe_text
+
 # A million million tokens is far beyond any real run; summing ~9 million of
 # them still fits in SQLite's 64-bit integers.
 MAX_TOKENS = 10**12
@@ -21,7 +23,6 @@ MAX_TEXT = 1_000_000
 # Names, keys, models, ids: anything shown on one line.
 MAX_NAME = 1_000
 
-_SURROGATES = re.compile("[\ud800-\udfff]")
 _INT_TEXT = re.compile(r"\s*[+-]?\d{1,30}\s*")
 TRUNCATED = "…"
 
@@ -30,9 +31,7 @@ def text(value: str, limit: int = MAX_TEXT) -> str:
     """``value`` as storable text: lone surrogates and NUL replaced, cut at ``limit`` chars."""
     if len(value) > limit:
         value = value[:limit] + TRUNCATED
-    if "\x00" in value:
-        value = value.replace("\x00", "\ufffd")
-    return _SURROGATES.sub("\ufffd", value)
+    return safe_text(value)
 
 
 def name(value: Any, limit: int = MAX_NAME) -> str:

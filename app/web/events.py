@@ -21,8 +21,9 @@ from litestar.exceptions import ValidationException
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from app.live import Broker, LiveEvent, follow_run
-from app.render import render_live, safe_text
+from app.render import render_live
 from app.store import Store
+from app.text import safe_text
 from app.web.params import MAX_ID
 from app.web.views import event_context
 

@@ -18,7 +18,7 @@ from typing import Any
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from app.live import Broker
-from app.render import safe_text
+from app.text import safe_text
 from app.web.events import STREAM_END
 
 KEEPALIVE_S = 15.0

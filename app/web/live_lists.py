@@ -24,10 +24,11 @@ from litestar.params import QueryParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from app.live import Broker, LiveEvent
-from app.render import render_live, safe_text
+from app.render import render_live
 from app.store import Store
 from app.store.events import TERMINAL_EVENTS
 from app.store.runs import totals
+from app.text import safe_text
 
 KEEPALIVE_S = 15.0
 
