@@ -1,16 +1,21 @@
-"""Background tasks keyed by the row they work on (a run, an export, a job).
+"""Background tasks: keyed by the row they work on, or repeating on a timer.
 
 Runs, experiments, exports and fine-tune jobs all start an asyncio task per
-row, need to await one (tests, the CLI) and cancel them all on shutdown.
+row, need to await one (tests, the CLI) and cancel them all on shutdown
+(:class:`TaskSet`). The heartbeat and the watchdog each do one thing every
+few seconds for as long as the process serves (:class:`Periodic`).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine, Hashable
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Coroutine, Hashable
 from typing import Any, Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
+log = logging.getLogger(__name__)
 
 
 class TaskSet(Generic[K]):
@@ -50,3 +55,46 @@ class TaskSet(Generic[K]):
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class Periodic:
+    """Await ``step()`` every ``every_s`` seconds in a task of its own, until stopped.
+
+    A step that fails is logged and the next one runs all the same: what
+    repeats (a heartbeat, a watchdog pass) must outlive any one bad pass.
+    Exceptions in ``quiet`` are expected (their cause is reported elsewhere)
+    and are not logged.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        every_s: float,
+        step: Callable[[], Awaitable[Any]],
+        quiet: tuple[type[BaseException], ...] = (),
+    ) -> None:
+        self.name = name
+        self.every_s = every_s
+        self.step = step
+        self.quiet = quiet
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._repeat(), name=self.name)
+
+    async def _repeat(self) -> None:
+        while True:
+            await asyncio.sleep(self.every_s)
+            try:
+                await self.step()
+            except self.quiet:
+                pass
+            except Exception:  # noqa: BLE001 - the next step runs all the same
+                log.exception("%s failed", self.name)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None

@@ -9,14 +9,13 @@ the store's writer (``app.store.processes`` says what live means).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import os
 import socket
 import time
 import uuid
 
+from app.background import Periodic
 from app.store import Store
 from app.store.processes import HEARTBEAT_S, heartbeat, register_process, remove_process
 
@@ -31,7 +30,6 @@ class ProcessRegistration:
     ) -> None:
         self.store = store
         self.id = uuid.uuid4().hex[:16]
-        self.every_s = every_s
         now = time.time()
         self.row = {
             "id": self.id,
@@ -42,31 +40,23 @@ class ProcessRegistration:
             "started_at": now,
             "heartbeat_at": now,
         }
-        self._task: asyncio.Task[None] | None = None
+        # A failed beat is logged and retried at the next.
+        self._heartbeat = Periodic(f"heartbeat of process {self.id}", every_s, self._beat)
 
     async def start(self) -> None:
         self.row["heartbeat_at"] = time.time()
         await self.store.write(register_process, self.row)
-        self._task = asyncio.create_task(self._beat(), name=f"heartbeat-{self.id}")
+        self._heartbeat.start()
 
     async def _beat(self) -> None:
-        while True:
-            await asyncio.sleep(self.every_s)
-            try:
-                if not await self.store.write(heartbeat, self.row, time.time()):
-                    # Our lease ran out (the loop or the writer stalled) and a
-                    # server swept our unfinished runs; they will not record more.
-                    log.warning("process %s had lost its lease; registered again", self.id)
-            except Exception:  # noqa: BLE001 - one failed beat is retried at the next
-                log.exception("heartbeat of process %s failed", self.id)
+        if not await self.store.write(heartbeat, self.row, time.time()):
+            # Our lease ran out (the loop or the writer stalled) and a
+            # server swept our unfinished runs; they will not record more.
+            log.warning("process %s had lost its lease; registered again", self.id)
 
     async def stop(self) -> None:
         """Stop the heartbeat and delete the row (a clean stop leaves nothing to sweep)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._heartbeat.stop()
         try:
             await self.store.write(remove_process, self.id)
         except Exception:  # noqa: BLE001 - a stale row is swept by the next server anyway

@@ -13,14 +13,13 @@ small write, so the studio notices by itself when space returns.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import time
 from typing import Any
 
 from sqlite_utils import Database
 
+from app.background import Periodic
 from app.live import Broker, LiveEvent
 from app.runs import Runner
 from app.store import Store
@@ -75,27 +74,16 @@ class RunWatchdog:
         self.stall_timeout_s = stall_timeout_s
         checks = stall_timeout_s / 4 if stall_timeout_s > 0 else MAX_INTERVAL_S
         self.interval_s = min(max(checks, 0.05), MAX_INTERVAL_S)
-        self._task: asyncio.Task[None] | None = None
+        # A full disk is reported by the store itself (health, logs): look again next time.
+        self._passes = Periodic(
+            "run watchdog pass", self.interval_s, self.check, quiet=(StorageUnavailable,)
+        )
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._watch())
+        self._passes.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _watch(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval_s)
-            try:
-                await self.check()
-            except StorageUnavailable:
-                pass  # the store says so itself (health, logs); look again next time
-            except Exception:  # noqa: BLE001 - the watchdog must outlive any one bad pass
-                log.exception("run watchdog pass failed")
+        await self._passes.stop()
 
     async def check(self) -> list[str]:
         """One pass: probe a degraded store, end stalled runs; return the ids ended."""
