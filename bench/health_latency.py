@@ -24,11 +24,9 @@ Exit status 1 if a run did not succeed. Nothing here leaves 127.0.0.1.
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import os
 import platform
 import shutil
-import socket
 import statistics
 import sys
 import tempfile
@@ -41,33 +39,13 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 
+from bench.studio_server import studio_server  # noqa: E402
+
 TARGET_P99_MS = 50.0
 MODEL = "smollm2-135m"
 PROMPT = "Count from 1 to 100, separated by commas."
 # Provider keys the studio reads; the benchmark runs without any of them.
 KEY_VARS = ("MISTRAL_API_KEY", "WANDB_API_KEY", "HF_TOKEN", "ELEVENLABS_API_KEY")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def serve(data_dir: str, port: int) -> None:
-    import logging
-
-    for name in KEY_VARS:
-        os.environ.pop(name, None)
-
-    import uvicorn
-
-    from app.main import create_app
-    from app.settings import Settings
-
-    logging.disable(logging.WARNING)
-    settings = Settings(data_dir=Path(data_dir))
-    uvicorn.run(create_app(settings), host="127.0.0.1", port=port, log_level="error")
 
 
 class Prober:
@@ -147,75 +125,59 @@ def main() -> int:
     from app.store import Store
 
     tmp = Path(tempfile.mkdtemp(prefix="agentop-bench-health-"))
-    server = None
     try:
         store = Store(tmp / "agentop.db")
         _, key = store.write_sync(create_key, "bench", "member")
         store.close()
-        port = free_port()
-        server = mp.get_context("spawn").Process(target=serve, args=(str(tmp), port), daemon=True)
-        server.start()
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/api/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit("server did not start")
-            time.sleep(0.1)
+        with studio_server(tmp, unset=KEY_VARS) as url:
+            print("AgentOp-Studio /api/health latency benchmark")
+            print(f"  date      {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}")
+            print(
+                f"  machine   nproc {os.cpu_count()} ({len(os.sched_getaffinity(0))} usable), "
+                f"{platform.machine()}, {platform.system()} {platform.release()}, "
+                f"load average {os.getloadavg()[0]:.1f}"
+            )
+            print(f"  workload  model {MODEL}, max_tokens {args.max_tokens}, prompt {PROMPT!r}")
 
-        print("AgentOp-Studio /api/health latency benchmark")
-        print(f"  date      {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}")
-        print(
-            f"  machine   nproc {os.cpu_count()} ({len(os.sched_getaffinity(0))} usable), "
-            f"{platform.machine()}, {platform.system()} {platform.release()}, "
-            f"load average {os.getloadavg()[0]:.1f}"
-        )
-        print(f"  workload  model {MODEL}, max_tokens {args.max_tokens}, prompt {PROMPT!r}")
+            results = []
+            with httpx.Client(base_url=url, headers={"X-API-Key": key}, timeout=60) as client:
+                with httpx.Client(base_url=url, timeout=30) as idle:
+                    samples = []
+                    t0 = time.perf_counter()
+                    for _ in range(args.idle):
+                        t = time.perf_counter()
+                        idle.get("/api/health")
+                        samples.append((time.perf_counter() - t) * 1000)
+                    results.append(("idle", samples, time.perf_counter() - t0, 0))
 
-        results = []
-        with httpx.Client(base_url=url, headers={"X-API-Key": key}, timeout=60) as client:
-            with httpx.Client(base_url=url, timeout=30) as idle:
-                samples = []
-                t0 = time.perf_counter()
-                for _ in range(args.idle):
-                    t = time.perf_counter()
-                    idle.get("/api/health")
-                    samples.append((time.perf_counter() - t) * 1000)
-                results.append(("idle", samples, time.perf_counter() - t0, 0))
+                with Prober(url) as probe:
+                    t0 = time.perf_counter()
+                    first = start_run(client, args.max_tokens)
+                    first_token(client, first)
+                    loaded_in = time.perf_counter() - t0
+                results.append(("(a) model loading", probe.samples, loaded_in, probe.errors))
+                runs = [wait_end(client, first)]
 
-            with Prober(url) as probe:
-                t0 = time.perf_counter()
-                first = start_run(client, args.max_tokens)
-                first_token(client, first)
-                loaded_in = time.perf_counter() - t0
-            results.append(("(a) model loading", probe.samples, loaded_in, probe.errors))
-            runs = [wait_end(client, first)]
+                with Prober(url) as probe:
+                    t0 = time.perf_counter()
+                    ids = [start_run(client, args.max_tokens) for _ in range(args.runs)]
+                    runs += [wait_end(client, run_id) for run_id in ids]
+                    took = time.perf_counter() - t0
+                label = f"(b) {args.runs} local runs streaming"
+                results.append((label, probe.samples, took, probe.errors))
 
-            with Prober(url) as probe:
-                t0 = time.perf_counter()
-                ids = [start_run(client, args.max_tokens) for _ in range(args.runs)]
-                runs += [wait_end(client, run_id) for run_id in ids]
-                took = time.perf_counter() - t0
-            label = f"(b) {args.runs} local runs streaming"
-            results.append((label, probe.samples, took, probe.errors))
-
-        for label, samples, seconds, errors in results:
-            print(line(label, samples, seconds, errors))
-        tokens = sum(r["output_tokens"] or 0 for r in runs[1:])
-        print(f"  first run: first token {loaded_in:.2f} s after POST (worker start + model load)")
-        print(f"  part (b): {tokens} tokens streamed in {took:.1f} s by {args.runs} runs")
-        failed = [r for r in runs if r["status"] != "succeeded"]
-        for r in failed:
-            print(f"  run {r['id']} {r['status']}: {r['error']}")
-        return 1 if failed else 0
+            for label, samples, seconds, errors in results:
+                print(line(label, samples, seconds, errors))
+            tokens = sum(r["output_tokens"] or 0 for r in runs[1:])
+            print(
+                f"  first run: first token {loaded_in:.2f} s after POST (worker start + model load)"
+            )
+            print(f"  part (b): {tokens} tokens streamed in {took:.1f} s by {args.runs} runs")
+            failed = [r for r in runs if r["status"] != "succeeded"]
+            for r in failed:
+                print(f"  run {r['id']} {r['status']}: {r['error']}")
+            return 1 if failed else 0
     finally:
-        if server is not None:
-            server.terminate()
-            server.join(timeout=15)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -28,11 +28,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import os
 import platform
 import shutil
-import socket
 import sqlite3
 import statistics
 import sys
@@ -50,6 +48,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (  # noqa: 
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue  # noqa: E402
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span  # noqa: E402
+
+from bench.studio_server import studio_server  # noqa: E402
 
 
 def _kv(key: str, value: object) -> KeyValue:
@@ -123,25 +123,6 @@ def build_request(client: int, index: int, traces: int, spans: int) -> ExportTra
     return ExportTraceServiceRequest(resource_spans=[resource])
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def serve(data_dir: str, port: int) -> None:
-    import logging
-
-    import uvicorn
-
-    from app.main import create_app
-    from app.settings import Settings
-
-    logging.disable(logging.WARNING)
-    settings = Settings(data_dir=Path(data_dir))
-    uvicorn.run(create_app(settings), host="127.0.0.1", port=port, log_level="error")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clients", type=int, default=4)
@@ -161,72 +142,56 @@ def main() -> int:
         store = Store(tmp / "agentop.db")
         _, key = store.write_sync(create_key, "bench", "member")
         store.close()
-        port = free_port()
-        server = mp.get_context("spawn").Process(target=serve, args=(str(tmp), port), daemon=True)
-        server.start()
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/api/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit("server did not start")
-            time.sleep(0.1)
-
-        payloads = [
-            [
-                build_request(c, i, args.traces, args.spans).SerializeToString()
-                for i in range(args.requests)
+        with studio_server(tmp, start_timeout_s=30) as url:
+            payloads = [
+                [
+                    build_request(c, i, args.traces, args.spans).SerializeToString()
+                    for i in range(args.requests)
+                ]
+                for c in range(args.clients)
             ]
-            for c in range(args.clients)
-        ]
-        headers = {"Content-Type": "application/x-protobuf", "X-API-Key": key}
-        latencies: list[float] = []
-        failures: list[str] = []
-        lock = threading.Lock()
+            headers = {"Content-Type": "application/x-protobuf", "X-API-Key": key}
+            latencies: list[float] = []
+            failures: list[str] = []
+            lock = threading.Lock()
 
-        def client(bodies: list[bytes]) -> None:
-            with httpx.Client(base_url=url, headers=headers, timeout=60) as c:
-                for body in bodies:
-                    t0 = time.perf_counter()
-                    r = c.post("/v1/traces", content=body)
-                    with lock:
-                        latencies.append(time.perf_counter() - t0)
-                        if r.status_code != 200:
-                            failures.append(f"{r.status_code}: {r.text[:200]}")
+            def client(bodies: list[bytes]) -> None:
+                with httpx.Client(base_url=url, headers=headers, timeout=60) as c:
+                    for body in bodies:
+                        t0 = time.perf_counter()
+                        r = c.post("/v1/traces", content=body)
+                        with lock:
+                            latencies.append(time.perf_counter() - t0)
+                            if r.status_code != 200:
+                                failures.append(f"{r.status_code}: {r.text[:200]}")
 
-        # Warm-up: one request, not counted (imports, first transaction).
-        httpx.post(
-            f"{url}/v1/traces",
-            headers=headers,
-            timeout=60,
-            content=build_request(99, 0, 1, args.spans).SerializeToString(),
-        )
-        start = time.perf_counter()
-        threads = [threading.Thread(target=client, args=(p,)) for p in payloads]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        accepted_s = time.perf_counter() - start
+            # Warm-up: one request, not counted (imports, first transaction).
+            httpx.post(
+                f"{url}/v1/traces",
+                headers=headers,
+                timeout=60,
+                content=build_request(99, 0, 1, args.spans).SerializeToString(),
+            )
+            start = time.perf_counter()
+            threads = [threading.Thread(target=client, args=(p,)) for p in payloads]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            accepted_s = time.perf_counter() - start
 
-        total_traces = args.clients * args.requests * args.traces
-        total_spans = total_traces * args.spans
-        with sqlite3.connect(tmp / "agentop.db") as db:
-            runs = (
-                db.execute(
-                    "select count(*) from runs where source = 'otlp' and status = 'succeeded'"
-                ).fetchone()[0]
-                - 1
-            )  # minus warm-up
-            rows = db.execute("select count(*) from spans").fetchone()[0] - args.spans
-            events = db.execute("select count(*) from events").fetchone()[0]
-        durable_s = time.perf_counter() - start
-        server.terminate()
-        server.join(10)
+            total_traces = args.clients * args.requests * args.traces
+            total_spans = total_traces * args.spans
+            with sqlite3.connect(tmp / "agentop.db") as db:
+                runs = (
+                    db.execute(
+                        "select count(*) from runs where source = 'otlp' and status = 'succeeded'"
+                    ).fetchone()[0]
+                    - 1
+                )  # minus warm-up
+                rows = db.execute("select count(*) from spans").fetchone()[0] - args.spans
+                events = db.execute("select count(*) from events").fetchone()[0]
+            durable_s = time.perf_counter() - start
 
         ok = not failures and runs == total_traces and rows == total_spans
         lat = sorted(latencies)
