@@ -26,6 +26,7 @@ from app.store.processes import CLI, SERVE, heartbeat, register_process
 from app.store.runs import create_run
 from tests.conftest import MISTRAL_MODEL, LiveServer, api_client, free_port
 from tests.fake_mistral import Reply
+from tests.receivers import wait_until
 from tests.test_cli import AGENTOP, run_cli
 
 # About ten seconds of streaming: longer than a CLI command takes to start and finish.
@@ -52,16 +53,6 @@ def query(settings: Any, sql: str, params: list[Any] | None = None) -> list[dict
 def read_run(settings: Any, run_id: str) -> dict[str, Any]:
     [run] = query(settings, "select * from runs where id = ?", [run_id])
     return run
-
-
-def wait_until(predicate: Any, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 def assert_whole_log(settings: Any, run_id: str) -> None:
@@ -110,7 +101,7 @@ def test_cli_run_goes_through_the_server_and_spares_its_run_in_flight(settings, 
         slow_id = http.post("/api/runs", json={"prompt": "long", "model": MISTRAL_MODEL}).json()[
             "run_id"
         ]
-        wait_until(lambda: read_run(settings, slow_id)["status"] == "running")
+        wait_until(lambda: read_run(settings, slow_id)["status"] == "running", timeout=30)
         browser = ListWatcher(str(http.base_url), keys["admin"])
 
         r = run_cli("run", "Capital of France?", "--data-dir", str(settings.data_dir))
@@ -122,11 +113,12 @@ def test_cli_run_goes_through_the_server_and_spares_its_run_in_flight(settings, 
         # The server ran it: its process owns it, and a browser watching saw it live.
         [server] = query(settings, "select * from processes where kind = ?", [SERVE])
         assert cli_run["owner"] == server["id"] and cli_run["status"] == "succeeded"
-        assert wait_until(lambda: browser.saw(cli_run["id"], "status-succeeded"))
+        assert wait_until(lambda: browser.saw(cli_run["id"], "status-succeeded"), timeout=30)
         # The server's run was in flight all along and was not touched.
         assert read_run(settings, slow_id)["status"] == "running"
         detail = wait_until(
-            lambda: (d := http.get(f"/api/runs/{slow_id}").json())["run"]["ended_at"] and d
+            lambda: (d := http.get(f"/api/runs/{slow_id}").json())["run"]["ended_at"] and d,
+            timeout=30,
         )
         assert detail["run"]["status"] == "succeeded"
         assert detail["run"]["response"] == "slow " * 50
@@ -142,7 +134,7 @@ def test_cli_run_goes_through_the_server_and_spares_its_run_in_flight(settings, 
 def test_cli_replay_goes_through_the_server(settings, keys, fake_mistral):
     with serving(settings, keys["admin"]) as http:
         original = http.post("/api/runs", json={"prompt": "hi", "model": MISTRAL_MODEL}).json()
-        wait_until(lambda: read_run(settings, original["run_id"])["ended_at"])
+        wait_until(lambda: read_run(settings, original["run_id"])["ended_at"], timeout=30)
 
         r = run_cli(
             "replay",
@@ -222,7 +214,8 @@ def test_a_server_starting_leaves_an_in_process_cli_run_alone(settings, keys, fa
         run = wait_until(
             lambda: (
                 (rows := query(settings, "select * from runs where status = 'running'")) and rows[0]
-            )
+            ),
+            timeout=30,
         )
         [owner] = query(settings, "select * from processes where id = ?", [run["owner"]])
         assert owner["kind"] == CLI and owner["pid"] == cli.pid
@@ -302,7 +295,8 @@ def test_ctrl_c_stops_following_and_the_run_goes_on(settings, keys, fake_mistral
         assert "the run goes on in the studio" in err and "Traceback" not in err
         run_id = header.split()[1]
         detail = wait_until(
-            lambda: (d := http.get(f"/api/runs/{run_id}").json())["run"]["ended_at"] and d
+            lambda: (d := http.get(f"/api/runs/{run_id}").json())["run"]["ended_at"] and d,
+            timeout=30,
         )
         assert detail["run"]["status"] == "succeeded"
     assert not query(settings, "select * from api_keys where name like 'agentop-cli:%'")

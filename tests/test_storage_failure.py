@@ -38,6 +38,7 @@ from app.store.events import record_event
 from app.store.failures import fail_active_run
 from app.store.runs import create_run, events_after
 from tests.conftest import agent_config, csrf, wait_for_run
+from tests.receivers import wait_until
 from tests.test_sse import SSE, iter_sse
 
 DISK_FULL = "the database disk is full"
@@ -105,16 +106,6 @@ def start_run(client: Any, model: str = GATED) -> str:
     r = client.post("/api/runs", json={"prompt": "is the disk fine?", "model": model, "tools": []})
     assert r.status_code == 201, r.text
     return r.json()["run_id"]
-
-
-def wait_until(check: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"{what} did not happen in {timeout}s")
 
 
 class Follower(threading.Thread):
@@ -207,7 +198,7 @@ def test_disk_full_mid_run_ends_the_run_and_the_studio_recovers(live_server, app
 
         # Space returns: the studio notices by itself (no request needed) ...
         store.before_write = None
-        wait_until(lambda: http.get("/api/health").status_code == 200, "recovery")
+        wait_until(lambda: http.get("/api/health").status_code == 200, timeout=20, what="recovery")
         assert http.get("/api/health").json() == {"status": "ok"}
         detail = http.get(f"/api/runs/{run_id}").json()
         assert detail["run"]["status"] == "failed"
@@ -253,7 +244,9 @@ def test_a_run_whose_end_could_not_be_written_is_failed_at_the_next_start(settin
         assert provider.waiting.wait(10)
         app.state.store.before_write = disk_full
         provider.gate.set()
-        wait_until(lambda: app.state.store.unended() == [run_id], "the run's end given up")
+        wait_until(
+            lambda: app.state.store.unended() == [run_id], timeout=20, what="the run's end given up"
+        )
         # The server stops while the disk is still full.
     assert (settings.data_dir / UNENDED_FILE).exists()
 
@@ -330,7 +323,11 @@ def test_real_full_filesystem(tmp_path, fake_mistral, provider):
             assert provider.waiting.wait(10)
             filler = fill_up(fs)
             provider.gate.set()
-            wait_until(lambda: app.state.store.unended() == [run_id], "the run's end given up")
+            wait_until(
+                lambda: app.state.store.unended() == [run_id],
+                timeout=20,
+                what="the run's end given up",
+            )
             health = client.get("/api/health")
             assert_503(health)  # SQLite's own SQLITE_FULL from a full filesystem
 
@@ -393,7 +390,9 @@ def test_watchdog_fails_a_run_that_makes_no_progress(settings, keys):
         run = wait_for_run(client, run_id)["run"]
         assert run["status"] == "failed"
         assert run["error"] == "no progress for 1 s: the run was stopped"
-        wait_until(lambda: run_id not in app.state.runner.tasks, "the run's task to end")
+        wait_until(
+            lambda: run_id not in app.state.runner.tasks, timeout=20, what="the run's task to end"
+        )
         log = app.state.store.read_sync(events_after, run_id, 0, 1000)
         assert [e["type"] for e in log][-1] == "run_failed"
         assert "run_interrupted" not in [e["type"] for e in log]
