@@ -4,7 +4,7 @@
 up on the same data, the run goes through the server's API (so it is watched
 live, alerted on and logged like any web run); without one, it runs here,
 recorded exactly as the web does (same store, same recorder). See
-``app.cli_remote``.
+``app.runs.remote``.
 """
 
 from __future__ import annotations
@@ -25,15 +25,15 @@ from app.auth.keys import (
     set_role,
 )
 from app.auth.proxies import uvicorn_proxy_options
-from app.cli_remote import RemoteError, cli_process, credential, find_server, start_and_follow
-from app.cli_remote import client as remote_client
-from app.live import Broker, follow_run
-from app.render import format_ts
-from app.runs import InputError, Runner, parse_run_input
-from app.settings import Settings
+from app.core.settings import Settings
+from app.runs.remote import RemoteError, cli_process, credential, find_server, start_and_follow
+from app.runs.remote import client as remote_client
+from app.runs.runner import InputError, Runner, parse_run_input
+from app.runs.terminal import print_event, print_final
 from app.store import Store
+from app.store.live import Broker, follow_run
 from app.store.runs import get_run
-from app.terminal import print_event, print_final
+from app.web.render import format_ts
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -239,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_export_parser(sub)
 
-    from app.replay_cli import add_parser as add_replay_parser
+    from app.replay.cli import add_parser as add_replay_parser
 
     add_replay_parser(sub)
     return parser

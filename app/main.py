@@ -30,32 +30,32 @@ from app.auth.headers import add_security_headers
 from app.auth.keys import purge_expired_sessions
 from app.auth.login_limits import client_address
 from app.auth.middleware import PUBLIC_PATHS, AuthMiddleware
+from app.auth.pages import KeysController, LoginController
 from app.auth.proxies import proxy_middleware
+from app.core.settings import Settings
 from app.evals.api import DatasetsAPI, EvalsAPI, ExperimentsAPI, MemoryAPI
-from app.experiment_queries import interrupt_unfinished_experiments
-from app.experiments import Experiments
-from app.integrations_runtime import start_integrations, stop_integrations
-from app.live import Broker
-from app.process_registry import ProcessRegistration
-from app.render import STATIC_DIR, make_environment
-from app.run_watchdog import RunWatchdog
-from app.runs import InputError, Runner, RunQueueFull
-from app.settings import Settings
+from app.evals.pages import EvalPagesController
+from app.experiments.pages import ExperimentPagesController
+from app.experiments.queries import interrupt_unfinished_experiments
+from app.experiments.runner import Experiments
+from app.replay.api import DiffsAPI, ReplayAPI
+from app.replay.pages import ReplayPagesController
+from app.runs.api import HealthController, RunsAPI
+from app.runs.live_lists import LiveListsController
+from app.runs.pages import PagesController
+from app.runs.process_registry import ProcessRegistration
+from app.runs.runner import InputError, Runner, RunQueueFull
+from app.runs.watchdog import RunWatchdog
+from app.services import start_integrations, stop_integrations
+from app.sessions.pages import SessionPagesController, SessionsAPI
 from app.store import Store
 from app.store.db import StorageUnavailable
 from app.store.events import interrupt_unfinished
+from app.store.live import Broker
 from app.store.processes import SERVE
-from app.web.api import HealthController, RunsAPI
-from app.web.auth_pages import KeysController, LoginController
 from app.web.deps import DEPENDENCIES
-from app.web.evals_pages import EvalPagesController
-from app.web.experiments_pages import ExperimentPagesController
 from app.web.integrations import CONTROLLERS as INTEGRATION_CONTROLLERS
-from app.web.live_lists import LiveListsController
-from app.web.pages import PagesController
-from app.web.replay_api import DiffsAPI, ReplayAPI
-from app.web.replay_pages import ReplayPagesController
-from app.web.sessions_pages import SessionPagesController, SessionsAPI
+from app.web.render import STATIC_DIR, make_environment
 
 log = logging.getLogger("agentop")
 

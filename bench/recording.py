@@ -8,7 +8,7 @@ Run from the repository root::
 Part 1 (recording overhead) runs ``agents.loop.run_agent`` in this process with
 a scripted provider (no network, deterministic: ``--pieces`` token pieces per
 answer, one tool round with an in-memory tool), first into a sink that only
-counts events, then into the real ``app.recorder.Recorder`` (a ``Store`` on a
+counts events, then into the real ``app.runs.recorder.Recorder`` (a ``Store`` on a
 temporary file plus a ``Broker``). The difference per event is what recording
 costs the agent loop. A breakdown times the parts of that cost separately.
 
@@ -181,9 +181,9 @@ def pct(values: list[float], q: float) -> float:
 
 
 async def _overhead(runs: int, warmup: int, pieces: int, tmp: Path) -> dict[str, Any]:
-    from app.live import Broker
-    from app.recorder import Recorder
+    from app.runs.recorder import Recorder
     from app.store import Store
+    from app.store.live import Broker
     from app.store.runs import create_run
 
     store = Store(tmp / "overhead.db")
@@ -263,8 +263,8 @@ async def _overhead(runs: int, warmup: int, pieces: int, tmp: Path) -> dict[str,
 
 async def _breakdown(store, broker, provider, tools, req) -> dict[str, float]:  # noqa: ANN001
     """Time the parts of one recorded event in isolation (µs per event)."""
-    from app.live import LiveEvent
     from app.store.events import record_event
+    from app.store.live import LiveEvent
     from app.store.runs import create_run
 
     # Collect one run's real events to replay through each part.
@@ -389,8 +389,8 @@ def free_port() -> int:
 def build_app(args: argparse.Namespace, data_dir: Path):  # noqa: ANN201
     """The real app with the scripted provider (and the echo tool) for part 2."""
     from agents.config import AgentConfig
+    from app.core.settings import Settings
     from app.main import create_app
-    from app.settings import Settings
 
     install_echo_module()
     provider = ScriptedProvider(pieces=args.pieces, pace=args.pace, gate=data_dir / "go")

@@ -114,8 +114,8 @@ def serve(data_dir: str, port: int) -> None:
     """Child process: the app under uvicorn on 127.0.0.1."""
     import uvicorn
 
+    from app.core.settings import Settings
     from app.main import create_app
-    from app.settings import Settings
 
     app = create_app(Settings(data_dir=Path(data_dir), auth=False))
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)

@@ -32,8 +32,8 @@ def serve(data_dir: str, port: int, unset: tuple[str, ...] = ()) -> None:
 
     import uvicorn
 
+    from app.core.settings import Settings
     from app.main import create_app
-    from app.settings import Settings
 
     logging.disable(logging.WARNING)
     settings = Settings(data_dir=Path(data_dir))

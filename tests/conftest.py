@@ -23,8 +23,8 @@ from litestar.testing import TestClient
 from agents.config import AgentConfig, MistralConfig
 from agents.providers.local import LocalModel
 from app.auth.keys import ROLES, create_key
+from app.core.settings import Settings
 from app.main import create_app
-from app.settings import Settings
 from app.store import Store, statuses
 from tests.fake_mistral import FakeMistral
 

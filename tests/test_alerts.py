@@ -9,8 +9,8 @@ from dataclasses import replace
 import pytest
 
 from app.alerts.rules import check_run, create_rule, list_alerts
-from app.integrations import IntegrationSettings
-from app.settings import Settings
+from app.core.integration_settings import IntegrationSettings
+from app.core.settings import Settings
 from app.store.runs import create_run
 from tests.conftest import MISTRAL_MODEL, agent_config, csrf, free_port, wait_for_run
 from tests.fake_mistral import Reply

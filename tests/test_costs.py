@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.costs import (
+from app.pricing.costs import (
     FREE,
     MISTRAL_PRICES,
     PARTIAL,

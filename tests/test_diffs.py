@@ -4,8 +4,8 @@ import time
 
 import pytest
 
-from app.diffs import args_changes, diff_runs, side_texts, text_ops, tool_call_ops
-from app.render import make_environment
+from app.replay.diffs import args_changes, diff_runs, side_texts, text_ops, tool_call_ops
+from app.web.render import make_environment
 
 
 def detail(response="Paris.", tool_calls=(), status="succeeded", **run):

@@ -12,9 +12,9 @@ import pytest
 from bs4 import BeautifulSoup
 
 from app.auth.keys import create_key
-from app.datasets import create_dataset
-from app.experiment_queries import create_experiment
-from app.settings import Settings
+from app.core.settings import Settings
+from app.experiments.datasets import create_dataset
+from app.experiments.queries import create_experiment
 from app.store import Store
 from tests.conftest import LOCAL_MODEL, MISTRAL_MODEL, agent_config, api_client, csrf, wait_for_run
 from tests.fake_mistral import Reply

@@ -12,10 +12,10 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from app.core.integration_settings import IntegrationSettings
+from app.core.settings import Settings
 from app.exports.finetune_jsonl import ID_RE, validate_line
 from app.exports.huggingface import EVALUATIONS_SCHEMA, RUNS_SCHEMA
-from app.integrations import IntegrationSettings
-from app.settings import Settings
 from app.store import Store
 from tests.conftest import MISTRAL_MODEL, agent_config, csrf, wait_for_run
 from tests.fake_hf import FakeHub

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from app.integrations import IntegrationSettings
-from app.settings import Settings
+from app.core.integration_settings import IntegrationSettings
+from app.core.settings import Settings
 from app.store import Store
 from tests.conftest import agent_config, api_client, csrf, wait_for_run
 from tests.fake_mistral_ft import FakeFineTuning

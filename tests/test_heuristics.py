@@ -6,7 +6,7 @@ import pytest
 
 from app.evals.heuristics import HEURISTICS, Subject, evaluate, validate_params
 from app.evals.judge import judge_messages, parse_score
-from app.runs import InputError
+from app.runs.runner import InputError
 
 
 def check(name, output, expected=None, run=None, **params):

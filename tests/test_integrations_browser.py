@@ -7,8 +7,8 @@ from dataclasses import replace
 
 import pytest
 
-from app.integrations import IntegrationSettings
-from app.settings import Settings
+from app.core.integration_settings import IntegrationSettings
+from app.core.settings import Settings
 from app.store import Store
 from tests.browser import log_in, save_shot
 from tests.conftest import agent_config

@@ -25,7 +25,7 @@ from agents.providers.local_schema import (
     grammar_safe_schema,
 )
 from agents.tools import load_tool
-from app.settings import Settings
+from app.core.settings import Settings
 from tests.conftest import LOCAL_MODEL, agent_config, wait_for_run
 
 ALL_TOOLS = ("wandb_log", "hf_list_models", "elevenlabs_speak", "ask_agent")

@@ -6,7 +6,7 @@ from bs4 import BeautifulSoup
 
 from agents.events import MemorySnapshot, MessageAdded
 from agents.tools import ToolOutput
-from app.memory import diff_snapshots
+from app.memory.snapshots import diff_snapshots
 from tests.conftest import MISTRAL_MODEL, wait_for_run
 from tests.fake_mistral import Reply
 from tests.test_loop import ScriptedProvider, Turn, make_tool, run

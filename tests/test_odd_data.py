@@ -19,10 +19,10 @@ import pytest
 from bs4 import BeautifulSoup
 from litestar.testing import TestClient
 
-from app.live import LiveEvent
+from app.core.settings import Settings
 from app.main import create_app
-from app.settings import Settings
 from app.store import Store
+from app.store.live import LiveEvent
 from app.store.runs import create_run
 from tests.conftest import login
 from tests.odd_rows import seed_odd_data
@@ -318,8 +318,8 @@ def test_job_streams_skip_an_update_that_fails_and_go_on(live_server, app) -> No
 
 def test_bracket_soup_is_shown_as_plain_text_not_parsed() -> None:
     """Python-Markdown would scan to the end of the text at every unclosed bracket."""
-    from app.markdown_budget import link_scan_cost
-    from app.render import render_markdown
+    from app.web.markdown_budget import link_scan_cost
+    from app.web.render import render_markdown
     from tests.odd_rows import SOUP
 
     assert link_scan_cost(SOUP) > 10**7

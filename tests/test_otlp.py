@@ -22,7 +22,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Status, StatusCode
 
-from app.costs import llm_cost
+from app.pricing.costs import llm_cost
 from tests.conftest import wait_for_run
 from tests.fake_mistral import Reply
 

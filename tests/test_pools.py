@@ -19,9 +19,9 @@ import pytest
 from litestar.testing import TestClient
 
 from agents.tools import ToolOutput, ToolPool, ToolTimedOut
+from app.core.settings import Settings
 from app.main import create_app
-from app.settings import Settings
-from app.subagents import PARENT_STOPPED
+from app.runs.subagents import PARENT_STOPPED
 from tests.conftest import TERMINAL, agent_config, api_client, csrf, login, wait_for_run
 from tests.fake_mistral import FakeMistral, Reply
 

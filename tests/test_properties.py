@@ -24,8 +24,8 @@ from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from app.auth.keys import create_key
+from app.core.settings import Settings
 from app.main import create_app
-from app.settings import Settings
 from app.store import Store
 from tests.conftest import MISTRAL_MODEL, LiveServer, agent_config
 from tests.fake_mistral import FakeMistral

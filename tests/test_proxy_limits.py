@@ -17,8 +17,8 @@ import pytest
 import uvicorn
 
 from app.auth.proxies import ProxySettingError, uvicorn_proxy_options
+from app.core.settings import Settings
 from app.main import create_app
-from app.settings import Settings
 from tests.conftest import free_port
 
 LIMIT = 10  # Settings.login_attempts_per_minute

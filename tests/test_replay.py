@@ -5,8 +5,8 @@ import time
 import pytest
 from bs4 import BeautifulSoup
 
-from app.settings import Settings
-from app.store.diffs import create_diff
+from app.core.settings import Settings
+from app.replay.diff_store import create_diff
 from tests.conftest import LOCAL_MODEL, MISTRAL_MODEL, agent_config, api_client, csrf, wait_for_run
 from tests.fake_mistral import Reply
 from tests.test_cli import run_cli

@@ -6,7 +6,7 @@ import re
 import pytest
 from bs4 import BeautifulSoup
 
-from app.run_filters import (
+from app.runs.filters import (
     RunFilter,
     _matching,
     count_filtered,
@@ -14,7 +14,7 @@ from app.run_filters import (
     fts_query,
     parse_filters,
 )
-from app.runs import InputError
+from app.runs.runner import InputError
 from app.store.runs import create_run
 
 DAY = 86400.0

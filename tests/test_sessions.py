@@ -4,8 +4,8 @@ import pytest
 from bs4 import BeautifulSoup
 from sqlite_utils import Database
 
-from app.sessions import get_session, list_sessions, session_by_name
-from app.settings import Settings
+from app.core.settings import Settings
+from app.sessions.queries import get_session, list_sessions, session_by_name
 from app.store.events import record_event
 from app.store.migrations.m0001_core import core
 from app.store.migrations.m0002_auth import auth

@@ -17,10 +17,10 @@ from typing import Any
 import httpx
 import pytest
 
-import app.live as live
+import app.store.live as live
 from agents.events import LLMCallFinished, MessageAdded, RunFinished, RunStarted, TokenDelta
-from app.live import Broker, LiveEvent, follow_run
-from app.recorder import Recorder
+from app.runs.recorder import Recorder
+from app.store.live import Broker, LiveEvent, follow_run
 from app.store.runs import create_run, events_after
 from tests.conftest import MISTRAL_MODEL
 from tests.fake_mistral import Reply

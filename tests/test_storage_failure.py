@@ -29,9 +29,9 @@ from litestar.testing import TestClient
 
 from agents.providers.base import Completion
 from app.auth.keys import create_key
+from app.core.settings import Settings
 from app.main import create_app
-from app.run_watchdog import last_progress
-from app.settings import Settings
+from app.runs.watchdog import last_progress
 from app.store import Store
 from app.store.db import UNENDED_FILE, StorageUnavailable, storage_failure
 from app.store.events import record_event

@@ -19,7 +19,7 @@ from agents.events import (
     ToolCallFinished,
     ToolCallStarted,
 )
-from app.costs import llm_cost
+from app.pricing.costs import llm_cost
 from app.store import Store
 from app.store.events import interrupt_unfinished, record_event
 from app.store.migrations import MIGRATIONS, apply_migrations

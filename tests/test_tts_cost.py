@@ -10,9 +10,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from app.integrations import IntegrationSettings
-from app.price_tables import add_override, load_settings_overrides, lookup, price_event, price_table
-from app.settings import Settings
+from app.core.integration_settings import IntegrationSettings
+from app.core.settings import Settings
+from app.pricing.tables import (
+    add_override,
+    load_settings_overrides,
+    lookup,
+    price_event,
+    price_table,
+)
 from tests.conftest import MISTRAL_MODEL, agent_config, api_client, wait_for_run
 from tests.fake_mistral import Reply
 
@@ -106,7 +112,7 @@ def test_overrides_have_effective_dates(db):
     ],
 )
 def test_bad_overrides_are_refused(db, row, message):
-    from app.price_tables import PriceError
+    from app.pricing.tables import PriceError
 
     with pytest.raises(PriceError, match=message):
         db.write_sync(add_override, row, "page", 0.0)

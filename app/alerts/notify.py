@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 
 from app.alerts.rules import finish_delivery, pending_deliveries
-from app.integrations import IntegrationSettings
-from app.outbound import PermanentError, call_with_retry, describe, store_recorder
+from app.core.integration_settings import IntegrationSettings
+from app.core.outbound import PermanentError, call_with_retry, describe, store_recorder
 
 
 def slack_payload(d: dict[str, Any]) -> dict[str, Any]:

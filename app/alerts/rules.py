@@ -23,7 +23,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from app.costs import format_cost
+from app.pricing.costs import format_cost
 
 KINDS = ("run_cost", "window_cost", "baseline")
 MIN_BASELINE_RUNS = 3

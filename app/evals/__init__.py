@@ -3,5 +3,6 @@
 ``store`` validates and records evaluations (from people, API clients,
 heuristics or an LLM judge) and reads them back; ``heuristics`` holds the
 built-in evaluators; ``judge`` asks a model to grade an answer; ``apply``
-runs chosen evaluators on a finished run; ``api`` is the JSON API.
+runs chosen evaluators on a finished run; ``pages`` and ``api`` are the
+/evals dashboard, scoring forms and their JSON twins.
 """

@@ -17,8 +17,10 @@ from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from app.auth.guards import requires_member, who
-from app.charts import breakdown, dashboard_charts, eval_charts
-from app.datasets import (
+from app.dashboard.charts import breakdown, dashboard_charts, eval_charts
+from app.evals.apply import evaluate_run, parse_evaluators
+from app.evals.store import list_evaluations, parse_evaluation, record_evaluation
+from app.experiments.datasets import (
     check_name,
     create_dataset,
     dataset_from_runs,
@@ -28,18 +30,16 @@ from app.datasets import (
     parse_items,
     parse_upload,
 )
-from app.evals.apply import evaluate_run, parse_evaluators
-from app.evals.store import list_evaluations, parse_evaluation, record_evaluation
-from app.experiment_queries import (
+from app.experiments.queries import (
     compare_experiments,
     experiment_items,
     get_experiment,
     list_experiments,
     metric_summary,
 )
-from app.experiments import Experiments
-from app.memory import all_snapshots, diff_snapshots
-from app.runs import InputError, Runner
+from app.experiments.runner import Experiments
+from app.memory.snapshots import all_snapshots, diff_snapshots
+from app.runs.runner import InputError, Runner
 from app.store import Store
 from app.store.runs import get_run
 from app.store.statuses import ACTIVE

@@ -15,7 +15,7 @@ from app.evals.heuristics import Result, Subject
 from app.evals.judge import METRIC as JUDGE
 from app.evals.judge import judge, judge_params
 from app.evals.store import record_evaluation
-from app.runs import InputError, Runner
+from app.runs.runner import InputError, Runner
 from app.store import Store
 from app.store.runs import get_run
 from app.store.statuses import SUCCEEDED

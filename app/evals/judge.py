@@ -15,7 +15,7 @@ from typing import Any
 
 from agents.providers.base import Completion, GenerationParams
 from app.evals.heuristics import Result
-from app.runs import InputError, Runner
+from app.runs.runner import InputError, Runner
 
 METRIC = "llm_judge"
 MAX_FIELD_CHARS = 1500  # keeps the prompt inside a small local model's context

@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from app.runs import InputError
+from app.runs.runner import InputError
 from app.store.rows import decode_json
 
 SOURCES = ("human", "api", "heuristic", "llm-judge")

@@ -15,9 +15,9 @@ import sys
 import time
 from pathlib import Path
 
+from app.core.settings import Settings
 from app.exports.huggingface import ExportError
 from app.exports.jobs import insert_export, parse_options, run_export, update_export
-from app.settings import Settings
 from app.store import Store
 
 KIND = {"hf": "huggingface", "wandb": "wandb", "finetune": "finetune_jsonl"}

@@ -20,13 +20,13 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from app.background import TaskSet
+from app.core.background import TaskSet
+from app.core.integration_settings import IntegrationSettings
+from app.core.outbound import describe, store_recorder
 from app.exports.finetune_jsonl import build_jsonl
 from app.exports.huggingface import FORMATS, ExportError, check_repo, push_dataset, write_dataset
 from app.exports.wandb_export import log_artifact, sqlite_snapshot, write_run_files
-from app.integrations import IntegrationSettings
-from app.live import Broker, LiveEvent
-from app.outbound import describe, store_recorder
+from app.store.live import Broker, LiveEvent
 from app.store.rows import decode_json
 
 log = logging.getLogger(__name__)

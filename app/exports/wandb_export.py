@@ -8,7 +8,8 @@ the data directory (``wandb sync`` uploads it later).
 
 ``RunMetricsLogger`` logs one W&B run per finished agent run (tokens, cost,
 latency, tool calls, status) when enabled; wandb keeps process-wide state,
-so one lock serialises these.
+so one lock serialises these. wandb comes with the 'wandb' extra: without
+it an export fails, and run metrics record an error, naming that extra.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from agents.extras import require
+from app.core.integration_settings import IntegrationSettings
+from app.core.outbound import Recorder, call_with_retry, store_recorder
 from app.exports.records import run_ids, run_records
-from app.integrations import IntegrationSettings
-from app.outbound import Recorder, call_with_retry, store_recorder
 
 _WANDB_LOCK = threading.Lock()
 
@@ -69,6 +71,7 @@ def log_artifact(
     metadata: dict[str, Any],
 ) -> dict[str, Any]:
     """Log ``folder`` as a dataset artifact; return the W&B run id, mode and run directory."""
+    require("wandb", "wandb")
     import wandb
 
     mode = settings.resolved_wandb_mode
@@ -124,8 +127,6 @@ class RunMetricsLogger:
         self.record = store_recorder(store)
 
     def log_run(self, run_id: str) -> str | None:
-        import wandb
-
         from app.store.runs import get_run
 
         run = self.store.read_sync(get_run, run_id)
@@ -147,6 +148,10 @@ class RunMetricsLogger:
             metrics["usage_unknown_calls"] = run["usage_unknown_calls"]
 
         def log() -> str:
+            # Inside the retried call: a missing extra is recorded like any other failure.
+            require("wandb", "wandb")
+            import wandb
+
             with _WANDB_LOCK:
                 w = wandb.init(
                     project=self.settings.wandb_project,

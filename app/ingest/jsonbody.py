@@ -13,7 +13,7 @@ import json
 import re
 from typing import Any
 
-from app.text import map_strings, safe_text
+from app.core.text import map_strings, safe_text
 
 # Deep enough for any OTLP request (attribute values nest arrays in maps in arrays…).
 MAX_DEPTH = 64

@@ -13,7 +13,7 @@ import math
 import re
 from typing import Any
 
-from app.text import safe_text
+from app.core.text import safe_text
 
 # A million million tokens is far beyond any real run; summing ~9 million of
 # them still fits in SQLite's 64-bit integers.

@@ -30,9 +30,9 @@ from sqlite_utils import Database
 
 from app.ingest import semconv
 from app.ingest.decode import SpanRecord
-from app.live import RUN_CREATED_SEQ, Broker, LiveEvent
 from app.store import Store
 from app.store.events import TERMINAL_EVENTS, TOTALS_EVENTS, record_event
+from app.store.live import RUN_CREATED_SEQ, Broker, LiveEvent
 from app.store.runs import create_run, get_run
 from app.store.statuses import FAILED_LIKE, TERMINAL, sql_list
 

@@ -12,8 +12,8 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from app.costs import merge_status
-from app.price_tables import price_event
+from app.pricing.costs import merge_status
+from app.pricing.tables import price_event
 from app.store.processes import LEASE_S, forget_dead_processes, orphaned_runs
 from app.store.runs import get_run
 from app.store.statuses import ACTIVE, FAILED, INTERRUPTED, RUNNING, SUCCEEDED

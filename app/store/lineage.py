@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from app.store.diffs import diffs_of_run, replay_diff_of
+from app.replay.diff_store import diffs_of_run, replay_diff_of
 
 _BRIEF = (
     "id, status, model, provider, parent_run_id, parent_kind, prompt, response, error,"

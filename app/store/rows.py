@@ -7,7 +7,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from app.text import map_strings, replace_surrogates
+from app.core.text import map_strings, replace_surrogates
 
 
 def maybe_json(value: Any) -> Any:

@@ -1,1 +1,2 @@
-"""HTTP layer: thin Litestar handlers over the domain functions in ``app``."""
+"""What every page and JSON handler shares: the Jinja environment, dependencies,
+request parameters, view models and server-sent event streams."""

@@ -9,10 +9,10 @@ from jinja2 import Environment
 from litestar.datastructures import State
 from litestar.exceptions import NotFoundException
 
-from app.live import Broker
-from app.runs import Runner
-from app.settings import Settings
+from app.core.settings import Settings
+from app.runs.runner import Runner
 from app.store import Store
+from app.store.live import Broker
 from app.store.runs import get_run
 
 

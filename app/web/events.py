@@ -20,11 +20,11 @@ from litestar import Request
 from litestar.exceptions import ValidationException
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
-from app.live import Broker, LiveEvent, follow_run
-from app.render import render_live
+from app.core.text import safe_text
 from app.store import Store
-from app.text import safe_text
+from app.store.live import Broker, LiveEvent, follow_run
 from app.web.params import MAX_ID
+from app.web.render import render_live
 from app.web.views import event_context
 
 STREAM_END = "stream_end"

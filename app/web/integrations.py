@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from app.web.integrations_alerts import AlertsAPI, AlertsPage
-from app.web.integrations_exports import ExportsAPI, ExportsPage
-from app.web.integrations_finetune import FineTuneAPI, FineTunePage
-from app.web.integrations_otlp import OTLPController
-from app.web.integrations_prices import PricesPage
+from app.alerts.pages import AlertsAPI, AlertsPage
+from app.exports.pages import ExportsAPI, ExportsPage
+from app.finetune.pages import FineTuneAPI, FineTunePage
+from app.ingest.api import OTLPController
+from app.pricing.pages import PricesPage
 
 CONTROLLERS = [
     OTLPController,

@@ -17,8 +17,8 @@ from typing import Any
 
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
-from app.live import Broker
-from app.text import safe_text
+from app.core.text import safe_text
+from app.store.live import Broker
 from app.web.events import STREAM_END
 
 KEEPALIVE_S = 15.0

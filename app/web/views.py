@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.live import LiveEvent
+from app.store.live import LiveEvent
 
 
 def tool_call_view(payload: dict[str, Any], finished: bool) -> dict[str, Any]:

@@ -105,7 +105,7 @@ def replay_sessions(db: Database) -> None:
             "kind": str,  # replay | compare
             "status": str,  # pending | ready
             "overrides": str,  # JSON: what a replay changed
-            "data": str,  # JSON: the computed diff (app.diffs.diff_runs)
+            "data": str,  # JSON: the computed diff (app.replay.diffs.diff_runs)
             "identical": int,
             "similarity": float,
             "created_at": float,

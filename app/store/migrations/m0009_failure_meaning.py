@@ -90,7 +90,7 @@ def failure_meaning(db: Database) -> None:
                     WHERE runs.session_id = run_sessions.name AND runs.status IN {_FAILED})
         """
     )
-    # The expression is spelt as app.run_filters.FAILED_LIKE_TERM spells it.
+    # The expression is spelt as app.runs.filters.FAILED_LIKE_TERM spells it.
     db.execute(
         f"CREATE INDEX IF NOT EXISTS runs_failed_like ON runs"
         f" ((status IN {_FAILED}), started_at, status)"

@@ -1,0 +1,1 @@
+"""The dashboard: KPIs and time series of runs, tokens, cost, latency and success."""

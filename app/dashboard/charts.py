@@ -1,0 +1,356 @@
+"""Time series for the dashboards: runs, tokens, cost, latency, success and metrics.
+
+Only data lives here: buckets, values, a rounded axis maximum with its
+ticks, and each value already formatted for labels and tooltips. The SVG is
+drawn by the ``chart`` macro in ``templates/partials/_charts.html``.
+Percentiles are computed here because SQLite has no percentile function.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlite_utils import Database
+
+from app.store.statuses import FAILED_LIKE, SUCCEEDED, TERMINAL, sql_list
+from app.web.render import format_ms
+
+# range key -> (bucket seconds, bucket count, label format, title)
+RANGES: dict[str, tuple[int, int, str, str]] = {
+    "24h": (3600, 24, "%H:00", "last 24 hours, hourly"),
+    "7d": (86400, 7, "%a %d", "last 7 days, daily"),
+    "30d": (86400, 30, "%b %d", "last 30 days, daily"),
+    "90d": (7 * 86400, 13, "%b %d", "last 13 weeks, weekly"),
+}
+DEFAULT_RANGE = "7d"
+
+
+@dataclass(frozen=True)
+class Window:
+    key: str
+    start: float
+    size: int
+    count: int
+    labels: list[str]
+    title: str
+
+    def index(self, at: float) -> int | None:
+        i = int((at - self.start) // self.size)
+        return i if 0 <= i < self.count else None
+
+
+def window(key: str | None, now: float | None = None) -> Window:
+    """Buckets aligned to whole hours/days (UTC) ending with the current one."""
+    key = key if key in RANGES else DEFAULT_RANGE
+    size, count, fmt, title = RANGES[key]
+    now = time.time() if now is None else now
+    start = (now // size) * size - (count - 1) * size
+    labels = [
+        dt.datetime.fromtimestamp(start + i * size, tz=dt.UTC).strftime(fmt) for i in range(count)
+    ]
+    return Window(key, start, size, count, labels, title)
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """Linear-interpolated percentile (q in 0..1) of unsorted values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q
+    low, high = math.floor(pos), math.ceil(pos)
+    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+
+
+def nice_step(value: float) -> float:
+    """The smallest round step (1, 2, 2.5, 5 × 10^n) at or above ``value``."""
+    if not math.isfinite(value) or value <= 0:
+        return 1.0  # NaN or inf only come from corrupt rows: any axis beats a broken page
+    exp = 10 ** math.floor(math.log10(value))
+    for step in (1, 2, 2.5, 5, 10):
+        if value <= step * exp * (1 + 1e-9):
+            return step * exp
+    return 10 * exp
+
+
+def nice_axis(top: float, whole: bool = False) -> tuple[float, int]:
+    """Axis maximum and tick intervals (3 to 5) with round ticks and the least headroom.
+
+    ``whole``: counts, whose ticks must not fall between integers.
+    """
+    best: tuple[float, int] | None = None
+    for n in (5, 4, 3):
+        step = nice_step(top / n)
+        if whole:
+            step = max(1.0, math.ceil(step))
+        if best is None or step * n < best[0]:
+            best = (step * n, n)
+    return best  # type: ignore[return-value]
+
+
+def fmt_value(value: float | None, unit: str) -> str:
+    if value is None:
+        return "—"
+    if unit == "pct":
+        return f"{value:.0f}%"
+    if unit == "ms":
+        return format_ms(value)
+    if unit == "usd":
+        if value == 0:
+            return "$0"
+        return f"${value:.4f}".rstrip("0").rstrip(".") if value < 1 else f"${value:,.2f}"
+    for size, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M")):
+        if abs(value) >= size:
+            return f"{value / size:.1f}".rstrip("0").rstrip(".") + suffix
+    if abs(value) >= 10_000:
+        return f"{value / 1000:.0f}k"
+    if abs(value) >= 1000:
+        return f"{value / 1000:.1f}".rstrip("0").rstrip(".") + "k"
+    return f"{value:.2f}".rstrip("0").rstrip(".") if value != int(value) else f"{int(value)}"
+
+
+@dataclass
+class Chart:
+    """One chart: ``kind`` bar (stacked) or line; series values align with ``labels``."""
+
+    id: str
+    title: str
+    kind: str
+    unit: str
+    labels: list[str]
+    series: list[dict[str, Any]] = field(default_factory=list)
+    y_max: float | None = None  # fixed axis maximum (100 for percentages)
+    note: str = ""
+
+    def add(self, name: str, values: Sequence[float | None], css: str | None = None) -> Chart:
+        """A series; ``css`` names its colour class (s0…s3 by default, or ok / bad / warn)."""
+        self.series.append({"name": name, "values": values, "css": css or f"s{len(self.series)}"})
+        return self
+
+    def finish(self) -> dict[str, Any]:
+        """The template's view: axis max, ticks and formatted values."""
+        if self.kind == "bar":
+            top = max(
+                (
+                    sum(v or 0 for v in col)
+                    for col in zip(*(s["values"] for s in self.series), strict=False)
+                ),
+                default=0,
+            )
+        else:
+            top = max((v for s in self.series for v in s["values"] if v is not None), default=0)
+        if self.y_max:
+            y_max, intervals = self.y_max, (5 if self.y_max == 5 else 4)
+        else:
+            y_max, intervals = nice_axis(top, whole=self.unit == "count" and self.kind == "bar")
+        for s in self.series:
+            s["texts"] = [fmt_value(v, self.unit) for v in s["values"]]
+        totals = [
+            sum(v or 0 for v in col)
+            for col in zip(*(s["values"] for s in self.series), strict=False)
+        ]
+        return {
+            "id": self.id,
+            "title": self.title,
+            "kind": self.kind,
+            "labels": self.labels,
+            "series": self.series,
+            "y_max": y_max,
+            "ticks": [
+                {
+                    "value": y_max * i / intervals,
+                    "text": fmt_value(y_max * i / intervals, self.unit),
+                }
+                for i in range(intervals + 1)
+            ],
+            "empty": not any(v for s in self.series for v in s["values"]),
+            "note": self.note,
+            "total_text": fmt_value(sum(totals), self.unit) if self.kind == "bar" else "",
+        }
+
+
+def _run_filters(model: str | None, session: str | None, alias: str = "") -> tuple[str, list]:
+    where, args = [], []
+    if model:
+        where.append(f"{alias}model = ?")
+        args.append(model)
+    if session:
+        where.append(f"{alias}session_id = ?")
+        args.append(session)
+    return "".join(f" and {w}" for w in where), args
+
+
+def dashboard_charts(
+    db: Database, range_key: str | None = None, now: float | None = None
+) -> dict[str, Any]:
+    """Runs, tokens, cost and latency p50/p95 per bucket, for the dashboard."""
+    w = window(range_key, now)
+    n = w.count
+    runs, ok, failed = [0.0] * n, [0.0] * n, [0.0] * n
+    tokens_in, tokens_out, cost = [0.0] * n, [0.0] * n, [0.0] * n
+    usage_unknown = 0  # runs with a model call that reported no usage: their tokens are partial
+    latencies: list[list[float]] = [[] for _ in range(n)]
+    for r in db.query(
+        "select started_at, status, input_tokens, output_tokens, cost_usd, latency_ms,"
+        " usage_unknown_calls from runs where started_at >= ?",
+        [w.start],
+    ):
+        i = w.index(r["started_at"])
+        if i is None:
+            continue
+        runs[i] += 1
+        ok[i] += r["status"] == SUCCEEDED
+        failed[i] += r["status"] in FAILED_LIKE
+        tokens_in[i] += r["input_tokens"] or 0
+        tokens_out[i] += r["output_tokens"] or 0
+        usage_unknown += bool(r["usage_unknown_calls"])
+        cost[i] += r["cost_usd"] or 0.0
+        if r["latency_ms"] is not None:
+            latencies[i].append(r["latency_ms"])
+    other = [runs[i] - ok[i] - failed[i] for i in range(n)]
+    charts = [
+        Chart("runs", "Runs", "bar", "count", w.labels)
+        .add("succeeded", ok, "ok")
+        .add("failed", failed, "bad")
+        .add("running", other, "warn"),
+        Chart(
+            "tokens",
+            "Tokens",
+            "bar",
+            "count",
+            w.labels,
+            note=f"reported tokens only: {usage_unknown} run(s) had calls with no usage reported"
+            if usage_unknown
+            else "",
+        )
+        .add("input", tokens_in)
+        .add("output", tokens_out),
+        Chart(
+            "cost",
+            "Cost (USD)",
+            "bar",
+            "usd",
+            w.labels,
+            note="priced calls only: unpriced ones are left out",
+        ).add("cost", cost, "s1"),
+        Chart("latency", "Latency", "line", "ms", w.labels)
+        .add("p50", [percentile(v, 0.5) for v in latencies])
+        .add("p95", [percentile(v, 0.95) for v in latencies]),
+    ]
+    return {"window": w, "ranges": list(RANGES), "charts": [c.finish() for c in charts]}
+
+
+def eval_charts(
+    db: Database,
+    range_key: str | None = None,
+    model: str | None = None,
+    session: str | None = None,
+    now: float | None = None,
+) -> dict[str, Any]:
+    """Success rates and each metric's mean over time, optionally for one model or session."""
+    w = window(range_key, now)
+    n = w.count
+    filters, args = _run_filters(model, session)
+    ended, ok = [0] * n, [0] * n
+    for r in db.query(
+        "select started_at, status from runs where started_at >= ?"
+        f" and status in {sql_list(TERMINAL)}" + filters,
+        [w.start, *args],
+    ):
+        i = w.index(r["started_at"])
+        if i is not None:
+            ended[i] += 1
+            ok[i] += r["status"] == SUCCEEDED
+    judged, passed = [0] * n, [0] * n
+    sums: dict[str, list[float]] = {}
+    counts: dict[str, list[int]] = {}
+    efilters, eargs = _run_filters(model, session, "r.")
+    for e in db.query(
+        "select e.created_at, e.metric, e.value, e.passed from evaluations e"
+        " join runs r on r.id = e.run_id where e.created_at >= ?" + efilters,
+        [w.start, *eargs],
+    ):
+        i = w.index(e["created_at"])
+        if i is None:
+            continue
+        if e["passed"] is not None:
+            judged[i] += 1
+            passed[i] += e["passed"]
+        if e["value"] is not None:
+            sums.setdefault(e["metric"], [0.0] * n)[i] += e["value"]
+            counts.setdefault(e["metric"], [0] * n)[i] += 1
+
+    def rate(num: list[int], den: list[int]) -> list[float | None]:
+        return [100.0 * a / b if b else None for a, b in zip(num, den, strict=False)]
+
+    success = (
+        Chart(
+            "success",
+            "Success rate",
+            "line",
+            "pct",
+            w.labels,
+            y_max=100.0,
+            note="runs that succeeded · evaluations with a pass verdict",
+        )
+        .add("runs succeeded", rate(ok, ended), "ok")
+        .add("evaluations passed", rate(passed, judged), "s0")
+    )
+    metrics: list[dict[str, Any]] = []
+    for metric in sorted(sums):
+        unit = "ms" if metric == "latency_ms" else "usd" if metric == "cost_usd" else "count"
+        means = [s / c if c else None for s, c in zip(sums[metric], counts[metric], strict=False)]
+        # Known scales read better on their full axis: 1-5 scores, 0-1 verdicts.
+        known = [v for v in means if v is not None]
+        y_max = (
+            5.0
+            if metric in ("score", "llm_judge")
+            else (1.0 if known and all(0 <= v <= 1 for v in known) else None)
+        )
+        metrics.append(
+            Chart(f"metric-{len(metrics)}", metric, "line", unit, w.labels, y_max=y_max)
+            .add("mean", means)
+            .finish()
+        )
+    return {"window": w, "ranges": list(RANGES), "success": success.finish(), "metrics": metrics}
+
+
+def breakdown(
+    db: Database, by: str, range_key: str | None = None, now: float | None = None
+) -> list[dict[str, Any]]:
+    """Per model or per session: runs, success rate, evaluations, pass rate, each metric's mean."""
+    column = {"model": "model", "session": "session_id"}[by]
+    w = window(range_key, now)
+    groups: dict[str, dict[str, Any]] = {}
+    for r in db.query(
+        f"select coalesce({column}, '') as g, count(*) as runs,"
+        f" sum(status = '{SUCCEEDED}') as ok,"
+        f" sum(status in {sql_list(TERMINAL)}) as ended,"
+        " avg(latency_ms) as latency, sum(cost_usd) as cost"
+        f" from runs where started_at >= ? group by g order by runs desc limit 50",
+        [w.start],
+    ):
+        row = dict(r)
+        row["success_rate"] = 100.0 * row["ok"] / row["ended"] if row["ended"] else None
+        row.update(judged=0, passed=0, pass_rate=None, metrics={})
+        groups[row["g"]] = row
+    for e in db.query(
+        f"select coalesce(r.{column}, '') as g, e.metric, avg(e.value) as mean, count(*) as n,"
+        " count(e.passed) as judged, sum(e.passed) as passed from evaluations e"
+        " join runs r on r.id = e.run_id where e.created_at >= ? group by g, e.metric",
+        [w.start],
+    ):
+        group = groups.get(e["g"])
+        if group is None:
+            continue
+        group["judged"] += e["judged"] or 0
+        group["passed"] += e["passed"] or 0
+        group["metrics"][e["metric"]] = {"mean": e["mean"], "n": e["n"]}
+    for group in groups.values():
+        if group["judged"]:
+            group["pass_rate"] = 100.0 * group["passed"] / group["judged"]
+    return list(groups.values())

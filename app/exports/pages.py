@@ -1,0 +1,164 @@
+"""Exports: the page (start one, watch its progress live) and its JSON API under /api/exports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment
+from litestar import Controller, Request, Response, get, post
+from litestar.datastructures import State
+from litestar.di import NamedDependency
+from litestar.exceptions import NotFoundException
+from litestar.params import JSONBody, URLEncodedBody
+from litestar.response import File, Redirect, ServerSentEvent, Template
+
+from app.auth.guards import requires_member, who
+from app.core.outbound import errors_about
+from app.exports.huggingface import ExportError
+from app.exports.jobs import KINDS, TERMINAL, ExportJobs, get_export, list_exports
+from app.runs.runner import InputError
+from app.store import Store
+from app.store.live import Broker
+from app.web.job_stream import job_stream
+from app.web.params import RowId
+from app.web.render import render_partial
+
+
+def _who(request: Request) -> str:
+    return who(request) or "unknown"
+
+
+def _integration_errors(db: Any) -> list[dict[str, Any]]:
+    return errors_about(db, "export:", "run:")
+
+
+async def _existing(store: Store, export_id: int) -> dict[str, Any]:
+    row = await store.read(get_export, export_id)
+    if row is None:
+        raise NotFoundException(f"export {export_id} not found")
+    return row
+
+
+async def _start(exports: ExportJobs, kind: str, data: dict[str, Any], who: str) -> dict[str, Any]:
+    try:
+        return await exports.create(kind, data, who)
+    except ExportError as exc:
+        raise InputError(str(exc)) from exc
+
+
+class ExportsPage(Controller):
+    path = "/exports"
+    include_in_schema = False
+
+    async def _page(self, store: Store, state: State, status: int = 200, **extra: Any) -> Template:
+        settings = state.exports.settings
+        context = {
+            "exports": await store.read(list_exports),
+            "errors": await store.read(_integration_errors),
+            "kinds": KINDS,
+            "nav": "exports",
+            "error": "",
+            "values": {},
+            "hf_repo": settings.hf_repo,
+            "wandb_project": settings.wandb_project,
+            "wandb_mode": settings.resolved_wandb_mode,
+            **extra,
+        }
+        return Template("exports.html", context=context, status_code=status)
+
+    @get("/")
+    async def index(self, store: NamedDependency[Store], state: State) -> Template:
+        return await self._page(store, state)
+
+    @post("/", guards=[requires_member], status_code=303)
+    async def create(
+        self,
+        request: Request,
+        store: NamedDependency[Store],
+        state: State,
+        data: URLEncodedBody[dict[str, Any]],
+    ) -> Response | Template:
+        try:
+            await _start(state.exports, str(data.get("kind") or ""), data, _who(request))
+        except InputError as exc:
+            return await self._page(store, state, status=422, error=str(exc), values=data)
+        return Redirect("/exports", status_code=303)
+
+    @get("/{export_id:int}/events")
+    async def events(
+        self,
+        export_id: RowId,
+        store: NamedDependency[Store],
+        broker: NamedDependency[Broker],
+        jinja: NamedDependency[Environment],
+    ) -> ServerSentEvent:
+        await _existing(store, export_id)
+        return job_stream(
+            broker,
+            f"export:{export_id}",
+            "export_progress",
+            lambda: store.read(get_export, export_id),
+            TERMINAL,
+            lambda row: render_partial(jinja, "export_progress", export=row, live=True),
+        )
+
+    @get("/{export_id:int}/file", guards=[requires_member])
+    async def download(self, export_id: RowId, store: NamedDependency[Store]) -> File:
+        return _file(await _existing(store, export_id))
+
+
+def _file(export: dict[str, Any]) -> File:
+    path = Path((export.get("result") or {}).get("path") or "")
+    if export["kind"] != "finetune_jsonl" or export["status"] != "succeeded" or not path.is_file():
+        raise NotFoundException("this export has no file to download")
+    return File(path, filename=f"finetune-{export['id']}.jsonl", media_type="application/jsonl")
+
+
+class ExportsAPI(Controller):
+    path = "/api/exports"
+    tags = ["exports"]
+
+    @post(
+        "/",
+        summary="Start an export: huggingface, wandb or finetune_jsonl",
+        guards=[requires_member],
+        status_code=202,
+    )
+    async def create(
+        self, request: Request, state: State, data: JSONBody[dict[str, Any]]
+    ) -> dict[str, Any]:
+        row = await _start(state.exports, str(data.get("kind") or ""), data, _who(request))
+        return {"export_id": row["id"], "status": row["status"], "export": row}
+
+    @get("/", summary="Exports, newest first")
+    async def index(self, store: NamedDependency[Store]) -> dict[str, Any]:
+        return {
+            "exports": await store.read(list_exports),
+            "errors": await store.read(_integration_errors),
+        }
+
+    @get("/{export_id:int}", summary="One export: status, progress, result, error")
+    async def show(self, export_id: RowId, store: NamedDependency[Store]) -> dict[str, Any]:
+        return await _existing(store, export_id)
+
+    @get("/{export_id:int}/events", summary="Server-sent progress of an export")
+    async def events(
+        self, export_id: RowId, store: NamedDependency[Store], broker: NamedDependency[Broker]
+    ) -> ServerSentEvent:
+        await _existing(store, export_id)
+        return job_stream(
+            broker,
+            f"export:{export_id}",
+            "export_progress",
+            lambda: store.read(get_export, export_id),
+            TERMINAL,
+        )
+
+    @get(
+        "/{export_id:int}/file",
+        summary="The fine-tuning JSONL of a finished export",
+        guards=[requires_member],
+    )
+    async def download(self, export_id: RowId, store: NamedDependency[Store]) -> File:
+        return _file(await _existing(store, export_id))

@@ -1,0 +1,1 @@
+"""The fine-tune loop: JSONL from runs, a Mistral fine-tuning job, a model to run on."""

@@ -1,0 +1,127 @@
+"""Fine-tuning: the page (start a job from runs, follow it live, see registered models)
+and its JSON API under /api/finetune."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jinja2 import Environment
+from litestar import Controller, Request, Response, get, post
+from litestar.datastructures import State
+from litestar.di import NamedDependency
+from litestar.exceptions import NotFoundException
+from litestar.params import JSONBody, URLEncodedBody
+from litestar.response import Redirect, ServerSentEvent, Template
+
+from app.auth.guards import requires_member, who
+from app.core.outbound import errors_about, errors_for
+from app.exports.huggingface import ExportError
+from app.finetune.jobs import TERMINAL, get_job, list_jobs, registered_models
+from app.runs.runner import InputError
+from app.store import Store
+from app.store.live import Broker
+from app.web.job_stream import job_stream
+from app.web.params import RowId
+from app.web.render import render_partial
+
+
+def _who(request: Request) -> str:
+    return who(request) or "unknown"
+
+
+async def _existing(store: Store, job_id: int) -> dict[str, Any]:
+    row = await store.read(get_job, job_id)
+    if row is None:
+        raise NotFoundException(f"fine-tune job {job_id} not found")
+    return row
+
+
+async def _create(state: State, data: dict[str, Any], who: str) -> dict[str, Any]:
+    try:
+        return await state.finetunes.create(data, who)
+    except ExportError as exc:
+        raise InputError(str(exc)) from exc
+
+
+def _errors(db: Any) -> list[dict[str, Any]]:
+    return errors_about(db, "finetune:")
+
+
+class FineTunePage(Controller):
+    path = "/finetune"
+    include_in_schema = False
+
+    async def _page(self, store: Store, state: State, status: int = 200, **extra: Any) -> Template:
+        context = {
+            "jobs": await store.read(list_jobs),
+            "models": await store.read(registered_models),
+            "errors": await store.read(_errors),
+            "configured": state.finetunes.configured,
+            "nav": "finetune",
+            "error": "",
+            "values": {},
+            **extra,
+        }
+        return Template("finetune.html", context=context, status_code=status)
+
+    @get("/")
+    async def index(self, store: NamedDependency[Store], state: State) -> Template:
+        return await self._page(store, state)
+
+    @post("/", guards=[requires_member], status_code=303)
+    async def create(
+        self,
+        request: Request,
+        store: NamedDependency[Store],
+        state: State,
+        data: URLEncodedBody[dict[str, Any]],
+    ) -> Response | Template:
+        try:
+            await _create(state, data, _who(request))
+        except InputError as exc:
+            return await self._page(store, state, status=422, error=str(exc), values=data)
+        return Redirect("/finetune", status_code=303)
+
+    @get("/{job_id:int}/events")
+    async def events(
+        self,
+        job_id: RowId,
+        store: NamedDependency[Store],
+        broker: NamedDependency[Broker],
+        jinja: NamedDependency[Environment],
+    ) -> ServerSentEvent:
+        await _existing(store, job_id)
+        return job_stream(
+            broker,
+            f"finetune:{job_id}",
+            "finetune_status",
+            lambda: store.read(get_job, job_id),
+            TERMINAL,
+            lambda row: render_partial(jinja, "finetune_status", job=row, live=True),
+        )
+
+
+class FineTuneAPI(Controller):
+    path = "/api/finetune"
+    tags = ["fine-tuning"]
+
+    @post(
+        "/",
+        summary="Build a JSONL from runs, upload it and start a Mistral fine-tuning job",
+        guards=[requires_member],
+        status_code=202,
+    )
+    async def create(
+        self, request: Request, state: State, data: JSONBody[dict[str, Any]]
+    ) -> dict[str, Any]:
+        job = await _create(state, data, _who(request))
+        return {"job_id": job["id"], "status": job["status"], "export_id": job["export_id"]}
+
+    @get("/", summary="Fine-tuning jobs and registered models")
+    async def index(self, store: NamedDependency[Store]) -> dict[str, Any]:
+        return {"jobs": await store.read(list_jobs), "models": await store.read(registered_models)}
+
+    @get("/{job_id:int}", summary="One fine-tuning job, with its recorded errors")
+    async def show(self, job_id: RowId, store: NamedDependency[Store]) -> dict[str, Any]:
+        job = await _existing(store, job_id)
+        return {**job, "errors": await store.read(errors_for, f"finetune:{job_id}")}

@@ -1,0 +1,1 @@
+"""What runs cost: dated price tables (tokens, text-to-speech) and admins' overrides."""

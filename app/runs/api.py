@@ -1,0 +1,157 @@
+"""JSON API under /api: health, start runs, list and read them, follow their events."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Annotated, Any
+
+from litestar import Controller, Request, Response, get, post
+from litestar.di import NamedDependency
+from litestar.exceptions import NotFoundException
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import FromPath, JSONBody, Parameter, QueryParameter
+from litestar.response import ServerSentEvent
+
+from app.auth.guards import requires_member
+from app.runs.filters import count_filtered, filtered_runs, parse_filters
+from app.runs.runner import Runner, parse_run_input
+from app.runs.source import run_source
+from app.store import Store
+from app.store.db import StorageUnavailable
+from app.store.live import Broker
+from app.store.runs import run_detail
+from app.web.deps import existing_run
+from app.web.events import resume_point, run_event_stream
+from app.web.params import MAX_ID
+
+
+@dataclass
+class RunCreate:
+    """Body of ``POST /api/runs``; only ``prompt`` is required."""
+
+    prompt: str
+    model: str | None = None
+    temperature: float | None = None
+    system_prompt: str | None = None
+    session: str | None = None
+    max_tokens: int | None = None
+    max_rounds: int | None = None
+    tools: list[str] | None = None
+
+
+@dataclass
+class RunCreated:
+    run_id: str
+    status: str
+
+
+@dataclass
+class ErrorBody:
+    """What every error answer carries: the status and a message saying why."""
+
+    status_code: int
+    detail: str
+
+
+# Documented refusals of POST /api/runs (each answer carries Retry-After).
+RUN_REFUSALS = {
+    400: ResponseSpec(ErrorBody, description="The body is invalid: the message says which field"),
+    429: ResponseSpec(ErrorBody, description="Too many runs are queued; retry after Retry-After s"),
+    503: ResponseSpec(ErrorBody, description="The database cannot be written (e.g. disk full)"),
+}
+
+
+class HealthController(Controller):
+    path = "/api/health"
+
+    @get("/", summary="Liveness and storage check (no auth); 503 while the store cannot write")
+    async def health(self, store: NamedDependency[Store]) -> Response[dict[str, Any]]:
+        health = store.health
+        if health.ok:
+            return Response({"status": "ok"})
+        # Not ready for writes: a load balancer or orchestrator should send traffic elsewhere.
+        return Response(
+            {"status": "degraded", "storage": health.cause, "since": health.since},
+            status_code=503,
+            headers={"Retry-After": str(StorageUnavailable.retry_after_s)},
+        )
+
+
+class RunsAPI(Controller):
+    path = "/api/runs"
+    tags = ["runs"]
+
+    @post(
+        "/",
+        summary="Start a run in the background",
+        status_code=201,
+        guards=[requires_member],
+        responses=RUN_REFUSALS,
+    )
+    async def create(
+        self, request: Request, data: JSONBody[RunCreate], runner: NamedDependency[Runner]
+    ) -> RunCreated:
+        run_input = parse_run_input(asdict(data), runner.config, runner.tool_names)
+        run = await runner.start(run_input, source=run_source(request))
+        return RunCreated(run_id=run["id"], status=run["status"])
+
+    @get("/", summary="List runs, newest first; filter by status, model, session, text, dates")
+    async def index(
+        self,
+        store: NamedDependency[Store],
+        limit: int = Parameter(default=50, ge=1, le=500),
+        offset: int = Parameter(default=0, ge=0, le=10**12),
+        q: str | None = Parameter(default=None, description="words in the prompt or answer"),
+        status: str | None = Parameter(default=None),
+        model: str | None = Parameter(default=None),
+        session: str | None = Parameter(default=None),
+        date_from: Annotated[
+            str | None, QueryParameter(name="from", description="YYYY-MM-DD (UTC)")
+        ] = None,
+        date_to: Annotated[
+            str | None, QueryParameter(name="to", description="YYYY-MM-DD (UTC), inclusive")
+        ] = None,
+    ) -> dict[str, Any]:
+        filters = parse_filters(
+            {
+                "q": q,
+                "status": status,
+                "model": model,
+                "session": session,
+                "from": date_from,
+                "to": date_to,
+            }
+        )
+        runs = await store.read(filtered_runs, filters, limit, offset)
+        total, more = await store.read(count_filtered, filters)
+        # A filtered total is counted up to COUNT_CAP; "total_capped" says there are more.
+        return {
+            "runs": runs,
+            "total": total,
+            "total_capped": more,
+            "limit": limit,
+            "offset": offset,
+            "filters": filters.query_params(),
+        }
+
+    @get("/{run_id:str}", summary="A run with its messages, tool calls and spans")
+    async def show(self, run_id: FromPath[str], store: NamedDependency[Store]) -> dict[str, Any]:
+        detail = await store.read(run_detail, run_id)
+        if detail is None:
+            raise NotFoundException(f"run {run_id!r} not found")
+        return detail
+
+    @get(
+        "/{run_id:str}/events",
+        summary="Server-sent events of a run, resumable with Last-Event-ID",
+    )
+    async def events(
+        self,
+        request: Request,
+        run_id: FromPath[str],
+        store: NamedDependency[Store],
+        broker: NamedDependency[Broker],
+        after: int | None = Parameter(default=None, ge=0, le=MAX_ID),
+    ) -> ServerSentEvent:
+        await existing_run(store, run_id)
+        return run_event_stream(store, broker, run_id, resume_point(request, after))

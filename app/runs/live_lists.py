@@ -1,0 +1,88 @@
+"""Live run lists: the dashboard's recent runs and the first page of /runs.
+
+One server-sent event stream per open list follows every run through the
+broker: a run that is created is prepended (``run_new``), a run whose status
+or totals change replaces its row out of band (``run_update``), and on the
+dashboard the KPIs are refreshed when a run ends. Only events that change a
+run row are sent; tokens stay on the run page. A row that fails to render is
+logged and sent as a placeholder, so one odd run never ends the stream.
+
+A page reads its rows before its stream subscribes, so a run created in
+between is missed until the next load, but a row is never shown twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from jinja2 import Environment
+from litestar import Controller, get
+from litestar.di import NamedDependency
+from litestar.params import QueryParameter
+from litestar.response import ServerSentEvent, ServerSentEventMessage
+
+from app.core.text import safe_text
+from app.store import Store
+from app.store.events import TERMINAL_EVENTS
+from app.store.live import Broker, LiveEvent
+from app.store.runs import totals
+from app.web.render import render_live
+
+KEEPALIVE_S = 15.0
+
+log = logging.getLogger("agentop.live")
+
+
+def _changes_a_run_row(event: LiveEvent) -> bool:
+    """Run rows only: not tokens, nor the progress of experiments or exports."""
+    return event.run is not None and isinstance(event.run.get("id"), str)
+
+
+async def _list_events(
+    store: Store, broker: Broker, jinja: Environment, compact: bool
+) -> AsyncIterator[ServerSentEventMessage]:
+    with broker.subscribe("*", accept=_changes_a_run_row) as sub:
+        while True:
+            event = await sub.next(KEEPALIVE_S)
+            if event is None:
+                yield ServerSentEventMessage(data=None, comment="keep-alive")
+                continue
+            row: dict[str, Any] = {"run": event.run, "compact": compact}
+            if event.type == "run_created":
+                data = render_live(jinja, "run_new", "tr", **row)
+                yield ServerSentEventMessage(data=safe_text(data), event="run_new")
+                continue
+            data = render_live(jinja, "run_update", **row)
+            if compact and event.type in TERMINAL_EVENTS:
+                data += await _kpis(store, jinja)
+            yield ServerSentEventMessage(data=safe_text(data), event="run_update")
+
+
+async def _kpis(store: Store, jinja: Environment) -> str:
+    """The dashboard KPIs out of band; nothing if they cannot be read now (logged)."""
+    try:
+        kpis = await store.read(totals)
+    except Exception:
+        log.exception("could not read the dashboard totals for a live update")
+        return ""
+    return render_live(jinja, "_kpis", kpis=kpis, oob=True)
+
+
+class LiveListsController(Controller):
+    path = "/runs/live"
+    include_in_schema = False
+
+    @get("/")
+    async def stream(
+        self,
+        store: NamedDependency[Store],
+        broker: NamedDependency[Broker],
+        jinja: NamedDependency[Environment],
+        compact: Annotated[bool, QueryParameter()] = False,
+    ) -> ServerSentEvent:
+        return ServerSentEvent(
+            _list_events(store, broker, jinja, compact),
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )

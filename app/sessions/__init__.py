@@ -1,0 +1,1 @@
+"""Sessions: runs grouped under a name, with their totals (pages and JSON API)."""
