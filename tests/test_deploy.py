@@ -9,7 +9,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import pytest
 import yaml
 
 from tests.conftest import free_port
+from tests.receivers import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 K8S = ROOT / "deploy" / "k8s"
@@ -149,16 +149,17 @@ def test_dockerfile_steps_in_a_venv(tmp_path):
         text=True,
     )
     try:
-        deadline = time.monotonic() + 60
-        while True:
+
+        def up() -> bool:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2) as r:
                     assert r.status == 200
-                    break
+                    return True
             except OSError:
-                assert server.poll() is None, server.stdout.read()
-                assert time.monotonic() < deadline, "server did not come up"
-                time.sleep(0.3)
+                assert server.poll() is None, server.stdout.read() if server.stdout else ""
+                return False
+
+        wait_until(up, 60, "the server to come up")
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/login", timeout=5) as r:
             assert "Log in" in r.read().decode()  # templates found through AGENTOP_HOME
         # The local model ships inside the installed package.

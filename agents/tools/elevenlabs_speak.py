@@ -10,6 +10,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from agents.extras import require
 from agents.providers.base import ToolSpec
 from agents.tools import ToolOutput, time_limit
 
@@ -28,6 +29,7 @@ def run(arguments: dict[str, Any], settings: dict[str, Any]) -> ToolOutput:
     text = str(arguments.get("text", "")).strip()
     if not text:
         raise ValueError("text must be a non-empty string")
+    require("elevenlabs", "elevenlabs")
     api_key = settings.get("api_key")
     if not api_key:
         raise RuntimeError("ELEVENLABS_API_KEY is not set")

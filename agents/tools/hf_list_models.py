@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from agents.extras import require
 from agents.providers.base import ToolSpec
 from agents.tools import ToolOutput, time_limit
 
@@ -27,6 +28,7 @@ SPEC = ToolSpec(
 
 
 def run(arguments: dict[str, Any], settings: dict[str, Any]) -> ToolOutput:
+    require("huggingface_hub", "hf")
     from huggingface_hub import constants
     from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
 

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
+from agents.extras import require
 from agents.providers.base import ToolSpec
 from agents.tools import ToolOutput, time_limit
 
@@ -66,7 +67,9 @@ def _metrics(raw: Any) -> dict[str, float]:
 def run(arguments: dict[str, Any], settings: dict[str, Any]) -> ToolOutput:
     metrics = _metrics(arguments.get("metrics"))
 
-    import wandb  # imported lazily: wandb is slow to import and most runs never log
+    # Imported here, not at the top: wandb is optional and slow to import.
+    require("wandb", "wandb")
+    import wandb
 
     # A configured mode goes to wandb unchecked: wandb.init validates it.
     mode: WandbMode = settings.get("mode") or (
