@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+from agents.config import ConfigError
 from app.auth.keys import (
     ROLES,
     KeyError_,
@@ -25,15 +26,21 @@ from app.auth.keys import (
     set_role,
 )
 from app.auth.proxies import uvicorn_proxy_options
-from app.core.settings import Settings
+from app.core.errors import InputError
+from app.core.formats import format_ts
+from app.core.settings import Settings, SettingsError
+from app.exports.cli import add_parser as add_export_parser
+from app.main import create_app
+from app.replay.cli import add_parser as add_replay_parser
+from app.runs.input import parse_run_input
 from app.runs.remote import RemoteError, cli_process, credential, find_server, start_and_follow
 from app.runs.remote import client as remote_client
-from app.runs.runner import InputError, Runner, parse_run_input
+from app.runs.runner import Runner
 from app.runs.terminal import print_event, print_final
 from app.store import Store
 from app.store.live import Broker, follow_run
 from app.store.runs import get_run
-from app.web.render import format_ts
+from app.store.statuses import SUCCEEDED
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -68,9 +75,9 @@ def _first_admin_key(settings: Settings, url: str) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from app.main import create_app
-
     settings = _settings(args)
+    # Loaded now, not when the app starts: a bad agent setting stops serve with one line.
+    settings.agents()
     url = f"http://{args.host}:{args.port}"
     if args.no_auth:
         if args.host not in LOOPBACK:
@@ -137,7 +144,7 @@ async def _run_on_server(url: str, store: Store, process_id: str, body: dict) ->
         print(f"note: the server at {url} did not answer; running here", file=sys.stderr)
         return None
     print_final(started.final, sys.stderr)
-    return 0 if started.final["status"] == "succeeded" else 1
+    return 0 if started.final["status"] == SUCCEEDED else 1
 
 
 async def _run_here(settings: Settings, store: Store, process_id: str, body: dict) -> int:
@@ -161,7 +168,7 @@ async def _run_here(settings: Settings, store: Store, process_id: str, body: dic
     final = await store.read(get_run, run["id"])
     assert final is not None
     print_final(final, sys.stderr)
-    return 0 if final["status"] == "succeeded" else 1
+    return 0 if final["status"] == SUCCEEDED else 1
 
 
 def cmd_keys(args: argparse.Namespace) -> int:
@@ -235,11 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data-dir")
     run.set_defaults(func=lambda a: asyncio.run(_run(a)))
 
-    from app.exports.cli import add_parser as add_export_parser
-
     add_export_parser(sub)
-
-    from app.replay.cli import add_parser as add_replay_parser
 
     add_replay_parser(sub)
     return parser
@@ -249,6 +252,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
+    except (SettingsError, ConfigError) as exc:
+        # A bad setting: one line saying which and why, no traceback.
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130  # the shell's code for Ctrl-C, without a traceback
 

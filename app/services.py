@@ -19,6 +19,9 @@ from litestar import Litestar
 from app.alerts.notify import deliver_alerts
 from app.alerts.rules import check_run
 from app.core.integration_settings import IntegrationSettings
+from app.exports.jobs import ExportJobs
+from app.exports.wandb_export import RunMetricsLogger
+from app.finetune.jobs import FineTunes
 from app.pricing.tables import load_settings_overrides
 from app.runs.watch import Reaction, RunWatcher
 from app.store import Store
@@ -40,8 +43,6 @@ def alert_reaction(store: Store, settings: IntegrationSettings) -> Reaction:
 
 
 def wandb_reaction(store: Store, settings: IntegrationSettings, data_dir: Path) -> Reaction:
-    from app.exports.wandb_export import RunMetricsLogger
-
     metrics = RunMetricsLogger(store, settings, data_dir)
 
     async def react(run_id: str) -> None:
@@ -51,9 +52,6 @@ def wandb_reaction(store: Store, settings: IntegrationSettings, data_dir: Path) 
 
 
 async def start_integrations(app: Litestar) -> None:
-    from app.exports.jobs import ExportJobs
-    from app.finetune.jobs import FineTunes
-
     settings = integration_settings(app)
     store, broker = app.state.store, app.state.broker
     await store.write(

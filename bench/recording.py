@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import json
 import logging
 import os
@@ -403,7 +402,7 @@ def build_app(args: argparse.Namespace, data_dir: Path):  # noqa: ANN201
         tools={TOOL_NAME: {"timeout": 10}},
     )
     extra: dict[str, Any] = {}
-    if "auth" in {f.name for f in dataclasses.fields(Settings)}:
+    if "auth" in Settings.model_fields:
         # API-key auth (being added) would turn the bench's requests away; the
         # server listens on 127.0.0.1 only, which is what --no-auth is for.
         extra["auth"] = False

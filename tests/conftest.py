@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,12 +26,12 @@ from app.core.settings import Settings
 from app.main import create_app
 from app.store import Store, statuses
 from tests.fake_mistral import FakeMistral
+from tests.receivers import wait_until
 
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
-TERMINAL = set(statuses.TERMINAL)
 MISTRAL_MODEL = "mistral-small-latest"
 LOCAL_MODEL = "smollm2-135m"
 
@@ -143,13 +142,12 @@ def page_client(app, keys) -> Iterator[TestClient]:  # type: ignore[no-untyped-d
 
 def wait_for_run(client: Any, run_id: str, timeout: float = 30.0) -> dict[str, Any]:
     """Poll the API until the run ends (tests may poll; the product streams)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        detail = client.get(f"/api/runs/{run_id}").json()
-        if detail["run"]["status"] in TERMINAL:
-            return detail
-        time.sleep(0.05)
-    raise AssertionError(f"run {run_id} did not finish in {timeout}s")
+
+    def ended() -> dict[str, Any] | None:
+        detail: dict[str, Any] = client.get(f"/api/runs/{run_id}").json()
+        return detail if detail["run"]["status"] in statuses.TERMINAL else None
+
+    return wait_until(ended, timeout, f"run {run_id} to finish")
 
 
 def free_port() -> int:
@@ -173,11 +171,7 @@ class LiveServer:
 
     def __enter__(self) -> LiveServer:
         self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("live server did not start")
-            time.sleep(0.02)
+        wait_until(lambda: self.server.started, 20, "the live server to start")
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -1,16 +1,20 @@
 """Local stand-ins for the outside world the integrations talk to: a webhook receiver and an
-SMTP server (aiosmtpd), both on 127.0.0.1."""
+SMTP server (aiosmtpd), both on 127.0.0.1; and ``wait_until``, to wait for what they receive
+(and for anything else a test has to wait for)."""
 
 from __future__ import annotations
 
 import json
 import threading
 import time
+from collections.abc import Callable
 from email import message_from_bytes
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, TypeVar
 
 from aiosmtpd.controller import Controller
+
+T = TypeVar("T")
 
 
 class WebhookReceiver:
@@ -80,7 +84,11 @@ class SMTPServer:
         return self.inbox.messages
 
 
-def wait_until(predicate, timeout: float = 15.0, what: str = "condition"):  # type: ignore[no-untyped-def]
+def wait_until(predicate: Callable[[], T], timeout: float = 15.0, what: str = "condition") -> T:
+    """Poll ``predicate`` until it returns something truthy, and return that.
+
+    The one polling helper of the tests (the product streams; tests may poll).
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()

@@ -3,11 +3,9 @@ through a local receiver and a local SMTP server (aiosmtpd), one alert per spike
 
 from __future__ import annotations
 
-import time
-from dataclasses import replace
-
 import pytest
 
+from app.alerts.bodies import RuleCreate
 from app.alerts.rules import check_run, create_rule, list_alerts
 from app.core.integration_settings import IntegrationSettings
 from app.core.settings import Settings
@@ -33,8 +31,12 @@ def settings(data_dir, fake_mistral, smtp):
     return Settings(
         data_dir=data_dir,
         agent_config=agent_config(fake_mistral.url),
-        integrations=replace(
-            FAST, smtp_host="127.0.0.1", smtp_port=smtp.port, smtp_from="studio@example.test"
+        integrations=FAST.model_copy(
+            update={
+                "smtp_host": "127.0.0.1",
+                "smtp_port": smtp.port,
+                "smtp_from": "studio@example.test",
+            }
         ),
     )
 
@@ -97,7 +99,8 @@ def test_expensive_run_alerts_by_webhook_and_email(client, fake_mistral, smtp):
         # A cheap run raises nothing.
         cheap = client.post("/api/runs", json={"prompt": "small", "model": MISTRAL_MODEL})
         wait_for_run(client, cheap.json()["run_id"])
-        time.sleep(0.3)
+        # Nothing is asserted until the watcher has really checked the cheap run.
+        client.blocking_portal.call(client.app.state.run_watcher.drained)
         assert len(client.get("/api/alerts").json()["alerts"]) == 1
     finally:
         hook.stop()
@@ -133,7 +136,7 @@ def test_failed_delivery_is_recorded_with_its_error(client, fake_mistral):
 def test_window_rule_alerts_once_per_spike(db):
     rule = db.write_sync(
         create_rule,
-        {"name": "hourly", "kind": "window_cost", "threshold_usd": 1.0, "window_s": 3600},
+        RuleCreate(name="hourly", kind="window_cost", threshold_usd=1.0, window_s=3600),
     )
     t = 1_800_000_000.0
     finished_run(db, "a", 0.6, t)
@@ -154,7 +157,7 @@ def test_window_rule_alerts_once_per_spike(db):
 
 def test_baseline_rule(db):
     db.write_sync(
-        create_rule, {"name": "3x", "kind": "baseline", "multiplier": 3, "baseline_runs": 5}
+        create_rule, RuleCreate(name="3x", kind="baseline", multiplier=3, baseline_runs=5)
     )
     t = 1_800_000_000.0
     for i in range(5):
@@ -170,7 +173,7 @@ def test_baseline_rule(db):
 
 
 def test_run_rule_is_one_alert_per_run(db):
-    db.write_sync(create_rule, {"name": "big", "kind": "run_cost", "threshold_usd": 0.5})
+    db.write_sync(create_rule, RuleCreate(name="big", kind="run_cost", threshold_usd=0.5))
     finished_run(db, "x", 0.9, 1_800_000_000.0)
     assert len(db.write_sync(check_run, "x")) == 1
     assert db.write_sync(check_run, "x") == []
@@ -182,8 +185,8 @@ def test_run_rule_is_one_alert_per_run(db):
         ({"name": "", "kind": "run_cost", "threshold_usd": 1}, "name"),
         ({"name": "n", "kind": "nope"}, "kind"),
         ({"name": "n", "kind": "run_cost"}, "threshold_usd is required"),
-        ({"name": "n", "kind": "window_cost", "threshold_usd": 1, "window_s": "x"}, "number"),
-        ({"name": "n", "kind": "baseline", "multiplier": 0.5}, "between"),
+        ({"name": "n", "kind": "window_cost", "threshold_usd": 1, "window_s": "x"}, "window_s"),
+        ({"name": "n", "kind": "baseline", "multiplier": 0.5}, "multiplier"),
         ({"name": "n", "kind": "run_cost", "threshold_usd": 1, "webhook_url": "ftp://x"}, "http"),
         (
             {"name": "n", "kind": "run_cost", "threshold_usd": 1, "email_to": "not an email"},
@@ -193,7 +196,7 @@ def test_run_rule_is_one_alert_per_run(db):
 )
 def test_bad_rules_are_400(client, body, message):
     r = client.post("/api/alerts/rules", json=body)
-    assert r.status_code == 400 and message in r.json()["detail"]
+    assert r.status_code == 400 and message in r.text
 
 
 def test_rule_management_needs_admin(app, keys):
@@ -211,7 +214,7 @@ def test_alerts_page_form(page_client):
     r = page_client.post(
         "/alerts/rules", data={"name": "", "kind": "run_cost", "_csrf_token": csrf(page_client)}
     )
-    assert r.status_code == 422 and "name is required" in r.text
+    assert r.status_code == 422 and "required field name" in r.text
     r = page_client.post(
         "/alerts/rules",
         data={

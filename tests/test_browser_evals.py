@@ -12,6 +12,7 @@ from app.store.runs import create_run
 from tests.browser import log_in, save_shot
 from tests.conftest import MISTRAL_MODEL, wait_for_run
 from tests.fake_mistral import Reply
+from tests.receivers import wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -170,10 +171,11 @@ def test_run_an_experiment_and_watch_it_live_then_compare(
                 "config": {"model": MISTRAL_MODEL, "tools": []},
             },
         ).json()
-        deadline = time.monotonic() + 30
-        while api.get(f"/api/experiments/{baseline['id']}").json()["status"] != "succeeded":
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        wait_until(
+            lambda: api.get(f"/api/experiments/{baseline['id']}").json()["status"] == "succeeded",
+            30,
+            "the baseline experiment to succeed",
+        )
     # The second experiment answers slowly, so the page sees it progress.
     fake_mistral.add(
         *[

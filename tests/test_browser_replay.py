@@ -1,7 +1,5 @@
 """A person opens a run, replays it with a new temperature, and reads the diff in Chromium."""
 
-import time
-
 import httpx
 import pytest
 from playwright.sync_api import expect
@@ -9,6 +7,7 @@ from playwright.sync_api import expect
 from tests.browser import log_in, save_shot
 from tests.conftest import MISTRAL_MODEL
 from tests.fake_mistral import Reply
+from tests.receivers import wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -18,12 +17,12 @@ def start_run(server, body):
     r = httpx.post(server.url + "/api/runs", json=body, headers=headers, timeout=10)
     assert r.status_code == 201, r.text
     run_id = r.json()["run_id"]
-    for _ in range(200):
+
+    def succeeded():
         r = httpx.get(f"{server.url}/api/runs/{run_id}", headers=headers, timeout=10)
-        if r.json()["run"]["status"] == "succeeded":
-            return r.json()["run"]
-        time.sleep(0.05)
-    raise AssertionError("the first run did not finish")
+        return r.json()["run"] if r.json()["run"]["status"] == "succeeded" else None
+
+    return wait_until(succeeded, 10, "the first run to succeed")
 
 
 def test_replay_with_a_new_temperature_and_see_the_diff(

@@ -8,10 +8,12 @@ import pytest
 import yaml
 
 from agents.config import DEFAULT_CONFIG, ConfigError, interpolate, load_config
+from agents.config import parse as parse_config
 
 
 def parse(template: str, env: dict[str, str]):
-    return yaml.safe_load(interpolate(template, env))
+    # References are replaced in the parsed values, so no value can change the YAML's shape.
+    return parse_config(template, env)
 
 
 # --- interpolate -------------------------------------------------------------
@@ -58,6 +60,7 @@ def test_config_error_is_a_value_error():
 def test_text_without_references_is_untouched():
     text = "a: $HOME\nb: $ {X}\nc: {x: 1}\n"
     assert interpolate(text, {}) == text
+    assert parse(text, {}) == yaml.safe_load(text)
 
 
 @pytest.mark.parametrize(
@@ -100,7 +103,8 @@ def test_values_with_yaml_syntax_stay_one_string(value):
     ],
 )
 def test_defaults_with_yaml_syntax_stay_one_string(value):
-    assert parse(f"key: ${{NOPE:-{value}}}\n", {}) == {"key": value}
+    # A default is part of the file, so YAML syntax in it is quoted like any YAML string.
+    assert parse(f'key: "${{NOPE:-{value}}}"\n', {}) == {"key": value}
 
 
 @pytest.mark.parametrize(

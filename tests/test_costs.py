@@ -10,12 +10,14 @@ from app.pricing.costs import (
     PARTIAL,
     PRICED,
     UNPRICED,
-    Cost,
     format_cost,
-    llm_cost,
     merge_status,
     mistral_family,
 )
+from app.pricing.tables import llm_call_cost
+from tests.prices import mistral_rates
+
+AT = 1_800_000_000.0  # a call's time: prices are looked up on its day
 
 
 @pytest.mark.parametrize(
@@ -46,43 +48,43 @@ def test_every_price_is_positive_input_and_output():
         assert inp > 0 and out > 0, family
 
 
-def test_priced_cost_arithmetic():
-    # mistral-large: $2 in / $6 out per million tokens
-    cost = llm_cost("mistral", "mistral-large-latest", 1_000_000, 1_000_000)
-    assert cost == Cost(8.0, PRICED)
-    cost = llm_cost("mistral", "mistral-small-2503", 1000, 500)
-    assert cost.status == PRICED
-    assert cost.usd == pytest.approx((1000 * 0.1 + 500 * 0.3) / 1_000_000)
-    # ministral-3b: $0.04 both ways
-    assert llm_cost("mistral", "ministral-3b-latest", 250, 750).usd == pytest.approx(
-        1000 * 0.04 / 1_000_000
-    )
+def test_priced_cost_arithmetic(db):
+    # The table carries the published list price: mistral-large, $2 in / $6 out per million.
+    assert mistral_rates(db, "mistral-large", AT) == (2.0, 6.0)
+    cost = db.read_sync(llm_call_cost, "mistral", "mistral-large-latest", 1_000_000, 1_000_000, AT)
+    assert cost == (pytest.approx(1_000_000 / 1e6 * 2.0 + 1_000_000 / 1e6 * 6.0), PRICED)
+    usd_in, usd_out = mistral_rates(db, "mistral-small", AT)
+    cost = db.read_sync(llm_call_cost, "mistral", "mistral-small-2503", 1000, 500, AT)
+    assert cost == (pytest.approx(1000 / 1e6 * usd_in + 500 / 1e6 * usd_out), PRICED)
+    usd_in, usd_out = mistral_rates(db, "ministral-3b", AT)
+    cost = db.read_sync(llm_call_cost, "mistral", "ministral-3b-latest", 250, 750, AT)
+    assert cost == (pytest.approx(250 / 1e6 * usd_in + 750 / 1e6 * usd_out), PRICED)
 
 
-def test_priced_zero_tokens_is_a_real_zero():
-    cost = llm_cost("mistral", "mistral-small-latest", 0, 0)
-    assert cost == Cost(0.0, PRICED)
+def test_priced_zero_tokens_is_a_real_zero(db):
+    assert db.read_sync(llm_call_cost, "mistral", "mistral-small-latest", 0, 0, AT) == (0.0, PRICED)
 
 
 @pytest.mark.parametrize(
-    ("provider", "model"),
+    ("provider", "model", "tokens"),
     [
-        ("mistral", "mistral-tiny-9999-not-in-table"),
-        ("mistral", "ft:open-mistral-7b:abc:20240514:def"),  # no price for that base
-        ("openai", "mistral-small-latest"),  # only the mistral provider uses the table
-        ("", "mistral-large-latest"),
+        ("mistral", "mistral-tiny-9999-not-in-table", (1234, 567)),
+        ("mistral", "ft:open-mistral-7b:abc:20240514:def", (1234, 567)),  # no price for that base
+        ("openai", "mistral-small-latest", (1234, 567)),  # only the mistral provider uses the table
+        ("", "mistral-large-latest", (1234, 567)),
+        ("mistral", "mistral-small-latest", (None, 567)),  # unknown usage is never $0
+        ("mistral", "mistral-small-latest", (1234, None)),
     ],
 )
-def test_unknown_models_are_unpriced_never_zero(provider, model):
-    cost = llm_cost(provider, model, 1234, 567)
-    assert cost.status == UNPRICED
-    assert cost.usd is None
+def test_unknown_models_are_unpriced_never_zero(db, provider, model, tokens):
+    assert db.read_sync(llm_call_cost, provider, model, *tokens, AT) == (None, UNPRICED)
 
 
-def test_local_models_are_free():
-    assert llm_cost("local", "smollm2-135m", 10_000, 10_000) == Cost(0.0, FREE)
+def test_local_models_are_free(db):
+    assert db.read_sync(llm_call_cost, "local", "smollm2-135m", 10_000, 10_000, AT) == (0.0, FREE)
     # Even a local model that happens to share a Mistral name costs nothing.
-    assert llm_cost("local", "mistral-large-latest", 10_000, 10_000) == Cost(0.0, FREE)
+    local = db.read_sync(llm_call_cost, "local", "mistral-large-latest", 10_000, 10_000, AT)
+    assert local == (0.0, FREE)
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import replace
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -43,8 +42,8 @@ def settings(data_dir, fake_mistral, hub, monkeypatch):
     return Settings(
         data_dir=data_dir,
         agent_config=agent_config(fake_mistral.url),
-        integrations=replace(
-            FAST, hf_endpoint=hub.url, hf_token="hf_test", hf_repo="team/agent-runs"
+        integrations=FAST.model_copy(
+            update={"hf_endpoint": hub.url, "hf_token": "hf_test", "hf_repo": "team/agent-runs"}
         ),
     )
 
@@ -196,17 +195,17 @@ def test_validate_line_catches_what_mistral_rejects():
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        ({"kind": "csv"}, "kind must be one of"),
+        ({"kind": "csv"}, "kind"),
         ({"kind": "huggingface", "repo": "not a repo"}, "namespace/dataset-name"),
         ({"kind": "huggingface", "format": "xml"}, "format"),
         ({"kind": "finetune_jsonl"}, "choose runs"),
-        ({"kind": "finetune_jsonl", "below": "low"}, "below must be a number"),
+        ({"kind": "finetune_jsonl", "below": "low"}, "below"),
         ({"kind": "finetune_jsonl", "run_ids": [1, 2]}, "run_ids"),
     ],
 )
 def test_bad_export_requests_are_400(client, body, message):
     r = client.post("/api/exports", json=body)
-    assert r.status_code == 400 and message in r.json()["detail"]
+    assert r.status_code == 400 and message in r.text
 
 
 def test_exports_need_a_member(app, keys):
@@ -245,7 +244,7 @@ def test_wandb_metrics_logged_per_finished_run(data_dir, fake_mistral, keys, mon
     settings = Settings(
         data_dir=data_dir,
         agent_config=agent_config(fake_mistral.url),
-        integrations=replace(FAST, wandb_run_metrics=True),
+        integrations=FAST.model_copy(update={"wandb_run_metrics": True}),
     )
     with api_client(settings, keys["member"]) as c:
         run_id = c.post("/api/runs", json={"prompt": "hi", "model": MISTRAL_MODEL}).json()["run_id"]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from app.core.errors import InputError
 from app.evals.heuristics import HEURISTICS, Subject, evaluate, validate_params
 from app.evals.judge import judge_messages, parse_score
-from app.runs.runner import InputError
 
 
 def check(name, output, expected=None, run=None, **params):

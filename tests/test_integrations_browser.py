@@ -3,8 +3,6 @@ that update live over SSE, the price tables, and a run ingested over OTLP."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 
 from app.core.integration_settings import IntegrationSettings
@@ -34,7 +32,7 @@ def settings(data_dir, fake_mistral):
     return Settings(
         data_dir=data_dir,
         agent_config=agent_config(fake_mistral.url),
-        integrations=replace(fast, hf_repo="team/agent-runs"),
+        integrations=fast.model_copy(update={"hf_repo": "team/agent-runs"}),
     )
 
 

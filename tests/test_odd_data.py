@@ -26,6 +26,7 @@ from app.store.live import LiveEvent
 from app.store.runs import create_run
 from tests.conftest import login
 from tests.odd_rows import seed_odd_data
+from tests.receivers import wait_until
 from tests.test_sse import SSE, iter_sse
 
 
@@ -228,10 +229,11 @@ def _publisher(live_server: Any, app: Any) -> Callable[[LiveEvent], None]:
 
 def _wait_for_followers(app: Any, key: str, n: int, already: int = 0) -> None:
     """Until ``n`` more than ``already`` follow ``key`` (a stream subscribes once it starts)."""
-    deadline = time.monotonic() + 10
-    while app.state.broker.subscriber_count(key) < already + n:
-        assert time.monotonic() < deadline, f"{n} followers of {key} never subscribed"
-        time.sleep(0.02)
+    wait_until(
+        lambda: app.state.broker.subscriber_count(key) >= already + n,
+        10,
+        f"{n} followers of {key} to subscribe",
+    )
 
 
 def _read(response: httpx.Response, n: int) -> list[SSE]:

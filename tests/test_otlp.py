@@ -22,9 +22,10 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Status, StatusCode
 
-from app.pricing.costs import llm_cost
 from tests.conftest import wait_for_run
 from tests.fake_mistral import Reply
+from tests.prices import mistral_rates
+from tests.receivers import wait_until
 
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
 
@@ -131,7 +132,7 @@ def genai_agent(tracer, fail: bool = False) -> None:
             root.set_status(Status(StatusCode.ERROR, "guardrail tripped"))
 
 
-def test_sdk_exporter_protobuf_round_trip(live_server, keys):
+def test_sdk_exporter_protobuf_round_trip(live_server, app, keys):
     provider = provider_for(live_server.url, keys["member"])
     genai_agent(provider.get_tracer("test"))
     provider.shutdown()
@@ -151,9 +152,10 @@ def test_sdk_exporter_protobuf_round_trip(live_server, keys):
         assert run["prompt"] == "Weather in Paris?"
         assert run["response"] == "It is **18°C** and sunny in Paris."
         assert (run["input_tokens"], run["output_tokens"]) == (1300, 230)
-        expected = (
-            llm_cost("mistral", "mistral-small", 1000, 200).usd
-            + llm_cost("mistral", "mistral-small", 300, 30).usd
+        # USD per million tokens, as the app's price table has them.
+        usd_in, usd_out = mistral_rates(app.state.store, "mistral-small", run["started_at"])
+        expected = (1000 / 1e6 * usd_in + 200 / 1e6 * usd_out) + (
+            300 / 1e6 * usd_in + 30 / 1e6 * usd_out
         )
         assert run["cost_status"] == "priced" and run["cost_usd"] == pytest.approx(expected)
         assert run["tool_calls"] == 1 and run["latency_ms"] > 20
@@ -218,9 +220,7 @@ def test_run_streams_live_while_spans_arrive(live_server, keys):
 
             reader = threading.Thread(target=follow, daemon=True)
             reader.start()
-            deadline = time.monotonic() + 5
-            while "llm_call_finished" not in seen and time.monotonic() < deadline:
-                time.sleep(0.02)
+            wait_until(lambda: "llm_call_finished" in seen, 5, "llm_call_finished on the stream")
             root.set_attribute("output.value", "Hi!")
         reader.join(timeout=10)
     provider.shutdown()

@@ -30,6 +30,7 @@ from tests.otlp_requests import (
     post,
     span,
 )
+from tests.receivers import wait_until
 
 I64_MAX = 9223372036854775807
 
@@ -318,12 +319,9 @@ def live_list(live_server) -> Iterator[list[tuple[str, str]]]:
 
 
 def _wait_for(seen: list[tuple[str, str]], needle: str) -> None:
-    done = threading.Event()
-    for _ in range(200):  # up to 10 s, checked as events arrive
-        if any(needle in data for _, data in seen):
-            return
-        done.wait(0.05)
-    raise AssertionError(f"{needle!r} not in the live stream: {seen}")
+    wait_until(
+        lambda: any(needle in data for _, data in seen), 10, f"{needle!r} in the live stream"
+    )
 
 
 def test_live_list_gets_each_run_with_its_prompt_or_label(live_server, live_list):

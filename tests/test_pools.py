@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -22,8 +21,10 @@ from agents.tools import ToolOutput, ToolPool, ToolTimedOut
 from app.core.settings import Settings
 from app.main import create_app
 from app.runs.subagents import PARENT_STOPPED
-from tests.conftest import TERMINAL, agent_config, api_client, csrf, login, wait_for_run
+from app.store.statuses import TERMINAL
+from tests.conftest import agent_config, api_client, csrf, login, wait_for_run
 from tests.fake_mistral import FakeMistral, Reply
+from tests.receivers import wait_until
 
 
 class NestingMistral(FakeMistral):
@@ -176,10 +177,7 @@ def test_tools_hung_past_their_limit_fail_and_later_calls_still_run(
         assert pool.abandoned == stalled
         stalling_hub.released.set()
         # ...and come back once the upstream lets go.
-        deadline = time.monotonic() + 10
-        while pool.abandoned and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert pool.abandoned == 0
+        wait_until(lambda: pool.abandoned == 0, 10, "the stalled calls' threads to come back")
 
 
 def test_the_pool_refuses_calls_while_all_spare_threads_are_stuck():
@@ -260,10 +258,7 @@ def test_cancelling_a_parent_cancels_its_helper(helper_settings, fake_mistral):
     )
     with api_client(helper_settings, "") as client:
         parent_id = client.post("/api/runs", json={"prompt": "Ask a slow helper"}).json()["run_id"]
-        deadline = time.monotonic() + 20
-        while not children_of(client, parent_id) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        [child] = children_of(client, parent_id)
+        [child] = wait_until(lambda: children_of(client, parent_id), 20, "the helper run")
         runner = client.app.state.runner
         client.blocking_portal.call(runner.cancel, parent_id, "interrupted: stopped by a test")
         parent = wait_for_run(client, parent_id)["run"]

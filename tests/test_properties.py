@@ -29,6 +29,7 @@ from app.main import create_app
 from app.store import Store
 from tests.conftest import MISTRAL_MODEL, LiveServer, agent_config
 from tests.fake_mistral import FakeMistral
+from tests.receivers import wait_until
 from tests.strategies import (
     EXTREME_INTS,
     JSON_VALUES,
@@ -290,10 +291,11 @@ def _check_live_lists(studio: Studio) -> None:
         studio.http.stream("GET", "/runs/live") as full,
         studio.http.stream("GET", "/runs/live?compact=true") as compact,
     ):
-        deadline = time.monotonic() + 10
-        while app.state.broker.subscriber_count("*") < others + 2:
-            assert time.monotonic() < deadline, "the live lists never subscribed"
-            time.sleep(0.02)
+        wait_until(
+            lambda: app.state.broker.subscriber_count("*") >= others + 2,
+            10,
+            "the live lists to subscribe",
+        )
         studio.post("/v1/traces", json=trace)
         for stream in (full, compact):
             first = next(iter_sse(stream))

@@ -8,7 +8,6 @@ uvicorn on its own would trust.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -16,10 +15,11 @@ import httpx
 import pytest
 import uvicorn
 
-from app.auth.proxies import ProxySettingError, uvicorn_proxy_options
-from app.core.settings import Settings
+from app.auth.proxies import uvicorn_proxy_options
+from app.core.settings import Settings, SettingsError
 from app.main import create_app
 from tests.conftest import free_port
+from tests.receivers import wait_until
 
 LIMIT = 10  # Settings.login_attempts_per_minute
 
@@ -46,10 +46,7 @@ def serve(settings: Settings, server_reads_proxy_headers: bool = True) -> Iterat
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "server did not start"
-        time.sleep(0.02)
+    wait_until(lambda: server.started, 20, "the server to start")
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
             client.get("/login")  # the CSRF cookie, as a browser gets it
@@ -123,5 +120,5 @@ def test_trusted_proxies_setting_is_checked(monkeypatch):
     assert settings.trusted_proxies == ()
     assert uvicorn_proxy_options(settings.trusted_proxies)["proxy_headers"] is False
     monkeypatch.setenv("AGENTOP_TRUSTED_PROXIES", "10.0.0.5,proxy.local")
-    with pytest.raises(ProxySettingError, match="'proxy.local' is not an IP address"):
+    with pytest.raises(SettingsError, match="'proxy.local' is not an IP address"):
         Settings.from_env()

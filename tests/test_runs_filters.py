@@ -6,6 +6,7 @@ import re
 import pytest
 from bs4 import BeautifulSoup
 
+from app.core.errors import InputError
 from app.runs.filters import (
     RunFilter,
     _matching,
@@ -14,7 +15,6 @@ from app.runs.filters import (
     fts_query,
     parse_filters,
 )
-from app.runs.runner import InputError
 from app.store.runs import create_run
 
 DAY = 86400.0

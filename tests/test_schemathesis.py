@@ -9,6 +9,17 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 
 
+def _offline(case):  # type: ignore[no-untyped-def]
+    """The schema describes valid alert rules and exports, so valid ones are generated:
+    keep their outbound calls on loopback (a rule's webhook) or local (no Hub push)."""
+    if isinstance(case.body, dict):
+        if case.body.get("webhook_url") is not None:
+            case.body["webhook_url"] = "http://127.0.0.1:9/hook"
+        if case.body.get("kind") == "huggingface":
+            case.body["push"] = False
+    return case
+
+
 def test_no_input_makes_a_server_error(live_server):
     headers = {"X-API-Key": live_server.admin_key}
     schema = schemathesis.openapi.from_url(
@@ -23,7 +34,7 @@ def test_no_input_makes_a_server_error(live_server):
         @settings(
             max_examples=25, deadline=None, database=None, suppress_health_check=list(HealthCheck)
         )
-        @given(case=operation.as_strategy())
+        @given(case=operation.as_strategy().map(_offline))
         def check(case):
             # timeout: an event stream of a run that is still going would not end.
             case.call_and_validate(headers=headers, checks=[not_a_server_error], timeout=10)

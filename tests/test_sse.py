@@ -22,8 +22,10 @@ from agents.events import LLMCallFinished, MessageAdded, RunFinished, RunStarted
 from app.runs.recorder import Recorder
 from app.store.live import Broker, LiveEvent, follow_run
 from app.store.runs import create_run, events_after
+from app.store.statuses import TERMINAL
 from tests.conftest import MISTRAL_MODEL
 from tests.fake_mistral import Reply
+from tests.receivers import wait_until
 
 TIMEOUT = httpx.Timeout(5.0)
 
@@ -104,13 +106,11 @@ def start_run(client: httpx.Client, prompt: str = "tell me about foxes") -> str:
 
 
 def wait_finished(client: httpx.Client, run_id: str, timeout: float = 20.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        run = client.get(f"/api/runs/{run_id}").json()["run"]
-        if run["status"] in ("succeeded", "failed", "interrupted"):
-            return run
-        time.sleep(0.05)
-    raise AssertionError(f"run {run_id} did not finish")
+    def ended() -> dict[str, Any] | None:
+        run: dict[str, Any] = client.get(f"/api/runs/{run_id}").json()["run"]
+        return run if run["status"] in TERMINAL else None
+
+    return wait_until(ended, timeout, f"run {run_id} to finish")
 
 
 def check_well_formed(events: list[SSE]) -> list[int]:

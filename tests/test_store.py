@@ -19,7 +19,6 @@ from agents.events import (
     ToolCallFinished,
     ToolCallStarted,
 )
-from app.pricing.costs import llm_cost
 from app.store import Store
 from app.store.events import interrupt_unfinished, record_event
 from app.store.migrations import MIGRATIONS, apply_migrations
@@ -33,6 +32,7 @@ from app.store.runs import (
     run_detail,
     totals,
 )
+from tests.prices import mistral_rates
 
 T0 = 1_700_000_000.0
 
@@ -190,7 +190,8 @@ def test_full_run_projection(db):
             at=T0 + 0.6,
         )
     )
-    first_cost = llm_cost("mistral", "mistral-small-latest", 1000, 200).usd
+    usd_in, usd_out = mistral_rates(db, "mistral-small", T0)  # USD per million tokens
+    first_cost = 1000 / 1e6 * usd_in + 200 / 1e6 * usd_out
     assert stored["cost_usd"] == pytest.approx(first_cost) and stored["cost_status"] == "priced"
     assert run["input_tokens"] == 1000 and run["output_tokens"] == 200
     assert run["cost_usd"] == pytest.approx(first_cost) and run["cost_status"] == "priced"
@@ -513,6 +514,7 @@ def test_totals(db):
     t = db.read_sync(totals)
     assert t["runs"] == 3
     assert t["input_tokens"] == 105 and t["output_tokens"] == 15
-    assert t["cost_usd"] == pytest.approx(llm_cost("mistral", "mistral-small", 100, 10).usd)
+    usd_in, usd_out = mistral_rates(db, "mistral-small", T0)  # USD per million tokens
+    assert t["cost_usd"] == pytest.approx(100 / 1e6 * usd_in + 10 / 1e6 * usd_out)
     assert t["unpriced_runs"] == 1 and t["failed"] == 1 and t["active"] == 1
     assert t["avg_latency_ms"] == pytest.approx(2000.0)

@@ -97,8 +97,8 @@ def test_overrides_have_effective_dates(db):
     [
         ({"vendor": "acme", "item": "x", "field": "input_per_m", "value": 1}, "vendor"),
         ({"vendor": "mistral", "item": "x", "field": "usd_per_credit", "value": 1}, "field"),
-        ({"vendor": "mistral", "item": "x", "field": "input_per_m", "value": "a"}, "number"),
-        ({"vendor": "mistral", "item": "x", "field": "input_per_m", "value": -1}, "at least 0"),
+        ({"vendor": "mistral", "item": "x", "field": "input_per_m", "value": "a"}, "value"),
+        ({"vendor": "mistral", "item": "x", "field": "input_per_m", "value": -1}, ">= 0"),
         (
             {
                 "vendor": "mistral",
@@ -107,7 +107,7 @@ def test_overrides_have_effective_dates(db):
                 "value": 1,
                 "effective_from": "tomorrow",
             },
-            "YYYY-MM-DD",
+            "effective_from",
         ),
     ],
 )

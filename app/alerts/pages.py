@@ -8,44 +8,35 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Controller, Request, Response, delete, get, post
+from litestar import Controller, Response, delete, get, post
 from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
 from litestar.params import JSONBody, URLEncodedBody
 from litestar.response import Redirect, Template
 
-from app.alerts.rules import (
-    KINDS,
-    RuleError,
-    create_rule,
-    delete_rule,
-    describe_rule,
-    list_alerts,
-    list_rules,
-    set_enabled,
-)
+from app.alerts.bodies import KINDS, RuleCreate
+from app.alerts.context import AlertList, AlertRule, alerts_context, as_rule
+from app.alerts.rules import create_rule, delete_rule, list_rules, set_enabled
 from app.auth.guards import requires_admin
-from app.core.outbound import errors_about
-from app.runs.runner import InputError
+from app.core.errors import InputError
 from app.store import Store
+from app.web.bodies import from_form
 from app.web.params import RowId
 
 
-def _errors_of_alerts(db: Any) -> list[dict[str, Any]]:
-    return errors_about(db, "alert:")
-
-
-async def _context(store: Store) -> dict[str, Any]:
-    rules = await store.read(list_rules)
-    for rule in rules:
-        rule["description"] = describe_rule(rule)
-    return {
-        "rules": rules,
-        "alerts": await store.read(list_alerts),
-        "errors": await store.read(_errors_of_alerts),
+async def _page(store: Store, status: int = 200, **extra: Any) -> Template:
+    listed = await alerts_context(store)
+    context = {
+        "rules": listed.rules,
+        "alerts": listed.alerts,
+        "errors": listed.errors,
         "kinds": KINDS,
         "nav": "alerts",
+        "values": {},
+        "error": "",
+        **extra,
     }
+    return Template("alerts.html", context=context, status_code=status)
 
 
 class AlertsPage(Controller):
@@ -54,17 +45,16 @@ class AlertsPage(Controller):
 
     @get("/")
     async def index(self, store: NamedDependency[Store]) -> Template:
-        return Template("alerts.html", context={**await _context(store), "values": {}, "error": ""})
+        return await _page(store)
 
     @post("/rules", guards=[requires_admin], status_code=303)
     async def create(
         self, store: NamedDependency[Store], data: URLEncodedBody[dict[str, Any]]
     ) -> Response | Template:
         try:
-            await store.write(create_rule, data)
-        except RuleError as exc:
-            context = {**await _context(store), "values": data, "error": str(exc)}
-            return Template("alerts.html", context=context, status_code=422)
+            await store.write(create_rule, from_form(data, RuleCreate))
+        except InputError as exc:
+            return await _page(store, status=422, values=data, error=str(exc))
         return Redirect("/alerts", status_code=303)
 
     @post("/rules/{rule_id:int}/toggle", guards=[requires_admin], status_code=303)
@@ -87,18 +77,12 @@ class AlertsAPI(Controller):
     tags = ["alerts"]
 
     @get("/", summary="Alert history (with deliveries) and rules")
-    async def index(self, store: NamedDependency[Store]) -> dict[str, Any]:
-        context = await _context(store)
-        return {"alerts": context["alerts"], "rules": context["rules"], "errors": context["errors"]}
+    async def index(self, store: NamedDependency[Store]) -> AlertList:
+        return await alerts_context(store)
 
     @post("/rules", summary="Create a cost alert rule", guards=[requires_admin], status_code=201)
-    async def create(
-        self, request: Request, store: NamedDependency[Store], data: JSONBody[dict[str, Any]]
-    ) -> dict[str, Any]:
-        try:
-            return await store.write(create_rule, data)
-        except RuleError as exc:
-            raise InputError(str(exc)) from exc
+    async def create(self, store: NamedDependency[Store], data: JSONBody[RuleCreate]) -> AlertRule:
+        return as_rule(await store.write(create_rule, data))
 
     @delete(
         "/rules/{rule_id:int}",

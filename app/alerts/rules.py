@@ -23,61 +23,17 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from app.alerts.bodies import MIN_BASELINE_RUNS, NEEDS, RuleCreate
 from app.pricing.costs import format_cost
 
-KINDS = ("run_cost", "window_cost", "baseline")
-MIN_BASELINE_RUNS = 3
 
-
-class RuleError(ValueError):
-    """A rule that cannot be saved; the message says which field is wrong."""
-
-
-def _number(data: dict[str, Any], key: str, low: float, high: float, default: Any = None) -> Any:
-    value = data.get(key)
-    if value in (None, ""):
-        if default is None:
-            raise RuleError(f"{key} is required for this kind of rule")
-        return default
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise RuleError(f"{key} must be a number") from None
-    if not low <= number <= high:
-        raise RuleError(f"{key} must be between {low:g} and {high:g}")
-    return number
-
-
-def validate_rule(data: dict[str, Any]) -> dict[str, Any]:
-    name = str(data.get("name") or "").strip()
-    if not name or len(name) > 100:
-        raise RuleError("name is required (at most 100 characters)")
-    kind = str(data.get("kind") or "")
-    if kind not in KINDS:
-        raise RuleError(f"kind must be one of {', '.join(KINDS)}")
-    rule: dict[str, Any] = {"name": name, "kind": kind}
-    if kind in ("run_cost", "window_cost"):
-        rule["threshold_usd"] = _number(data, "threshold_usd", 0, 1e9)
-    if kind == "window_cost":
-        rule["window_s"] = _number(data, "window_s", 1, 90 * 86400)
-    if kind == "baseline":
-        rule["multiplier"] = _number(data, "multiplier", 1, 1e6)
-        rule["baseline_runs"] = int(_number(data, "baseline_runs", MIN_BASELINE_RUNS, 10000, 20))
-    webhook = str(data.get("webhook_url") or "").strip()
-    if webhook and not webhook.startswith(("http://", "https://")):
-        raise RuleError("webhook_url must be an http(s) URL")
-    email = str(data.get("email_to") or "").strip()
-    addresses = [a.strip() for a in email.split(",") if a.strip()]
-    if any("@" not in a or " " in a for a in addresses):
-        raise RuleError("email_to must be e-mail addresses separated by commas")
-    rule["webhook_url"] = webhook or None
-    rule["email_to"] = ", ".join(addresses) or None
-    return rule
-
-
-def create_rule(db: Database, data: dict[str, Any]) -> dict[str, Any]:
-    rule = {**validate_rule(data), "enabled": 1, "created_at": time.time()}
-    pk = db.table("alert_rules").insert(rule).last_pk
+def create_rule(db: Database, body: RuleCreate) -> dict[str, Any]:
+    """Store a rule with only the fields its kind uses; the body is already checked."""
+    rule: dict[str, Any] = {"name": body.name.strip(), "kind": body.kind}
+    rule.update({field: getattr(body, field) for field in NEEDS[body.kind]})
+    rule["webhook_url"] = (body.webhook_url or "").strip() or None
+    rule["email_to"] = ", ".join(body.addresses()) or None
+    pk = db.table("alert_rules").insert({**rule, "enabled": 1, "created_at": time.time()}).last_pk
     assert pk is not None  # the row was just inserted
     created = get_rule(db, pk)
     assert created is not None

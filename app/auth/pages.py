@@ -17,6 +17,7 @@ from litestar.exceptions import NotFoundException
 from litestar.params import QueryParameter, URLEncodedBody
 from litestar.response import Redirect, Template
 
+from app.auth.bodies import KeyCreate, KeyRevoke, KeyRoleChange, LoginForm
 from app.auth.guards import requires_admin
 from app.auth.keys import (
     ROLES,
@@ -33,7 +34,9 @@ from app.auth.keys import (
 )
 from app.auth.login_limits import count_failure, prefix_locked
 from app.auth.middleware import SESSION_COOKIE
+from app.core.errors import InputError
 from app.store import Store
+from app.web.bodies import from_form
 
 
 def safe_next(value: Any) -> str:
@@ -67,8 +70,9 @@ class LoginController(Controller):
         store: NamedDependency[Store],
         data: URLEncodedBody[dict[str, Any]],
     ) -> Response:
-        key = str(data.get("key") or "").strip()
-        target = safe_next(data.get("next"))
+        form = from_form(data, LoginForm)
+        key = form.key.strip()
+        target = safe_next(form.next)
         limit = request.app.state.settings.login_attempts_per_minute
         if await prefix_locked(request, key, limit):
             return Template(
@@ -143,10 +147,9 @@ class KeysController(Controller):
         data: URLEncodedBody[dict[str, Any]],
     ) -> Template:
         try:
-            row, secret = await store.write(
-                create_key, str(data.get("name") or ""), str(data.get("role") or "")
-            )
-        except KeyError_ as exc:
+            body = from_form(data, KeyCreate)
+            row, secret = await store.write(create_key, body.name, body.role)
+        except (InputError, KeyError_) as exc:
             return await self._page(request, store, error=str(exc), status=422)
         return await self._page(request, store, created={"row": row, "secret": secret})
 
@@ -157,12 +160,13 @@ class KeysController(Controller):
         store: NamedDependency[Store],
         data: URLEncodedBody[dict[str, Any]],
     ) -> Response:
-        name = str(data.get("name") or "")
+        body = from_form(data, KeyRevoke)
+        name = body.name
         keys = {k["name"]: k for k in await store.read(list_keys)}
         if name not in keys:
             raise NotFoundException(f"no key named {name!r}")
         own = keys[name]["id"] == getattr(request.user, "key_id", None)
-        if own and data.get("confirm") != "yes" and not keys[name]["revoked_at"]:
+        if own and body.confirm != "yes" and not keys[name]["revoked_at"]:
             return await self._page(request, store, confirm_revoke=keys[name])
         try:
             await store.write(revoke_key, name)
@@ -183,9 +187,9 @@ class KeysController(Controller):
         store: NamedDependency[Store],
         data: URLEncodedBody[dict[str, Any]],
     ) -> Template:
-        name = str(data.get("name") or "")
+        body = from_form(data, KeyRoleChange)
         try:
-            await store.write(set_role, name, str(data.get("role") or ""))
+            await store.write(set_role, body.name, body.role)
         except LastAdminError as exc:
             return await self._page(request, store, action_error=str(exc), status=409)
         except KeyError_ as exc:

@@ -3,7 +3,8 @@
 ``X-Forwarded-For`` (and ``X-Forwarded-Proto``) are believed only from a
 peer listed there (IPs or CIDR networks, comma-separated); by default no
 peer is, so a client cannot pick its own address by sending the header and
-so cannot escape the login rate limit.
+so cannot escape the login rate limit. Each entry is checked to be an IP or
+a network when the settings are read (``app.core.settings``).
 
 The one setting drives both places that read those headers, with the same
 code (uvicorn's ``ProxyHeadersMiddleware``, which takes the right-most
@@ -20,42 +21,11 @@ untrusted address of the chain):
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable
 from typing import Any, cast
 
 from litestar.types import ASGIApp
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
-
-
-class ProxySettingError(ValueError):
-    """An entry of ``AGENTOP_TRUSTED_PROXIES`` that is not an IP address or network."""
-
-
-def parse_trusted_proxies(value: str | None) -> tuple[str, ...]:
-    """``"10.0.0.1, 10.1.0.0/16"`` → the entries, each checked to be an IP or a network.
-
-    uvicorn quietly treats anything else as a literal host name that never
-    matches; a typo here would silently trust nobody (or, worse, be read as
-    trusting someone), so it is refused with the entry named.
-    """
-    entries = []
-    for entry in (part.strip() for part in (value or "").split(",")):
-        if not entry:
-            continue
-        try:
-            # Written the way uvicorn parses them: a network with host bits set
-            # (10.0.0.1/24) would be a never-matching literal there.
-            if "/" in entry:
-                entries.append(str(ipaddress.ip_network(entry, strict=False)))
-            else:
-                entries.append(str(ipaddress.ip_address(entry)))
-        except ValueError:
-            raise ProxySettingError(
-                f"AGENTOP_TRUSTED_PROXIES: {entry!r} is not an IP address or network"
-                " (e.g. 10.0.0.5 or 10.0.0.0/24)"
-            ) from None
-    return tuple(entries)
 
 
 def uvicorn_proxy_options(trusted: tuple[str, ...]) -> dict[str, Any]:

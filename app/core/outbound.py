@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 import httpx
 import httpx2
+import msgspec
 from sqlite_utils import Database
 from tenacity import (
     RetryCallState,
@@ -97,6 +98,23 @@ def record_error(
             "at": time.time(),
         }
     )
+
+
+class IntegrationError(msgspec.Struct):
+    """One failed attempt of a call to an outside service."""
+
+    id: int
+    integration: str | None
+    action: str | None
+    subject: str | None  # what it was for: export:3, alert:7, finetune:2, run:abc
+    attempt: int | None
+    final: int | None  # 1 when no retry followed
+    error: str | None
+    at: float | None
+
+
+def errors_of(rows: list[dict[str, Any]]) -> list[IntegrationError]:
+    return msgspec.convert(rows, list[IntegrationError])
 
 
 def errors_for(db: Database, subject: str, limit: int = 50) -> list[dict[str, Any]]:

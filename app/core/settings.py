@@ -1,56 +1,103 @@
-"""Settings of the studio process, read from the environment.
+"""Every setting of the studio, typed, with its environment variable and default.
 
-Agent settings (models, tools, keys) live in ``agents/config.yaml``; this file
-covers where data goes and how the web process behaves.
+- :class:`Settings`: where data goes and how the web process behaves; it holds
+  the integrations' settings (:mod:`app.core.integration_settings`) and loads
+  the agent config (``agents/config.yaml``: models, tools, keys), whose
+  ``${VAR}`` references are filled from the environment these settings were
+  read from.
+- :class:`PathSettings`: where templates and static files are (read once, at import,
+  by :mod:`app.core.paths`).
+- :class:`ClientSettings`: what ``agentop run`` / ``replay`` send to a server.
+
+How a variable is read, and how a bad value is reported, is in
+:mod:`app.core.settings_base`. README's Configuration table documents each
+variable (``tests/test_docs.py`` checks it from these models).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field, PrivateAttr, field_validator
+from pydantic_settings import NoDecode
 
 from agents.config import AgentConfig, load_config
-from app.auth.proxies import parse_trusted_proxies
 from app.core.integration_settings import IntegrationSettings
+from app.core.settings_base import EnvSettings, SettingsError
+
+__all__ = ["ClientSettings", "PathSettings", "Settings", "SettingsError", "parse_trusted_proxies"]
 
 
-@dataclass
-class Settings:
-    data_dir: Path = field(default_factory=lambda: Path("data"))
-    agent_config_path: Path | None = None
-    max_body_bytes: int = 1_000_000
-    max_concurrent_runs: int = 8
-    max_queued_runs: int = 64  # runs waiting for a slot; past it POST /api/runs answers 429
-    tool_threads: int = 8  # threads for blocking tool calls (agents.tools.ToolPool)
-    run_stall_timeout_s: float = 900.0  # a run with no event for this long is failed (0 = never)
+def parse_trusted_proxies(value: str | tuple[str, ...] | list[str] | None) -> tuple[str, ...]:
+    """``"10.0.0.1, 10.1.0.0/16"`` → the entries, each checked to be an IP or a network.
+
+    uvicorn quietly treats anything else as a literal host name that never
+    matches; a typo here would silently trust nobody (or, worse, be read as
+    trusting someone), so it is refused with the entry named (app/auth/proxies.py
+    applies the result).
+    """
+    parts = value.split(",") if isinstance(value, str) else list(value or ())
+    entries = []
+    for entry in (part.strip() for part in parts):
+        if not entry:
+            continue
+        try:
+            # Written the way uvicorn parses them: a network with host bits set
+            # (10.0.0.1/24) would be a never-matching literal there.
+            if "/" in entry:
+                entries.append(str(ipaddress.ip_network(entry, strict=False)))
+            else:
+                entries.append(str(ipaddress.ip_address(entry)))
+        except ValueError:
+            raise ValueError(
+                f"{entry!r} is not an IP address or network (e.g. 10.0.0.5 or 10.0.0.0/24)"
+            ) from None
+    return tuple(entries)
+
+
+class Settings(EnvSettings):
+    data_dir: Path = Field(default=Path("data"), validation_alias="AGENTOP_DATA_DIR")
+    # Another agent config file than agents/config.yaml
+    agent_config_path: Path | None = Field(default=None, validation_alias="AGENTOP_CONFIG")
+    max_body_bytes: int = Field(default=1_000_000, ge=1, validation_alias="AGENTOP_MAX_BODY_BYTES")
+    max_concurrent_runs: int = Field(
+        default=8, ge=1, validation_alias="AGENTOP_MAX_CONCURRENT_RUNS"
+    )
+    # Runs waiting for a slot; past it POST /api/runs answers 429
+    max_queued_runs: int = Field(default=64, ge=0, validation_alias="AGENTOP_MAX_QUEUED_RUNS")
+    # Threads for blocking tool calls (agents.tools.ToolPool)
+    tool_threads: int = Field(default=8, ge=1, validation_alias="AGENTOP_TOOL_THREADS")
+    # A run with no event for this long is failed (0 = never)
+    run_stall_timeout_s: float = Field(
+        default=900.0, ge=0, validation_alias="AGENTOP_RUN_STALL_TIMEOUT_S"
+    )
+    login_attempts_per_minute: int = Field(
+        default=10, ge=1, validation_alias="AGENTOP_LOGIN_ATTEMPTS_PER_MINUTE"
+    )
+    # Peers whose X-Forwarded-For is believed (IPs/CIDRs, comma-separated); none by default.
+    trusted_proxies: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(), validation_alias="AGENTOP_TRUSTED_PROXIES"
+    )
+
+    # Set by code, not read from the environment:
     agent_config: AgentConfig | None = None  # loaded from agent_config_path when None
     auth: bool = True  # False only with `serve --no-auth` on a loopback address
     # Where `agentop serve` answers; registered so `agentop run` beside it goes through it.
     server_url: str | None = None
-    login_attempts_per_minute: int = 10
-    # Peers whose X-Forwarded-For is believed (IPs/CIDRs); none by default (app/auth/proxies.py).
-    trusted_proxies: tuple[str, ...] = ()
-    # Webhooks, SMTP, Hugging Face, W&B, prices, retries (app/core/integration_settings.py)
-    integrations: IntegrationSettings = field(default_factory=IntegrationSettings.from_env)
+    # Webhooks, SMTP, Hugging Face, W&B, prices, retries
+    integrations: IntegrationSettings = Field(default_factory=IntegrationSettings)
 
+    # The environment these settings were read from: the agent config's ${VAR}s come from it.
+    _environ: dict[str, str] = PrivateAttr(default_factory=lambda: dict(os.environ))
+
+    @field_validator("trusted_proxies", mode="before")
     @classmethod
-    def from_env(cls, **overrides: object) -> Settings:
-        env = os.environ
-        values: dict[str, object] = {
-            "data_dir": Path(env.get("AGENTOP_DATA_DIR") or "data"),
-            "agent_config_path": Path(env["AGENTOP_CONFIG"]) if env.get("AGENTOP_CONFIG") else None,
-            "max_body_bytes": int(env.get("AGENTOP_MAX_BODY_BYTES") or 1_000_000),
-            "max_concurrent_runs": int(env.get("AGENTOP_MAX_CONCURRENT_RUNS") or 8),
-            "max_queued_runs": int(env.get("AGENTOP_MAX_QUEUED_RUNS") or 64),
-            "run_stall_timeout_s": float(env.get("AGENTOP_RUN_STALL_TIMEOUT_S") or 900),
-            "tool_threads": int(env.get("AGENTOP_TOOL_THREADS") or 8),
-            "login_attempts_per_minute": int(env.get("AGENTOP_LOGIN_ATTEMPTS_PER_MINUTE") or 10),
-            "trusted_proxies": parse_trusted_proxies(env.get("AGENTOP_TRUSTED_PROXIES")),
-        }
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)  # type: ignore[arg-type]
+    def _check_proxies(cls, value: Any) -> tuple[str, ...]:
+        return parse_trusted_proxies(value)
 
     @property
     def db_path(self) -> Path:
@@ -66,6 +113,19 @@ class Settings:
         return path.read_text().strip()
 
     def agents(self) -> AgentConfig:
+        """The agent config (loaded once); raises ``agents.config.ConfigError`` if unusable."""
         if self.agent_config is None:
-            self.agent_config = load_config(self.agent_config_path)
+            self.agent_config = load_config(self.agent_config_path, self._environ)
         return self.agent_config
+
+
+class PathSettings(EnvSettings):
+    # Templates and static files live beside the packages in a checkout; an
+    # installed copy (the container image) points AGENTOP_HOME at them.
+    home: Path | None = Field(default=None, validation_alias="AGENTOP_HOME")
+
+
+class ClientSettings(EnvSettings):
+    # The key `agentop run` / `replay` send to a server up on the same data;
+    # unset: a one-off member key (app/runs/remote.py).
+    api_key: str = Field(default="", repr=False, validation_alias="AGENTOP_API_KEY")

@@ -17,8 +17,8 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from app.core.formats import format_ms
 from app.store.statuses import FAILED_LIKE, SUCCEEDED, TERMINAL, sql_list
-from app.web.render import format_ms
 
 # range key -> (bucket seconds, bucket count, label format, title)
 RANGES: dict[str, tuple[int, int, str, str]] = {

@@ -10,49 +10,60 @@ import asyncio
 import logging
 from typing import Any
 
+from app.core.errors import InputError
 from app.evals import heuristics
+from app.evals.bodies import EvaluateRun, EvaluatorSpec
 from app.evals.heuristics import Result, Subject
 from app.evals.judge import METRIC as JUDGE
 from app.evals.judge import judge, judge_params
 from app.evals.store import record_evaluation
-from app.runs.runner import InputError, Runner
+from app.runs.runner import Runner
 from app.store import Store
 from app.store.runs import get_run
-from app.store.statuses import SUCCEEDED
+from app.store.statuses import ACTIVE, SUCCEEDED
 
 log = logging.getLogger(__name__)
-MAX_EVALUATORS = 12
 
 
 def evaluator_names() -> list[str]:
     return [*heuristics.HEURISTICS, JUDGE]
 
 
-def parse_evaluators(raw: Any, runner: Runner) -> list[dict[str, Any]]:
-    """``[{"name", "params"}]`` (or bare names) validated into the same shape."""
-    if raw is None:
-        return []
-    if not isinstance(raw, list):
-        raise InputError("evaluators must be a list")
-    if len(raw) > MAX_EVALUATORS:
-        raise InputError(f"at most {MAX_EVALUATORS} evaluators")
+def parse_evaluators(
+    chosen: list[str | EvaluatorSpec] | None, runner: Runner
+) -> list[dict[str, Any]]:
+    """Evaluators (already shaped by the body) checked against what exists, as
+    ``{"name", "params"}`` with each one's params typed."""
     out = []
-    for item in raw:
-        if isinstance(item, str):
-            item = {"name": item}
-        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
-            raise InputError('each evaluator must be a name or {"name": ..., "params": {...}}')
-        name = item["name"]
-        if name == JUDGE:
-            params = judge_params(item.get("params"), runner)
-        elif name in heuristics.HEURISTICS:
-            params = heuristics.validate_params(name, item.get("params"))
+    for item in chosen or []:
+        spec = EvaluatorSpec(name=item) if isinstance(item, str) else item
+        if spec.name == JUDGE:
+            params = judge_params(spec.params, runner)
+        elif spec.name in heuristics.HEURISTICS:
+            params = heuristics.validate_params(spec.name, spec.params)
         else:
             raise InputError(
-                f"unknown evaluator {name!r}; available: {', '.join(evaluator_names())}"
+                f"unknown evaluator {spec.name!r}; available: {', '.join(evaluator_names())}"
             )
-        out.append({"name": name, "params": params})
+        out.append({"name": spec.name, "params": params})
     return out
+
+
+async def evaluate_request(
+    store: Store, runner: Runner, body: EvaluateRun, created_by: str | None = None
+) -> list[dict[str, Any]]:
+    """``POST /api/evals/run`` and the run page's form: check what needs the store, then score.
+
+    LookupError when the run does not exist; InputError for an unknown
+    evaluator, bad params or a run still going.
+    """
+    evaluators = parse_evaluators(body.evaluators, runner)
+    run = await store.read(get_run, body.run_id)
+    if run is None:
+        raise LookupError(f"run {body.run_id!r} not found")
+    if run["status"] in ACTIVE:
+        raise InputError("the run has not finished yet")
+    return await evaluate_run(store, runner, body.run_id, evaluators, body.expected, created_by)
 
 
 def subject_of(run: dict[str, Any], expected: str | None) -> Subject:

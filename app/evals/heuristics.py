@@ -18,7 +18,7 @@ from typing import Any
 
 import regex
 
-from app.runs.runner import InputError
+from app.core.errors import InputError
 
 MAX_PATTERN_CHARS = 500
 REGEX_TIMEOUT_S = 1.0  # a user's pattern must not hang the process (catastrophic backtracking)

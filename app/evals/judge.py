@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from agents.providers.base import Completion, GenerationParams
+from app.core.errors import InputError
 from app.evals.heuristics import Result
-from app.runs.runner import InputError, Runner
+from app.runs.runner import Runner
 
 METRIC = "llm_judge"
 MAX_FIELD_CHARS = 1500  # keeps the prompt inside a small local model's context

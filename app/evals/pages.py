@@ -1,4 +1,4 @@
-"""Evaluation pages: the /evals dashboard, scoring a run by hand, the memory viewer.
+"""Evaluation pages: the /evals dashboard, and scoring a run by hand or by an evaluator.
 
 The run page includes the same partials these handlers return to htmx
 (``_run_evals.html``, ``_memory_view.html``); ``run_page_extras`` gives the
@@ -9,21 +9,30 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import msgspec
 from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery, QueryParameter, URLEncodedBody
 from litestar.response import Template
 
 from app.auth.guards import requires_member, who
-from app.dashboard.charts import RANGES, breakdown, eval_charts
-from app.evals.apply import evaluate_run, parse_evaluators
+from app.core.errors import InputError
+from app.dashboard.charts import RANGES, window
+from app.evals.apply import evaluate_request
+from app.evals.bodies import EvaluateRun, HumanScore
+from app.evals.context import eval_summary
 from app.evals.heuristics import HEURISTICS
 from app.evals.judge import METRIC as JUDGE
-from app.evals.store import list_evaluations, parse_evaluation, record_evaluation, run_evaluations
+from app.evals.store import (
+    human_evaluations,
+    list_evaluations,
+    record_evaluation,
+    run_evaluations,
+)
 from app.memory.snapshots import memory_view
-from app.runs.runner import InputError, Runner
+from app.runs.runner import Runner
 from app.store import Store
-from app.store.statuses import ACTIVE
+from app.web.bodies import from_form
 from app.web.deps import existing_run
 
 # For the one free-text field of the "run an evaluator" form: what it means per evaluator.
@@ -36,8 +45,21 @@ AUTO_ARGUMENT = {
 }
 
 
-def _is_htmx(request: Request) -> bool:
-    return request.headers.get("hx-request") == "true"
+def evaluate_form(run_id: str, form: dict[str, Any]) -> EvaluateRun:
+    """The run page's one-evaluator form as the API's body: its one free-text
+    field becomes the evaluator's parameter, or the expected answer."""
+    name = form.get("evaluator") or ""
+    argument = (form.get("argument") or "").strip()
+    expected = (form.get("expected") or "").strip() or None
+    params = {}
+    if AUTO_ARGUMENT.get(name) and argument:
+        params[AUTO_ARGUMENT[name]] = argument
+    if name in ("exact_match", JUDGE) and argument and expected is None:
+        expected = argument  # the one field is the expected answer for these
+    evaluators = [{"name": name, "params": params}]
+    return from_form(
+        {"run_id": run_id, "evaluators": evaluators, "expected": expected}, EvaluateRun
+    )
 
 
 def evaluator_choices() -> list[tuple[str, str]]:
@@ -51,58 +73,6 @@ async def run_page_extras(store: Store, run_id: str) -> dict[str, Any]:
         "evaluations": await store.read(run_evaluations, run_id),
         "evaluator_choices": evaluator_choices(),
     }
-
-
-def human_evaluations(run_id: str, form: dict[str, Any]) -> list[dict[str, Any]]:
-    """Thumbs, a 1-5 score and a corrected answer from the run page form, validated."""
-    comment = (form.get("comment") or "").strip() or None
-    rows = []
-    thumb = form.get("thumb")
-    if thumb:
-        if thumb not in ("up", "down"):
-            raise InputError("thumb must be up or down")
-        rows.append(
-            {
-                "run_id": run_id,
-                "metric": "thumbs",
-                "value": 1 if thumb == "up" else 0,
-                "label": thumb,
-                "comment": comment,
-                "source": "human",
-            }
-        )
-    score = form.get("score")
-    if score not in (None, ""):
-        if score not in ("1", "2", "3", "4", "5"):
-            raise InputError("score must be a whole number from 1 to 5")
-        rows.append(
-            {
-                "run_id": run_id,
-                "metric": "score",
-                "value": score,
-                "label": f"{score}/5",
-                "comment": comment,
-                "source": "human",
-                "passed": int(score) >= 4,
-            }
-        )
-    correction = (form.get("correction") or "").strip()
-    if correction:
-        rows.append(
-            {
-                "run_id": run_id,
-                "metric": "correction",
-                "label": correction,
-                "comment": comment,
-                "source": "human",
-            }
-        )
-    if not rows:
-        raise InputError("pick thumbs up or down, a score, or write a corrected answer")
-    # The comment goes with the first verdict only, so the list does not repeat it.
-    for row in rows[1:]:
-        row["comment"] = None
-    return [parse_evaluation(r, "human") for r in rows]
 
 
 class EvalPagesController(Controller):
@@ -130,7 +100,7 @@ class EvalPagesController(Controller):
     ) -> Template:
         run = await existing_run(store, run_id)
         try:
-            for row in human_evaluations(run_id, data):
+            for row in human_evaluations(run_id, from_form(data, HumanScore)):
                 await store.write(record_evaluation, row, who(request))
         except InputError as exc:
             return await self._panel(store, run, 422, eval_error=str(exc), values=data)
@@ -146,35 +116,11 @@ class EvalPagesController(Controller):
         data: URLEncodedBody[dict[str, Any]],
     ) -> Template:
         run = await existing_run(store, run_id)
-        name = data.get("evaluator") or ""
-        argument = (data.get("argument") or "").strip()
-        expected = (data.get("expected") or "").strip() or None
         try:
-            if run["status"] in ACTIVE:
-                raise InputError("the run has not finished yet")
-            params = {}
-            if AUTO_ARGUMENT.get(name) and argument:
-                params[AUTO_ARGUMENT[name]] = argument
-            if name in ("exact_match", JUDGE) and argument and expected is None:
-                expected = argument  # the one field is the expected answer for these
-            evaluators = parse_evaluators([{"name": name, "params": params}], runner)
-            rows = await evaluate_run(store, runner, run_id, evaluators, expected, who(request))
+            rows = await evaluate_request(store, runner, evaluate_form(run_id, data), who(request))
         except InputError as exc:
             return await self._panel(store, run, 422, auto_error=str(exc), values=data)
         return await self._panel(store, run, eval_saved=f"{rows[0]['metric']} recorded.")
-
-    @get("/runs/{run_id:str}/memory")
-    async def memory(
-        self,
-        request: Request,
-        run_id: FromPath[str],
-        store: NamedDependency[Store],
-        step: Annotated[int | None, QueryParameter(ge=0, le=1_000_000)] = None,
-    ) -> Template:
-        run = await existing_run(store, run_id)
-        context = {"run": run, "mem": await store.read(memory_view, run_id, step), "nav": "runs"}
-        name = "partials/_memory_view.html" if _is_htmx(request) else "memory.html"
-        return Template(name, context=context)
 
     @get("/evals")
     async def dashboard(
@@ -186,10 +132,7 @@ class EvalPagesController(Controller):
     ) -> Template:
         if range_key not in RANGES:
             raise InputError(f"range must be one of {', '.join(RANGES)}")
-        charts = await store.read(eval_charts, range_key, model or None, session or None)
-        by_model = await store.read(breakdown, "model", range_key)
-        by_session = await store.read(breakdown, "session", range_key)
-        metrics = sorted({m for g in by_model for m in g["metrics"]})
+        summary = msgspec.to_builtins(await eval_summary(store, range_key, model, session))
         return Template(
             "evals.html",
             context={
@@ -197,10 +140,15 @@ class EvalPagesController(Controller):
                 "range": range_key,
                 "model": model or "",
                 "session": session or "",
-                "charts": charts,
-                "by_model": by_model,
-                "by_session": [g for g in by_session if g["g"]],
-                "metrics": metrics,
+                "charts": {
+                    "window": window(range_key),
+                    "ranges": list(RANGES),
+                    "success": summary["success"],
+                    "metrics": summary["metrics"],
+                },
+                "by_model": summary["by_model"],
+                "by_session": [g for g in summary["by_session"] if g["g"]],
+                "metrics": sorted({m for g in summary["by_model"] for m in g["metrics"]}),
                 "recent": await store.read(list_evaluations, None, None, None, 25, 0),
             },
         )

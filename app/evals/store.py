@@ -1,4 +1,4 @@
-"""Validate, record and read evaluations.
+"""Record and read evaluations.
 
 An evaluation is one metric about one run: a number, a label or both, with an
 optional comment, from a ``source`` (human, api, heuristic, llm-judge).
@@ -11,56 +11,23 @@ with the corrected text as label (fine-tune exports read it).
 from __future__ import annotations
 
 import json
-import math
-import re
 import time
 from typing import Any
 
 from sqlite_utils import Database
 
-from app.runs.runner import InputError
+from app.core.errors import InputError
+from app.evals.bodies import EvaluationCreate, HumanScore
 from app.store.rows import decode_json
 
-SOURCES = ("human", "api", "heuristic", "llm-judge")
-METRIC_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:/\- ]{0,99}$")
-MAX_LABEL_CHARS = 20_000
-MAX_COMMENT_CHARS = 5_000
 PASS_LABELS = frozenset({"pass", "passed", "up", "good", "correct", "yes", "true", "ok"})
 FAIL_LABELS = frozenset({"fail", "failed", "down", "bad", "incorrect", "no", "false"})
 CORRECTION = "correction"
 
 
-def _optional_str(data: dict[str, Any], key: str, limit: int) -> str | None:
-    value = data.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise InputError(f"{key} must be a string")
-    if len(value) > limit:
-        raise InputError(f"{key} is longer than {limit} characters")
-    return value.strip() or None
-
-
-def _value(data: dict[str, Any]) -> float | None:
-    value = data.get("value")
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool):
-        raise InputError("value must be a number, not true/false (use passed for a verdict)")
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise InputError(f"value must be a number, got {value!r}") from None
-    if not math.isfinite(number):
-        raise InputError("value must be a finite number")
-    return number
-
-
-def verdict(label: str | None, passed: Any = None) -> int | None:
+def verdict(label: str | None, passed: bool | None = None) -> int | None:
     """1 pass, 0 fail, None for no verdict: from ``passed`` if given, else the label."""
     if passed is not None:
-        if not isinstance(passed, bool):
-            raise InputError("passed must be true or false")
         return int(passed)
     if label:
         word = label.strip().lower()
@@ -71,38 +38,56 @@ def verdict(label: str | None, passed: Any = None) -> int | None:
     return None
 
 
-def parse_evaluation(data: Any, default_source: str = "api") -> dict[str, Any]:
-    """Turn a JSON body or form into an evaluation row, or raise InputError saying what is wrong."""
-    if not isinstance(data, dict):
-        raise InputError("the body must be a JSON object")
-    run_id = data.get("run_id")
-    if not isinstance(run_id, str) or not run_id.strip():
-        raise InputError("run_id is required and must be a non-empty string")
-    metric = data.get("metric")
-    if not isinstance(metric, str) or not metric.strip():
-        raise InputError("metric is required and must be a non-empty string")
-    metric = metric.strip()
-    if not METRIC_RE.match(metric):
-        raise InputError(
-            "metric must be at most 100 characters: letters, digits, spaces and _ . : / -"
-        )
-    value = _value(data)
-    label = _optional_str(data, "label", MAX_LABEL_CHARS)
-    if value is None and label is None:
+def evaluation_row(body: EvaluationCreate) -> dict[str, Any]:
+    """A checked body as an evaluation row: texts trimmed, the verdict read off the label."""
+    label = (body.label or "").strip() or None
+    if body.value is None and label is None:
         raise InputError("give a numeric value, a label, or both")
-    comment = _optional_str(data, "comment", MAX_COMMENT_CHARS)
-    source = data.get("source") or default_source
-    if source not in SOURCES:
-        raise InputError(f"source must be one of {', '.join(SOURCES)}; got {source!r}")
     return {
-        "run_id": run_id.strip(),
-        "metric": metric,
-        "value": value,
+        "run_id": body.run_id.strip(),
+        "metric": body.metric.strip(),
+        "value": body.value,
         "label": label,
-        "comment": comment,
-        "source": source,
-        "passed": verdict(label, data.get("passed")),
+        "comment": (body.comment or "").strip() or None,
+        "source": body.source,
+        "passed": verdict(label, body.passed),
     }
+
+
+def human_evaluations(run_id: str, score: HumanScore) -> list[dict[str, Any]]:
+    """The run page's thumbs, 1-5 score and corrected answer as evaluation rows."""
+    bodies = []
+    if score.thumb:
+        bodies.append(
+            EvaluationCreate(
+                run_id=run_id,
+                metric="thumbs",
+                value=1 if score.thumb == "up" else 0,
+                label=score.thumb,
+                source="human",
+            )
+        )
+    if score.score is not None:
+        bodies.append(
+            EvaluationCreate(
+                run_id=run_id,
+                metric="score",
+                value=score.score,
+                label=f"{score.score}/5",
+                source="human",
+                passed=score.score >= 4,
+            )
+        )
+    correction = (score.correction or "").strip()
+    if correction:
+        bodies.append(
+            EvaluationCreate(run_id=run_id, metric=CORRECTION, label=correction, source="human")
+        )
+    if not bodies:
+        raise InputError("pick thumbs up or down, a score, or write a corrected answer")
+    # The comment goes with the first verdict only, so the list does not repeat it.
+    bodies[0].comment = score.comment
+    return [evaluation_row(b) for b in bodies]
 
 
 def record_evaluation(

@@ -16,13 +16,13 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from app.core.errors import InputError
 from app.evals.store import latest_correction
-from app.runs.runner import InputError
+from app.experiments.bodies import MAX_ITEMS, DatasetCreate, Format
 from app.store.rows import decode_json
+from app.store.statuses import SUCCEEDED
 
-MAX_ITEMS = 1000
 MAX_TEXT_CHARS = 20_000
-MAX_NAME_CHARS = 200
 INPUT_KEYS = ("input", "prompt", "question")
 EXPECTED_KEYS = ("expected", "expected_output", "reference", "answer", "output")
 
@@ -71,10 +71,8 @@ def _check_count(items: list[Any]) -> None:
         raise InputError(f"a dataset holds at most {MAX_ITEMS} items")
 
 
-def parse_items(items: Any) -> list[dict[str, Any]]:
-    if not isinstance(items, list):
-        raise InputError("items must be a list of objects")
-    _check_count(items)
+def parse_items(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Items of a JSON body (a list of objects of the right length already)."""
     return [normalize_item(row, f"item {i}") for i, row in enumerate(items, 1)]
 
 
@@ -109,9 +107,8 @@ def parse_jsonl(text: str) -> list[dict[str, Any]]:
     return [normalize_item(row, f"line {number}") for number, row in rows]
 
 
-def parse_upload(text: str, filename: str = "", fmt: str | None = None) -> list[dict[str, Any]]:
+def parse_upload(text: str, filename: str = "", fmt: Format | None = None) -> list[dict[str, Any]]:
     """Items from an uploaded file: by explicit format, by extension, else by sniffing."""
-    fmt = (fmt or "").lower() or None
     name = filename.lower()
     if fmt is None:
         if name.endswith(".csv"):
@@ -120,19 +117,18 @@ def parse_upload(text: str, filename: str = "", fmt: str | None = None) -> list[
             fmt = "jsonl"
         else:
             fmt = "jsonl" if text.lstrip().startswith("{") else "csv"
-    if fmt == "csv":
-        return parse_csv(text)
-    if fmt in ("jsonl", "ndjson"):
-        return parse_jsonl(text)
-    raise InputError(f"format must be csv or jsonl, got {fmt!r}")
+    return parse_csv(text) if fmt == "csv" else parse_jsonl(text)
 
 
-def check_name(name: Any) -> str:
-    if not isinstance(name, str) or not name.strip():
-        raise InputError("name is required")
-    if len(name) > MAX_NAME_CHARS:
-        raise InputError(f"name is longer than {MAX_NAME_CHARS} characters")
-    return name.strip()
+def items_of(body: DatasetCreate) -> tuple[list[dict[str, Any]], str]:
+    """The items a ``POST /api/datasets`` body gives, and the dataset's source."""
+    if body.items is not None and body.content is not None:
+        raise InputError("give items or content, not both")
+    if body.items is not None:
+        return parse_items(body.items), "api"
+    if body.content is None:
+        raise InputError("give items (a list) or content (CSV or JSONL text)")
+    return parse_upload(body.content, fmt=body.format), body.format or "jsonl"
 
 
 def create_dataset(
@@ -143,11 +139,12 @@ def create_dataset(
     description: str | None = None,
     created_by: str | None = None,
 ) -> dict[str, Any]:
+    """Store a dataset and its items (already checked); ``name`` is trimmed."""
     dataset_id = (
         db.table("datasets")
         .insert(
             {
-                "name": name,
+                "name": name.strip(),
                 "description": description,
                 "source": source,
                 "item_count": len(items),
@@ -177,10 +174,6 @@ def dataset_from_runs(
     db: Database, name: str, run_ids: list[str], created_by: str | None = None
 ) -> dict[str, Any]:
     """A dataset of the runs' prompts; expected = the human correction, else the answer."""
-    if not run_ids:
-        raise InputError("pick at least one run")
-    if len(run_ids) > MAX_ITEMS:
-        raise InputError(f"a dataset holds at most {MAX_ITEMS} items")
     items = []
     for run_id in dict.fromkeys(run_ids):  # keep order, drop repeats
         row = db.execute(
@@ -192,7 +185,7 @@ def dataset_from_runs(
         if not prompt:
             raise InputError(f"run {run_id!r} has no prompt")
         expected = latest_correction(db, run_id)
-        if expected is None and status == "succeeded":
+        if expected is None and status == SUCCEEDED:
             expected = response
         items.append(
             {"input": prompt, "expected": expected, "metadata": {"run_id": run_id, "model": model}}

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
+import msgspec
 from jinja2 import Environment
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import UploadFile
@@ -22,30 +23,28 @@ from litestar.params import Body, URLEncodedBody
 from litestar.response import ServerSentEvent, ServerSentEventMessage, Template
 
 from app.auth.guards import requires_member, who
-from app.evals.api import EXPERIMENT_DEPENDENCIES
+from app.core.errors import InputError
 from app.evals.heuristics import HEURISTICS
 from app.evals.judge import METRIC as JUDGE
-from app.experiments.datasets import (
-    check_name,
-    create_dataset,
-    dataset_from_runs,
-    dataset_items,
-    get_dataset,
-    list_datasets,
-    parse_upload,
+from app.experiments.api import EXPERIMENT_DEPENDENCIES
+from app.experiments.bodies import DatasetCreate, DatasetFromRuns, ExperimentCreate
+from app.experiments.context import (
+    dataset_detail,
+    dataset_list,
+    experiment_comparison,
+    experiment_detail,
+    experiment_list,
+    page_view,
 )
-from app.experiments.queries import (
-    compare_experiments,
-    experiment_items,
-    get_experiment,
-    list_experiments,
-    metric_summary,
-)
+from app.experiments.datasets import create_dataset, dataset_from_runs, get_dataset, parse_upload
+from app.experiments.queries import get_experiment
 from app.experiments.runner import Experiments
-from app.runs.pages import form_context, form_to_input, redirect_to
-from app.runs.runner import InputError, Runner
+from app.runs.form import form_context, form_to_input
+from app.runs.runner import Runner
 from app.store import Store
 from app.store.runs import list_runs
+from app.web.bodies import from_form
+from app.web.htmx import redirect_to
 from app.web.params import QueryId, RowId
 from app.web.render import render_partial
 
@@ -77,6 +76,16 @@ def config_from_form(form: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def experiment_form(form: dict[str, Any]) -> ExperimentCreate:
+    """The dataset page's form as the API's body: run settings under ``config``,
+    checked evaluators with their ``<name>.<param>`` fields."""
+    nested = {"config": config_from_form(form), "evaluators": evaluators_from_form(form)}
+    fields: dict[str, Any] = {
+        k: form[k] for k in ("dataset_id", "name", "concurrency") if k in form
+    }
+    return from_form({**fields, **nested}, ExperimentCreate)
+
+
 def evaluator_specs() -> list[dict[str, Any]]:
     specs = [
         {
@@ -101,16 +110,6 @@ def evaluator_specs() -> list[dict[str, Any]]:
     return specs
 
 
-async def _progress_context(store: Store, experiment_id: int, item_id: int | None) -> dict:
-    experiment = await store.read(get_experiment, experiment_id)
-    items = await store.read(experiment_items, experiment_id, item_id)
-    return {
-        "experiment": experiment,
-        "items": items,
-        "metrics": await store.read(metric_summary, experiment_id),
-    }
-
-
 class ExperimentPagesController(Controller):
     path = "/"
     include_in_schema = False
@@ -119,7 +118,7 @@ class ExperimentPagesController(Controller):
     async def _datasets_page(self, store: Store, status: int = 200, **extra: Any) -> Template:
         context = {
             "nav": "datasets",
-            "datasets": await store.read(list_datasets),
+            "datasets": msgspec.to_builtins(await dataset_list(store))["datasets"],
             "runs": [r for r in await store.read(list_runs, 100, 0) if r["prompt"]],
             "values": {},
             **extra,
@@ -138,26 +137,22 @@ class ExperimentPagesController(Controller):
         data: Annotated[dict[str, Any], Body(media_type=RequestEncodingType.MULTI_PART)],
     ) -> Response | Template:
         try:
-            name = check_name(data.get("name"))
             upload = data.get("file")
-            text = str(data.get("content") or "")
+            fields = {k: v for k, v in data.items() if isinstance(v, str)}
             filename = ""
             if isinstance(upload, UploadFile) and upload.filename:
                 filename = upload.filename
                 try:
-                    text = (await upload.read()).decode("utf-8-sig")
+                    fields["content"] = (await upload.read()).decode("utf-8-sig")
                 except UnicodeDecodeError:
                     raise InputError("the file must be UTF-8 text (CSV or JSONL)") from None
-            if not text.strip():
+            body = from_form(fields, DatasetCreate)
+            if body.content is None:
                 raise InputError("choose a CSV or JSONL file, or paste its content")
-            items = parse_upload(text, filename, str(data.get("format") or "") or None)
-            fmt = (
-                "csv"
-                if filename.lower().endswith(".csv") or data.get("format") == "csv"
-                else "jsonl"
-            )
+            items = parse_upload(body.content, filename, body.format)
+            fmt = "csv" if filename.lower().endswith(".csv") or body.format == "csv" else "jsonl"
             dataset = await store.write(
-                create_dataset, name, items, fmt, (data.get("description") or None), who(request)
+                create_dataset, body.name, items, fmt, body.description, who(request)
             )
         except InputError as exc:
             values = {k: v for k, v in data.items() if isinstance(v, str)}
@@ -169,12 +164,8 @@ class ExperimentPagesController(Controller):
         self, request: Request, store: NamedDependency[Store], data: URLEncodedBody[dict[str, Any]]
     ) -> Response | Template:
         try:
-            dataset = await store.write(
-                dataset_from_runs,
-                check_name(data.get("name")),
-                _as_list(data.get("run_ids")),
-                who(request),
-            )
+            body = from_form(data, DatasetFromRuns, lists=("run_ids",))
+            dataset = await store.write(dataset_from_runs, body.name, body.run_ids, who(request))
         except InputError as exc:
             return await self._datasets_page(store, 422, runs_error=str(exc))
         return redirect_to(request, f"/datasets/{dataset['id']}")
@@ -182,14 +173,16 @@ class ExperimentPagesController(Controller):
     async def _dataset_page(
         self, store: Store, runner: Runner, dataset_id: int, status: int = 200, **extra: Any
     ) -> Template:
-        dataset = await store.read(get_dataset, dataset_id)
-        if dataset is None:
+        detail = await dataset_detail(store, dataset_id)
+        if detail is None:
             raise NotFoundException(f"dataset {dataset_id} not found")
+        dataset = msgspec.to_builtins(detail)
+        experiments = msgspec.to_builtins(await experiment_list(store, dataset_id))
         context = {
             "nav": "datasets",
             "dataset": dataset,
-            "items": await store.read(dataset_items, dataset_id),
-            "experiments": await store.read(list_experiments, dataset_id),
+            "items": dataset.pop("items"),
+            "experiments": experiments["experiments"],
             "evaluators": evaluator_specs(),
             **form_context(runner, extra.pop("values", None), extra.pop("error", "")),
             **extra,
@@ -215,14 +208,7 @@ class ExperimentPagesController(Controller):
         data: URLEncodedBody[dict[str, Any]],
     ) -> Response | Template:
         try:
-            experiment = await experiments.start(
-                data.get("dataset_id"),
-                config_from_form(data),
-                evaluators_from_form(data),
-                data.get("name"),
-                data.get("concurrency"),
-                created_by=who(request),
-            )
+            experiment = await experiments.start(experiment_form(data), created_by=who(request))
         except InputError as exc:
             try:
                 dataset_id = int(data.get("dataset_id") or 0)
@@ -237,31 +223,27 @@ class ExperimentPagesController(Controller):
 
     @get("/experiments")
     async def experiments_page(self, store: NamedDependency[Store]) -> Template:
-        return Template(
-            "experiments.html",
-            context={"nav": "experiments", "experiments": await store.read(list_experiments)},
-        )
+        listing = msgspec.to_builtins(await experiment_list(store))
+        return Template("experiments.html", context={"nav": "experiments", **listing})
 
     @get("/experiments/compare")
     async def compare(self, store: NamedDependency[Store], a: QueryId, b: QueryId) -> Template:
         try:
-            comparison = await store.read(compare_experiments, a, b)
+            comparison = await experiment_comparison(store, a, b)
         except LookupError as exc:
             raise NotFoundException(str(exc)) from None
-        except ValueError as exc:
-            raise InputError(str(exc)) from None
-        return Template("compare.html", context={"nav": "experiments", **comparison})
+        return Template(
+            "compare.html", context={"nav": "experiments", **msgspec.to_builtins(comparison)}
+        )
 
     @get("/experiments/{experiment_id:int}")
     async def experiment(self, experiment_id: RowId, store: NamedDependency[Store]) -> Template:
-        context = await _progress_context(store, experiment_id, None)
-        if context["experiment"] is None:
+        detail = await experiment_detail(store, experiment_id)
+        if detail is None:
             raise NotFoundException(f"experiment {experiment_id} not found")
-        others = [
-            e
-            for e in await store.read(list_experiments, context["experiment"]["dataset_id"])
-            if e["id"] != experiment_id
-        ]
+        context = page_view(detail)
+        siblings = msgspec.to_builtins(await experiment_list(store, detail.dataset_id))
+        others = [e for e in siblings["experiments"] if e["id"] != experiment_id]
         return Template(
             "experiment.html", context={"nav": "experiments", "others": others, **context}
         )
@@ -282,7 +264,10 @@ class ExperimentPagesController(Controller):
                 if message is None:
                     yield ServerSentEventMessage(data=None, comment="keep-alive")
                     continue
-                context = await _progress_context(store, experiment_id, message.get("item_id"))
+                detail = await experiment_detail(store, experiment_id, message.get("item_id"))
+                if detail is None:
+                    continue
+                context = page_view(detail)
                 html = render_partial(jinja, "experiment_progress", oob=True, **context)
                 yield ServerSentEventMessage(data=html, event="experiment_progress")
             yield ServerSentEventMessage(data="end", event=STREAM_END)

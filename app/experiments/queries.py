@@ -14,6 +14,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from app.store.rows import decode_json
+from app.store.statuses import SUCCEEDED
 
 FINISHED = ("succeeded", "failed", "interrupted")
 
@@ -109,7 +110,7 @@ def finish_item(
     error: str | None = None,
 ) -> None:
     """Record an item's outcome and move the experiment's running totals."""
-    ok = run is not None and run.get("status") == "succeeded"
+    ok = run is not None and run.get("status") == SUCCEEDED
     cost = float((run or {}).get("cost_usd") or 0.0)
     db.execute(
         "update experiment_items set status = ?, output = ?, error = ?, latency_ms = ?,"

@@ -17,8 +17,12 @@ import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
+import msgspec
+
 from app.core.background import TaskSet
+from app.core.errors import InputError
 from app.evals.apply import evaluate_run, parse_evaluators
+from app.experiments.bodies import ExperimentConfig, ExperimentCreate
 from app.experiments.datasets import get_dataset
 from app.experiments.queries import (
     FINISHED,
@@ -29,27 +33,22 @@ from app.experiments.queries import (
     pending_items,
     start_item,
 )
-from app.runs.runner import InputError, Runner, parse_run_input
+from app.runs.input import parse_run_input
+from app.runs.runner import Runner
 from app.store import Store
 from app.store.live import Broker, LiveEvent
 from app.store.runs import get_run
 
 log = logging.getLogger(__name__)
 
-CONFIG_KEYS = ("model", "temperature", "max_tokens", "system_prompt", "tools", "max_rounds")
-MAX_CONCURRENCY = 8
+DEFAULT_CONCURRENCY = 2
 
 
-def parse_config(raw: Any, runner: Runner) -> dict[str, Any]:
-    """Validate a run configuration the way a run's input is validated; return it normalised."""
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise InputError("config must be an object")
-    unknown = sorted(set(raw) - set(CONFIG_KEYS))
-    if unknown:
-        raise InputError(f"unknown config key(s): {', '.join(unknown)}")
-    request = parse_run_input({**raw, "prompt": "-"}, runner.config, runner.tool_names).request
+def parse_config(config: ExperimentConfig | None, runner: Runner) -> dict[str, Any]:
+    """Check a run configuration the way a run's input is checked (ranges, known tools,
+    a model someone serves); return it normalised."""
+    given = msgspec.structs.asdict(config or ExperimentConfig())
+    request = parse_run_input({**given, "prompt": "-"}, runner.config, runner.tool_names).request
     runner.provider_for(request.model)  # an unknown model fails now, not on every item
     return {
         "model": request.model,
@@ -59,20 +58,6 @@ def parse_config(raw: Any, runner: Runner) -> dict[str, Any]:
         "tools": list(request.tools) if request.tools is not None else None,
         "max_rounds": request.max_rounds,
     }
-
-
-def parse_concurrency(value: Any) -> int:
-    if value is None or value == "":
-        return 2
-    if isinstance(value, bool):
-        raise InputError("concurrency must be a whole number")
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise InputError(f"concurrency must be a whole number, got {value!r}") from None
-    if not 1 <= number <= MAX_CONCURRENCY:
-        raise InputError(f"concurrency must be between 1 and {MAX_CONCURRENCY}")
-    return number
 
 
 class Experiments:
@@ -85,35 +70,18 @@ class Experiments:
         self.tasks: TaskSet[int] = TaskSet()
         self._seq: dict[int, int] = {}
 
-    async def start(
-        self,
-        dataset_id: Any,
-        config: Any,
-        evaluators: Any,
-        name: Any = None,
-        concurrency: Any = None,
-        created_by: str | None = None,
-    ) -> dict[str, Any]:
-        """Validate everything, create the experiment and its items, start it in the background."""
-        if isinstance(dataset_id, bool) or not isinstance(dataset_id, (int, str)):
-            raise InputError("dataset_id is required")
-        try:
-            dataset_id = int(dataset_id)
-        except ValueError:
-            raise InputError(f"dataset_id must be a number, got {dataset_id!r}") from None
-        if not 0 < dataset_id < 2**63:
-            raise InputError(f"dataset {dataset_id} not found")
-        dataset = await self.store.read(get_dataset, dataset_id)
+    async def start(self, body: ExperimentCreate, created_by: str | None = None) -> dict[str, Any]:
+        """Check what needs the store and the runner, create the experiment and its items,
+        and start it in the background."""
+        dataset = await self.store.read(get_dataset, body.dataset_id)
         if dataset is None:
-            raise InputError(f"dataset {dataset_id} not found")
-        if name is not None and (not isinstance(name, str) or len(name) > 200):
-            raise InputError("name must be a string of at most 200 characters")
+            raise InputError(f"dataset {body.dataset_id} not found")
         row = {
-            "name": (name or "").strip() or None,
-            "dataset_id": dataset_id,
-            "config": parse_config(config, self.runner),
-            "evaluators": parse_evaluators(evaluators, self.runner),
-            "concurrency": parse_concurrency(concurrency),
+            "name": (body.name or "").strip() or None,
+            "dataset_id": body.dataset_id,
+            "config": parse_config(body.config, self.runner),
+            "evaluators": parse_evaluators(body.evaluators, self.runner),
+            "concurrency": body.concurrency or DEFAULT_CONCURRENCY,
             "created_by": created_by,
         }
         experiment = await self.store.write(create_experiment, row)

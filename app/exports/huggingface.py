@@ -24,8 +24,8 @@ from jinja2 import Environment, FileSystemLoader
 from agents.extras import require
 from app.core.integration_settings import IntegrationSettings
 from app.core.outbound import PermanentError, Recorder, call_with_retry
+from app.core.paths import TEMPLATES_DIR
 from app.exports.records import evaluation_records, run_ids, run_records
-from app.web.render import TEMPLATES_DIR
 
 if TYPE_CHECKING:
     import pyarrow as pa

@@ -1,10 +1,12 @@
 """Export jobs: validated, recorded, run in the background, progress streamed live.
 
 An export is a row in ``exports`` (kind, params, status, progress, stage,
-result, error). ``ExportJobs.create`` validates the options (bad ones are a
-4xx), inserts the row and starts the work on a worker thread; each progress
-step is written to the row and then published on the broker under
-``export:<id>``, so the exports page follows it over SSE like a run.
+result, error). ``ExportJobs.create`` takes a request already checked by its
+body (``app.exports.bodies.ExportCreate``), fills in the settings' defaults
+(a repo to push to must look like one: a 4xx otherwise), inserts the row and
+starts the work on a worker thread; each progress step is written to the
+row and then published on the broker under ``export:<id>``, so the exports
+page follows it over SSE like a run.
 The CLI calls the same ``run_export`` directly and prints the progress.
 """
 
@@ -18,65 +20,48 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from sqlite_utils import Database
 
 from app.core.background import TaskSet
 from app.core.integration_settings import IntegrationSettings
 from app.core.outbound import describe, store_recorder
+from app.exports.bodies import ExportCreate
 from app.exports.finetune_jsonl import build_jsonl
-from app.exports.huggingface import FORMATS, ExportError, check_repo, push_dataset, write_dataset
+from app.exports.huggingface import ExportError, check_repo, push_dataset, write_dataset
 from app.exports.wandb_export import log_artifact, sqlite_snapshot, write_run_files
 from app.store.live import Broker, LiveEvent
 from app.store.rows import decode_json
 
 log = logging.getLogger(__name__)
-KINDS = ("huggingface", "wandb", "finetune_jsonl")
 TERMINAL = ("succeeded", "failed")
 Progress = Callable[[float, str], None]
 
 
-def _flag(value: Any, default: bool) -> bool:
-    if value is None or value == "":
-        return default
-    if isinstance(value, bool):
-        return value
-    return str(value).strip().lower() in {"1", "true", "yes", "on"}
+def options_of(body: ExportCreate, settings: IntegrationSettings) -> dict[str, Any]:
+    """The stored options of a checked export request, with the settings' defaults.
 
-
-def parse_options(kind: Any, data: dict[str, Any], settings: IntegrationSettings) -> dict[str, Any]:
-    """Validate an export request; raise ExportError saying what is wrong."""
-    if kind not in KINDS:
-        raise ExportError(f"kind must be one of {', '.join(KINDS)}")
-    if kind == "huggingface":
-        fmt = str(data.get("format") or "parquet").lower()
-        if fmt not in FORMATS:
-            raise ExportError(f"format must be one of {', '.join(FORMATS)}")
-        repo = str(data.get("repo") or settings.hf_repo or "").strip()
-        push = _flag(data.get("push"), bool(repo))
+    Only what needs the settings is checked here: the repo to push to may come
+    from them.
+    """
+    if body.kind == "huggingface":
+        repo = (body.repo or settings.hf_repo or "").strip()
+        push = bool(repo) if body.push is None else body.push
         if push:
             check_repo(repo)
-        return {"format": fmt, "repo": repo or None, "push": push}
-    if kind == "wandb":
-        return {"project": str(data.get("project") or settings.wandb_project)[:128]}
-    ids = data.get("run_ids") or []
-    if isinstance(ids, str):
-        ids = [i for i in (s.strip() for s in ids.replace("\n", ",").split(",")) if i]
-    if not isinstance(ids, list) or not all(isinstance(i, str) and len(i) <= 64 for i in ids):
-        raise ExportError("run_ids must be a list of run ids")
-    below = data.get("below")
-    if below in (None, ""):
-        below = None
-    else:
-        try:
-            below = float(below)
-        except (TypeError, ValueError):
-            raise ExportError(
-                "below must be a number (the score under which a run counts as low)"
-            ) from None
-    failed = _flag(data.get("failed"), False)
-    if not ids and not failed and below is None:
-        raise ExportError("choose runs: run_ids, failed=true, or a score threshold (below)")
-    return {"run_ids": ids, "failed": failed, "below": below}
+        return {"format": body.format, "repo": repo or None, "push": push}
+    if body.kind == "wandb":
+        return {"project": (body.project or settings.wandb_project)[:128]}
+    return {"run_ids": body.ids(), "failed": body.failed, "below": body.below}
+
+
+def parse_options(kind: str, data: dict[str, Any], settings: IntegrationSettings) -> dict[str, Any]:
+    """Options given as a mapping (the CLI's): checked by the same body, or an ExportError."""
+    try:
+        body = msgspec.convert({**data, "kind": kind}, ExportCreate, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ExportError(str(exc)) from None
+    return options_of(body, settings)
 
 
 # --- rows -----------------------------------------------------------------------
@@ -186,9 +171,7 @@ def run_export(
 
 
 def _with_project(settings: IntegrationSettings, project: str) -> IntegrationSettings:
-    from dataclasses import replace
-
-    return replace(settings, wandb_project=project)
+    return settings.model_copy(update={"wandb_project": project})
 
 
 class ExportJobs:
@@ -214,9 +197,9 @@ class ExportJobs:
         self._seq[row["id"]] = seq
         self.broker.publish(LiveEvent(f"export:{row['id']}", seq, "export_progress", row))
 
-    async def create(self, kind: str, data: dict[str, Any], created_by: str) -> dict[str, Any]:
-        params = parse_options(kind, data, self.settings)
-        row = await self.store.write(insert_export, kind, params, created_by)
+    async def create(self, body: ExportCreate, created_by: str) -> dict[str, Any]:
+        params = options_of(body, self.settings)
+        row = await self.store.write(insert_export, body.kind, params, created_by)
         self.tasks.spawn(row["id"], self._run(row))
         return row
 

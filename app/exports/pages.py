@@ -14,12 +14,14 @@ from litestar.params import JSONBody, URLEncodedBody
 from litestar.response import File, Redirect, ServerSentEvent, Template
 
 from app.auth.guards import requires_member, who
-from app.core.outbound import errors_about
+from app.core.errors import InputError
+from app.exports.bodies import KINDS, ExportCreate
+from app.exports.context import Export, ExportList, ExportStarted, as_export, exports_context
 from app.exports.huggingface import ExportError
-from app.exports.jobs import KINDS, TERMINAL, ExportJobs, get_export, list_exports
-from app.runs.runner import InputError
+from app.exports.jobs import TERMINAL, ExportJobs, get_export
 from app.store import Store
 from app.store.live import Broker
+from app.web.bodies import from_form
 from app.web.job_stream import job_stream
 from app.web.params import RowId
 from app.web.render import render_partial
@@ -29,10 +31,6 @@ def _who(request: Request) -> str:
     return who(request) or "unknown"
 
 
-def _integration_errors(db: Any) -> list[dict[str, Any]]:
-    return errors_about(db, "export:", "run:")
-
-
 async def _existing(store: Store, export_id: int) -> dict[str, Any]:
     row = await store.read(get_export, export_id)
     if row is None:
@@ -40,10 +38,10 @@ async def _existing(store: Store, export_id: int) -> dict[str, Any]:
     return row
 
 
-async def _start(exports: ExportJobs, kind: str, data: dict[str, Any], who: str) -> dict[str, Any]:
+async def _start(exports: ExportJobs, body: ExportCreate, who: str) -> dict[str, Any]:
     try:
-        return await exports.create(kind, data, who)
-    except ExportError as exc:
+        return await exports.create(body, who)
+    except ExportError as exc:  # the repo to push to (it may come from the settings)
         raise InputError(str(exc)) from exc
 
 
@@ -53,9 +51,10 @@ class ExportsPage(Controller):
 
     async def _page(self, store: Store, state: State, status: int = 200, **extra: Any) -> Template:
         settings = state.exports.settings
+        listed = await exports_context(store)
         context = {
-            "exports": await store.read(list_exports),
-            "errors": await store.read(_integration_errors),
+            "exports": listed.exports,
+            "errors": listed.errors,
             "kinds": KINDS,
             "nav": "exports",
             "error": "",
@@ -80,7 +79,7 @@ class ExportsPage(Controller):
         data: URLEncodedBody[dict[str, Any]],
     ) -> Response | Template:
         try:
-            await _start(state.exports, str(data.get("kind") or ""), data, _who(request))
+            await _start(state.exports, from_form(data, ExportCreate), _who(request))
         except InputError as exc:
             return await self._page(store, state, status=422, error=str(exc), values=data)
         return Redirect("/exports", status_code=303)
@@ -126,21 +125,18 @@ class ExportsAPI(Controller):
         status_code=202,
     )
     async def create(
-        self, request: Request, state: State, data: JSONBody[dict[str, Any]]
-    ) -> dict[str, Any]:
-        row = await _start(state.exports, str(data.get("kind") or ""), data, _who(request))
-        return {"export_id": row["id"], "status": row["status"], "export": row}
+        self, request: Request, state: State, data: JSONBody[ExportCreate]
+    ) -> ExportStarted:
+        row = await _start(state.exports, data, _who(request))
+        return ExportStarted(export_id=row["id"], status=row["status"], export=as_export(row))
 
-    @get("/", summary="Exports, newest first")
-    async def index(self, store: NamedDependency[Store]) -> dict[str, Any]:
-        return {
-            "exports": await store.read(list_exports),
-            "errors": await store.read(_integration_errors),
-        }
+    @get("/", summary="Exports, newest first, with the errors of their outbound calls")
+    async def index(self, store: NamedDependency[Store]) -> ExportList:
+        return await exports_context(store)
 
     @get("/{export_id:int}", summary="One export: status, progress, result, error")
-    async def show(self, export_id: RowId, store: NamedDependency[Store]) -> dict[str, Any]:
-        return await _existing(store, export_id)
+    async def show(self, export_id: RowId, store: NamedDependency[Store]) -> Export:
+        return as_export(await _existing(store, export_id))
 
     @get("/{export_id:int}/events", summary="Server-sent progress of an export")
     async def events(

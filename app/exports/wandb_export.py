@@ -25,6 +25,8 @@ from agents.extras import require
 from app.core.integration_settings import IntegrationSettings
 from app.core.outbound import Recorder, call_with_retry, store_recorder
 from app.exports.records import run_ids, run_records
+from app.store.runs import get_run
+from app.store.statuses import SUCCEEDED
 
 _WANDB_LOCK = threading.Lock()
 
@@ -127,8 +129,6 @@ class RunMetricsLogger:
         self.record = store_recorder(store)
 
     def log_run(self, run_id: str) -> str | None:
-        from app.store.runs import get_run
-
         run = self.store.read_sync(get_run, run_id)
         if run is None:
             return None
@@ -140,7 +140,7 @@ class RunMetricsLogger:
             "latency_ms": run["latency_ms"] or 0.0,
             "tool_calls": run["tool_calls"],
             "tool_errors": run["tool_errors"],
-            "succeeded": int(run["status"] == "succeeded"),
+            "succeeded": int(run["status"] == SUCCEEDED),
         }
         if run.get("usage_unknown_calls"):
             # Unknown usage is not 0 tokens: leave the token metrics out, say why.

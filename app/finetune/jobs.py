@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 import time
 from pathlib import Path
 from typing import Any
@@ -28,16 +27,16 @@ from sqlite_utils import Database
 
 from agents.config import MistralConfig
 from app.core.background import TaskSet
+from app.core.errors import InputError
 from app.core.integration_settings import IntegrationSettings
 from app.core.outbound import PermanentError, call_with_retry, describe, store_recorder
-from app.exports.jobs import ExportJobs
-from app.runs.runner import InputError
+from app.exports.jobs import ExportJobs, get_export
+from app.finetune.bodies import FineTuneCreate
 from app.store.live import Broker, LiveEvent
 from app.store.rows import decode_json
 
 log = logging.getLogger(__name__)
 DEFAULT_SERVER = "https://api.mistral.ai"
-MODEL_RE = re.compile(r"^[A-Za-z0-9][\w.:\-]{0,99}$")
 TERMINAL = ("succeeded", "failed", "cancelled")
 STATUS = {  # Mistral job status → ours
     "QUEUED": "queued",
@@ -51,35 +50,6 @@ STATUS = {  # Mistral job status → ours
     "CANCELLED": "cancelled",
     "CANCELLATION_REQUESTED": "running",
 }
-
-
-def parse_request(data: dict[str, Any]) -> dict[str, Any]:
-    base = str(data.get("base_model") or "open-mistral-7b").strip()
-    if not MODEL_RE.match(base):
-        raise InputError("base_model must be a Mistral model name")
-    hyper: dict[str, Any] = {}
-    for key, kind, low, high in (
-        ("training_steps", int, 1, 100_000),
-        ("learning_rate", float, 1e-8, 1.0),
-    ):
-        value = data.get(key)
-        if value in (None, ""):
-            continue
-        try:
-            number = kind(value)
-        except (TypeError, ValueError):
-            raise InputError(f"{key} must be a number") from None
-        if not low <= number <= high:
-            raise InputError(f"{key} must be between {low:g} and {high:g}")
-        hyper[key] = number
-    suffix = str(data.get("suffix") or "agentop")[:18]
-    if not re.match(r"^[\w\-]*$", suffix):
-        raise InputError("suffix may hold letters, digits, - and _ only")
-    return {
-        "base_model": base,
-        "hyperparameters": hyper or {"training_steps": 10, "learning_rate": 0.0001},
-        "suffix": suffix,
-    }
 
 
 # --- rows -----------------------------------------------------------------------
@@ -252,13 +222,13 @@ class FineTunes:
         self.broker.publish(LiveEvent(f"finetune:{job_id}", seq, "finetune_status", row))
         return row
 
-    async def create(self, data: dict[str, Any], created_by: str) -> dict[str, Any]:
+    async def create(self, body: FineTuneCreate, created_by: str) -> dict[str, Any]:
         if not self.configured:
             raise InputError(
                 "fine-tuning needs MISTRAL_API_KEY (and MISTRAL_SERVER_URL if not api.mistral.ai)"
             )
-        options = parse_request(data)
-        export = await self.exports.create("finetune_jsonl", data, created_by)
+        options = body.options()
+        export = await self.exports.create(body.export(), created_by)
         job = await self.store.write(
             lambda db: (
                 db.table("finetune_jobs")
@@ -290,7 +260,6 @@ class FineTunes:
         )
 
     async def _launch(self, job_id: int, export_id: int, options: dict[str, Any]) -> None:
-        from app.exports.jobs import get_export
 
         try:
             await self.exports.wait(export_id, timeout=3600)

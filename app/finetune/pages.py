@@ -14,12 +14,20 @@ from litestar.params import JSONBody, URLEncodedBody
 from litestar.response import Redirect, ServerSentEvent, Template
 
 from app.auth.guards import requires_member, who
-from app.core.outbound import errors_about, errors_for
-from app.exports.huggingface import ExportError
-from app.finetune.jobs import TERMINAL, get_job, list_jobs, registered_models
-from app.runs.runner import InputError
+from app.core.errors import InputError
+from app.core.outbound import errors_about, errors_for, errors_of
+from app.finetune.bodies import FineTuneCreate
+from app.finetune.context import (
+    FineTuneJobDetail,
+    FineTuneList,
+    FineTuneStarted,
+    finetune_context,
+    job_detail,
+)
+from app.finetune.jobs import TERMINAL, get_job
 from app.store import Store
 from app.store.live import Broker
+from app.web.bodies import from_form
 from app.web.job_stream import job_stream
 from app.web.params import RowId
 from app.web.render import render_partial
@@ -36,13 +44,6 @@ async def _existing(store: Store, job_id: int) -> dict[str, Any]:
     return row
 
 
-async def _create(state: State, data: dict[str, Any], who: str) -> dict[str, Any]:
-    try:
-        return await state.finetunes.create(data, who)
-    except ExportError as exc:
-        raise InputError(str(exc)) from exc
-
-
 def _errors(db: Any) -> list[dict[str, Any]]:
     return errors_about(db, "finetune:")
 
@@ -52,10 +53,11 @@ class FineTunePage(Controller):
     include_in_schema = False
 
     async def _page(self, store: Store, state: State, status: int = 200, **extra: Any) -> Template:
+        listed = await finetune_context(store)
         context = {
-            "jobs": await store.read(list_jobs),
-            "models": await store.read(registered_models),
-            "errors": await store.read(_errors),
+            "jobs": listed.jobs,
+            "models": listed.models,
+            "errors": errors_of(await store.read(_errors)),
             "configured": state.finetunes.configured,
             "nav": "finetune",
             "error": "",
@@ -77,7 +79,7 @@ class FineTunePage(Controller):
         data: URLEncodedBody[dict[str, Any]],
     ) -> Response | Template:
         try:
-            await _create(state, data, _who(request))
+            await state.finetunes.create(from_form(data, FineTuneCreate), _who(request))
         except InputError as exc:
             return await self._page(store, state, status=422, error=str(exc), values=data)
         return Redirect("/finetune", status_code=303)
@@ -112,16 +114,16 @@ class FineTuneAPI(Controller):
         status_code=202,
     )
     async def create(
-        self, request: Request, state: State, data: JSONBody[dict[str, Any]]
-    ) -> dict[str, Any]:
-        job = await _create(state, data, _who(request))
-        return {"job_id": job["id"], "status": job["status"], "export_id": job["export_id"]}
+        self, request: Request, state: State, data: JSONBody[FineTuneCreate]
+    ) -> FineTuneStarted:
+        job = await state.finetunes.create(data, _who(request))
+        return FineTuneStarted(job_id=job["id"], status=job["status"], export_id=job["export_id"])
 
     @get("/", summary="Fine-tuning jobs and registered models")
-    async def index(self, store: NamedDependency[Store]) -> dict[str, Any]:
-        return {"jobs": await store.read(list_jobs), "models": await store.read(registered_models)}
+    async def index(self, store: NamedDependency[Store]) -> FineTuneList:
+        return await finetune_context(store)
 
     @get("/{job_id:int}", summary="One fine-tuning job, with its recorded errors")
-    async def show(self, job_id: RowId, store: NamedDependency[Store]) -> dict[str, Any]:
+    async def show(self, job_id: RowId, store: NamedDependency[Store]) -> FineTuneJobDetail:
         job = await _existing(store, job_id)
-        return {**job, "errors": await store.read(errors_for, f"finetune:{job_id}")}
+        return job_detail(job, await store.read(errors_for, f"finetune:{job_id}"))

@@ -1,4 +1,7 @@
-"""What a model call costs.
+"""Model list prices, cost statuses and how a cost reads.
+
+Every call is priced through the dated price tables (``app.pricing.tables``),
+whose built-in Mistral rows come from ``MISTRAL_PRICES`` below.
 
 Mistral prices are USD per million tokens, input and output, as published on
 the date in ``PRICES_AS_OF``. A model missing from the table is *unpriced*:
@@ -11,7 +14,6 @@ nothing and say so (``free``).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any
 
 PRICES_AS_OF = "2026-11-01"
@@ -41,12 +43,6 @@ NO_USAGE = "no usage reported"
 _VERSION_SUFFIX = re.compile(r"-(latest|\d{4}|\d{2}-\d{2})$")
 
 
-@dataclass(frozen=True)
-class Cost:
-    usd: float | None
-    status: str  # free | priced | unpriced
-
-
 def mistral_family(model: str) -> str:
     """``mistral-small-2503`` and ``mistral-small-latest`` are both ``mistral-small``."""
     name = model.strip().lower()
@@ -57,20 +53,6 @@ def mistral_family(model: str) -> str:
         if stripped == name:
             return name
         name = stripped
-
-
-def llm_cost(
-    provider: str, model: str, input_tokens: int | None, output_tokens: int | None
-) -> Cost:
-    if provider == "local":
-        return Cost(0.0, FREE)
-    if input_tokens is None or output_tokens is None:
-        return Cost(None, UNPRICED)  # unknown usage is never priced $0
-    price = MISTRAL_PRICES.get(mistral_family(model)) if provider == "mistral" else None
-    if price is None:
-        return Cost(None, UNPRICED)
-    usd = (input_tokens * price[0] + output_tokens * price[1]) / 1_000_000
-    return Cost(usd, PRICED)
 
 
 def merge_status(current: str | None, new: str) -> str:

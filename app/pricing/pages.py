@@ -11,8 +11,12 @@ from litestar.params import URLEncodedBody
 from litestar.response import Redirect, Template
 
 from app.auth.guards import requires_admin
-from app.pricing.tables import FIELDS, PriceError, add_override, price_table
+from app.core.errors import InputError
+from app.pricing.bodies import PriceOverride
+from app.pricing.context import prices_context
+from app.pricing.tables import FIELDS, PriceError, add_override
 from app.store import Store
+from app.web.bodies import from_form
 
 
 class PricesPage(Controller):
@@ -20,9 +24,8 @@ class PricesPage(Controller):
     include_in_schema = False
 
     async def _page(self, store: Store, status: int = 200, **extra: Any) -> Template:
-        table = await store.read(price_table, time.time())
         context = {
-            "table": table,
+            "table": (await prices_context(store)).prices,
             "fields": FIELDS,
             "nav": "prices",
             "error": "",
@@ -34,7 +37,7 @@ class PricesPage(Controller):
     @get("/")
     async def index(self, request: Request, store: NamedDependency[Store]) -> Response | Template:
         if "application/json" in request.headers.get("accept", ""):
-            return Response({"prices": await store.read(price_table, time.time())})
+            return Response(await prices_context(store))
         return await self._page(store)
 
     @post("/", guards=[requires_admin], status_code=303)
@@ -42,7 +45,7 @@ class PricesPage(Controller):
         self, store: NamedDependency[Store], data: URLEncodedBody[dict[str, Any]]
     ) -> Response | Template:
         try:
-            await store.write(add_override, data, "page", time.time())
-        except PriceError as exc:
+            await store.write(add_override, from_form(data, PriceOverride), "page", time.time())
+        except (InputError, PriceError) as exc:
             return await self._page(store, status=422, error=str(exc), values=data)
         return Redirect("/settings/prices", status_code=303)

@@ -21,13 +21,17 @@ call whose provider reported no usage (tokens null) is unpriced with the
 from __future__ import annotations
 
 import datetime as dt
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import yaml
 from sqlite_utils import Database
 
+from app.pricing.bodies import PriceOverride
 from app.pricing.costs import (
     FREE,
     MISTRAL_PRICES,
@@ -194,41 +198,40 @@ def price_event(db: Database | None, event: dict[str, Any]) -> dict[str, Any]:
 # --- overrides -----------------------------------------------------------------
 
 
-def _validate(row: dict[str, Any]) -> dict[str, Any]:
-    vendor = str(row.get("vendor") or "").strip().lower()
-    field = str(row.get("field") or "").strip()
-    item = str(row.get("item") or "").strip()
+def parse_override(row: Mapping[str, Any]) -> PriceOverride:
+    """A row of the prices file (or any mapping) as a PriceOverride, or a PriceError."""
+    try:
+        return msgspec.convert(row, PriceOverride, strict=False)
+    except msgspec.ValidationError as exc:
+        raise PriceError(str(exc)) from None
+
+
+def _clean(override: PriceOverride) -> dict[str, Any]:
+    """The row to store: the vendor and field must mean a price we use."""
+    vendor = override.vendor.strip().lower()
+    field = override.field.strip()
     if vendor not in FIELDS:
         raise PriceError(f"vendor must be one of {', '.join(FIELDS)}")
     if field not in FIELDS[vendor]:
         raise PriceError(f"field for {vendor} must be one of {', '.join(FIELDS[vendor])}")
-    if not item or len(item) > 100:
-        raise PriceError("item (a model, model family or 'credit') is required")
-    if vendor == "mistral":
-        item = mistral_family(item)
-    try:
-        value = float(row.get("value"))  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise PriceError("value must be a number") from None
-    if not value >= 0 or value == float("inf"):
+    if not math.isfinite(override.value):
         raise PriceError("value must be a finite number of at least 0")
-    start = str(row.get("effective_from") or "1970-01-01").strip()
-    try:
-        dt.date.fromisoformat(start)
-    except ValueError:
-        raise PriceError("effective_from must be a date, YYYY-MM-DD") from None
+    item = override.item.strip()
     return {
         "vendor": vendor,
-        "item": item,
+        "item": mistral_family(item) if vendor == "mistral" else item,
         "field": field,
-        "value": value,
-        "effective_from": start,
-        "note": str(row.get("note") or "")[:200],
+        "value": override.value,
+        "effective_from": override.effective_from.isoformat(),
+        "note": (override.note or "")[:200],
     }
 
 
-def add_override(db: Database, row: dict[str, Any], source: str, at: float) -> dict[str, Any]:
-    clean = {**_validate(row), "source": source, "created_at": at}
+def add_override(
+    db: Database, row: PriceOverride | Mapping[str, Any], source: str, at: float
+) -> dict[str, Any]:
+    override = row if isinstance(row, PriceOverride) else parse_override(row)
+    clean = {**_clean(override), "source": source, "created_at": at}
     pk = db.table("price_overrides").insert(clean).last_pk
     return dict(db.execute("select * from price_overrides where id = ?", [pk]).fetchone())
 
@@ -259,7 +262,7 @@ def load_settings_overrides(
                 "note": "ELEVENLABS_USD_PER_CREDIT",
             }
         )
-    clean = [_validate(r) for r in rows]
+    clean = [_clean(parse_override(r)) for r in rows]
     db.execute("delete from price_overrides where source = 'settings'")
     for row in clean:
         db.table("price_overrides").insert({**row, "source": "settings", "created_at": at})

@@ -2,50 +2,37 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
-
+import msgspec
 from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, JSONBody
 
 from app.auth.guards import requires_member
-from app.replay.replays import RunNotFound, ensure_diff, save_comparison, start_replay
-from app.runs.runner import InputError, Runner
+from app.replay.context import DiffRow, diff_or_404
+from app.replay.replays import (
+    DiffCreate,
+    ReplayCreate,
+    RunNotFound,
+    overrides_of,
+    save_comparison,
+    start_replay,
+)
+from app.runs.runner import Runner
 from app.runs.source import run_source
 from app.store import Store
 
 
-@dataclass
-class ReplayCreate:
-    """Overrides for a replay; a field left out (or null) keeps the original run's value.
-
-    ``system_prompt: ""`` removes the system prompt and ``tools: []`` disables
-    every tool.
-    """
-
-    model: str | None = None
-    temperature: float | None = None
-    max_tokens: int | None = None
-    max_rounds: int | None = None
-    system_prompt: str | None = None
-    tools: list[str] | None = None
-    session: str | None = None
-
-
-@dataclass
-class ReplayCreated:
+class ReplayCreated(msgspec.Struct):
     run_id: str
     diff_id: str
     status: str
     parent_run_id: str
 
 
-@dataclass
-class DiffCreate:
-    a: str
-    b: str
+class DiffCreated(msgspec.Struct):
+    diff_id: str
+    status: str
 
 
 class ReplayAPI(Controller):
@@ -65,7 +52,7 @@ class ReplayAPI(Controller):
         runner: NamedDependency[Runner],
         data: JSONBody[ReplayCreate | None] = None,
     ) -> ReplayCreated:
-        overrides = {k: v for k, v in asdict(data or ReplayCreate()).items() if v is not None}
+        overrides = overrides_of(data or ReplayCreate())
         try:
             run, diff_id = await start_replay(runner, run_id, overrides, source=run_source(request))
         except RunNotFound as exc:
@@ -80,11 +67,8 @@ class DiffsAPI(Controller):
     tags = ["diffs"]
 
     @get("/{diff_id:str}", summary="A diff of two runs (status pending until both have ended)")
-    async def show(self, diff_id: FromPath[str], store: NamedDependency[Store]) -> dict[str, Any]:
-        diff = await ensure_diff(store, diff_id)
-        if diff is None:
-            raise NotFoundException(f"diff {diff_id!r} not found")
-        return diff
+    async def show(self, diff_id: FromPath[str], store: NamedDependency[Store]) -> DiffRow:
+        return await diff_or_404(store, diff_id)
 
     @post(
         "/",
@@ -94,12 +78,9 @@ class DiffsAPI(Controller):
     )
     async def create(
         self, data: JSONBody[DiffCreate], store: NamedDependency[Store]
-    ) -> dict[str, Any]:
-        a, b = data.a.strip(), data.b.strip()
-        if not a or not b:
-            raise InputError("a and b must be run ids")
+    ) -> DiffCreated:
         try:
-            diff = await save_comparison(store, a, b)
+            diff = await save_comparison(store, data.a.strip(), data.b.strip())
         except RunNotFound as exc:
             raise NotFoundException(str(exc)) from None
-        return {"diff_id": diff["id"], "status": diff["status"]}
+        return DiffCreated(diff_id=diff["id"], status=diff["status"])

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from app.core.errors import InputError
 from app.core.settings import Settings
 from app.replay.replays import RunNotFound, ensure_diff, start_replay
 from app.runs.remote import (
@@ -26,11 +27,12 @@ from app.runs.remote import (
     start_and_follow,
 )
 from app.runs.remote import client as remote_client
-from app.runs.runner import InputError, Runner
+from app.runs.runner import Runner
 from app.runs.terminal import print_event, print_final
 from app.store import Store
 from app.store.live import Broker, follow_run
 from app.store.runs import get_run
+from app.store.statuses import SUCCEEDED
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -131,7 +133,7 @@ async def _replay_on_server(
         return None
     print_final(started.final, sys.stderr)
     print_summary(diff, sys.stderr)
-    return 0 if started.final["status"] == "succeeded" else 1
+    return 0 if started.final["status"] == SUCCEEDED else 1
 
 
 async def _replay_here(
@@ -159,6 +161,6 @@ async def _replay_here(
         assert final is not None and diff is not None
         print_final(final, sys.stderr)
         print_summary(diff, sys.stderr)
-        return 0 if final["status"] == "succeeded" else 1
+        return 0 if final["status"] == SUCCEEDED else 1
     finally:
         await runner.shutdown()

@@ -15,13 +15,26 @@ from litestar.params import FromPath, Parameter, URLEncodedBody
 from litestar.response import Redirect, Template
 
 from app.auth.guards import requires_member
-from app.replay.replays import RunNotFound, compare_runs, ensure_diff, save_comparison, start_replay
-from app.runs.pages import is_htmx, redirect_to
-from app.runs.runner import InputError, Runner
+from app.core.errors import InputError
+from app.replay.context import DiffRow, diff_or_404
+from app.replay.lineage import child_tree
+from app.replay.replays import (
+    DiffCreate,
+    ReplayCreate,
+    RunNotFound,
+    compare_runs,
+    overrides_of,
+    save_comparison,
+    start_replay,
+)
+from app.runs.form import NUMBER_FIELDS
+from app.runs.runner import Runner
 from app.store import Store
-from app.store.lineage import child_tree
-from app.store.runs import TERMINAL_STATUSES, get_run, list_runs, run_params
+from app.store.runs import get_run, list_runs, run_params
+from app.store.statuses import TERMINAL
+from app.web.bodies import from_form
 from app.web.deps import existing_run
+from app.web.htmx import is_htmx, redirect_to
 
 
 def parent_values(parent: dict[str, Any], tool_names: list[str]) -> dict[str, Any]:
@@ -40,20 +53,21 @@ def parent_values(parent: dict[str, Any], tool_names: list[str]) -> dict[str, An
 
 
 def form_overrides(form: dict[str, Any]) -> dict[str, Any]:
-    """Form fields as replay overrides. A blank number keeps the parent's value;
-    a blank system prompt or session means none; unchecked tools are disabled."""
-    out: dict[str, Any] = {}
-    for key in ("model", "temperature", "max_tokens", "max_rounds"):
-        value = form.get(key)
-        if isinstance(value, str) and value.strip():
-            out[key] = value.strip()
-    for key in ("system_prompt", "session"):
-        if isinstance(form.get(key), str):
-            out[key] = form[key]
+    """Form fields checked as a ``ReplayCreate``, as overrides. A blank model or
+    number keeps the parent's value; a blank system prompt or session means none;
+    unchecked tools are disabled."""
+    fields = {k: v for k, v in form.items() if k not in ("tools", "tools_present")}
+    for key in ("model", *NUMBER_FIELDS):
+        if isinstance(fields.get(key), str):
+            fields[key] = fields[key].strip()
     if form.get("tools_present"):
-        tools = form.get("tools") or []
-        out["tools"] = tools if isinstance(tools, list) else [tools]
-    return out
+        fields["tools"] = form.get("tools") or []
+    overrides = overrides_of(from_form(fields, ReplayCreate, lists=("tools",)))
+    for key in ("system_prompt", "session"):
+        # from_form reads a blank field as "not given"; here it clears the parent's.
+        if isinstance(form.get(key), str) and key not in overrides:
+            overrides[key] = form[key]
+    return overrides
 
 
 def _submitted_values(form: dict[str, Any]) -> dict[str, Any]:
@@ -85,12 +99,12 @@ def replay_context(
     }
 
 
-async def diff_context(store: Store, diff: dict[str, Any]) -> dict[str, Any]:
+async def diff_context(store: Store, diff: DiffRow | dict[str, Any]) -> dict[str, Any]:
     run_a = await store.read(get_run, diff["run_a"])
     run_b = await store.read(get_run, diff["run_b"])
     if run_a is None or run_b is None:
         raise NotFoundException("a run of this diff no longer exists")
-    pending = next((r for r in (run_b, run_a) if r["status"] not in TERMINAL_STATUSES), run_b)
+    pending = next((r for r in (run_b, run_a) if r["status"] not in TERMINAL), run_b)
     return {"diff": diff, "run_a": run_a, "run_b": run_b, "pending_run": pending, "nav": "runs"}
 
 
@@ -130,7 +144,7 @@ class ReplayPagesController(Controller):
     async def children(self, run_id: FromPath[str], store: NamedDependency[Store]) -> Template:
         run = await existing_run(store, run_id)
         tree = await store.read(child_tree, run_id)
-        live = run["status"] not in TERMINAL_STATUSES
+        live = run["status"] not in TERMINAL
         return Template(
             "partials/_run_children.html", context={"run": run, "children": tree, "live": live}
         )
@@ -173,25 +187,19 @@ class ReplayPagesController(Controller):
     async def save(
         self, store: NamedDependency[Store], data: URLEncodedBody[dict[str, Any]]
     ) -> Redirect:
-        a, b = str(data.get("a") or "").strip(), str(data.get("b") or "").strip()
-        if not a or not b:
-            raise InputError("choose two runs to compare (a and b)")
+        body = from_form(data, DiffCreate)
         try:
-            row = await save_comparison(store, a, b)
+            row = await save_comparison(store, body.a.strip(), body.b.strip())
         except RunNotFound as exc:
             raise NotFoundException(str(exc)) from None
         return Redirect(f"/diffs/{row['id']}", status_code=303)
 
     @get("/diffs/{diff_id:str}")
     async def show(self, diff_id: FromPath[str], store: NamedDependency[Store]) -> Template:
-        diff = await ensure_diff(store, diff_id)
-        if diff is None:
-            raise NotFoundException(f"diff {diff_id!r} not found")
+        diff = await diff_or_404(store, diff_id)
         return Template("diff.html", context=await diff_context(store, diff))
 
     @get("/diffs/{diff_id:str}/body")
     async def body(self, diff_id: FromPath[str], store: NamedDependency[Store]) -> Template:
-        diff = await ensure_diff(store, diff_id)
-        if diff is None:
-            raise NotFoundException(f"diff {diff_id!r} not found")
+        diff = await diff_or_404(store, diff_id)
         return Template("partials/diff_body.html", context=await diff_context(store, diff))

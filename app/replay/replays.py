@@ -12,27 +12,42 @@ stopped before (``ensure_diff`` is idempotent: the first fill wins).
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any
+from typing import Annotated, Any
 
+import msgspec
+
+from agents.config import AgentConfig
+from app.core.errors import InputError
 from app.replay.diff_store import create_diff, fill_diff, get_diff, new_diff_id
 from app.replay.diffs import diff_runs
-from app.runs.runner import InputError, RunInput, parse_run_input
-from app.store.runs import TERMINAL_STATUSES, get_run, run_detail, run_params
+from app.runs.input import RunInput, RunSettings, parse_run_input
+from app.runs.runner import Runner
+from app.store import Store
+from app.store.runs import get_run, run_detail, run_params
+from app.store.statuses import TERMINAL
 
-if TYPE_CHECKING:
-    from agents.config import AgentConfig
-    from app.runs.runner import Runner
-    from app.store import Store
 
-OVERRIDABLE = (
-    "model",
-    "temperature",
-    "max_tokens",
-    "max_rounds",
-    "system_prompt",
-    "tools",
-    "session",
-)
+class ReplayCreate(RunSettings, kw_only=True):
+    """Overrides for a replay; a field left out (or null) keeps the original run's value.
+
+    ``system_prompt: ""`` removes the system prompt and ``tools: []`` disables
+    every tool.
+    """
+
+
+OVERRIDABLE = ReplayCreate.__struct_fields__
+
+
+def overrides_of(body: ReplayCreate) -> dict[str, Any]:
+    """The fields a replay body sets (a null keeps the original's value)."""
+    return {k: v for k, v in msgspec.structs.asdict(body).items() if v is not None}
+
+
+class DiffCreate(msgspec.Struct, kw_only=True):
+    """Two runs to compare and keep the diff of (``a`` before, ``b`` after)."""
+
+    a: Annotated[str, msgspec.Meta(pattern=r"\S", description="A run's id")]
+    b: Annotated[str, msgspec.Meta(pattern=r"\S", description="A run's id")]
 
 
 class RunNotFound(LookupError):
@@ -91,7 +106,7 @@ async def start_replay(
     parent = await store.read(get_run, parent_id)
     if parent is None:
         raise RunNotFound(f"run {parent_id!r} not found")
-    if parent["status"] not in TERMINAL_STATUSES:
+    if parent["status"] not in TERMINAL:
         raise InputError(
             f"run {parent_id} is still {parent['status']}; replay it once it has ended"
         )
@@ -132,7 +147,7 @@ def _compute(db: Any, run_a: str, run_b: str) -> dict[str, Any] | None:
     a, b = run_detail(db, run_a), run_detail(db, run_b)
     if a is None or b is None:
         return None
-    if a["run"]["status"] not in TERMINAL_STATUSES or b["run"]["status"] not in TERMINAL_STATUSES:
+    if a["run"]["status"] not in TERMINAL or b["run"]["status"] not in TERMINAL:
         return None
     return diff_runs(a, b)
 
@@ -156,7 +171,7 @@ async def compare_runs(store: Store, run_a: str, run_b: str) -> dict[str, Any]:
         run = await store.read(get_run, run_id)
         if run is None:
             raise RunNotFound(f"run {run_id!r} not found")
-        if run["status"] not in TERMINAL_STATUSES:
+        if run["status"] not in TERMINAL:
             raise InputError(f"run {run_id} is still {run['status']}; compare it once it has ended")
     data = await store.read(_compute, run_a, run_b)
     assert data is not None

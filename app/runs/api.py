@@ -2,55 +2,53 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Annotated, Any
+from typing import Annotated
 
+import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
-from litestar.exceptions import NotFoundException
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.params import FromPath, JSONBody, Parameter, QueryParameter
 from litestar.response import ServerSentEvent
 
 from app.auth.guards import requires_member
-from app.runs.filters import count_filtered, filtered_runs, parse_filters
-from app.runs.runner import Runner, parse_run_input
+from app.runs.context import RunDetail, RunList, run_detail_or_404, run_list
+from app.runs.filters import parse_filters
+from app.runs.input import RunCreate, to_run_input
+from app.runs.runner import Runner
 from app.runs.source import run_source
 from app.store import Store
 from app.store.db import StorageUnavailable
 from app.store.live import Broker
-from app.store.runs import run_detail
 from app.web.deps import existing_run
 from app.web.events import resume_point, run_event_stream
 from app.web.params import MAX_ID
 
 
-@dataclass
-class RunCreate:
-    """Body of ``POST /api/runs``; only ``prompt`` is required."""
-
-    prompt: str
-    model: str | None = None
-    temperature: float | None = None
-    system_prompt: str | None = None
-    session: str | None = None
-    max_tokens: int | None = None
-    max_rounds: int | None = None
-    tools: list[str] | None = None
-
-
-@dataclass
-class RunCreated:
+class RunCreated(msgspec.Struct):
     run_id: str
     status: str
 
 
-@dataclass
-class ErrorBody:
-    """What every error answer carries: the status and a message saying why."""
+class ErrorBody(msgspec.Struct, omit_defaults=True):
+    """What every error answer carries: the status and a message saying why; a
+    body that fails validation also lists each field (``key``) and its ``message``."""
 
     status_code: int
     detail: str
+    extra: list[dict[str, str]] | None = None
+
+
+class Health(msgspec.Struct):
+    status: str
+
+
+class StorageDegraded(msgspec.Struct):
+    """``status`` is ``degraded``; ``storage`` says why the store cannot write, since when."""
+
+    status: str
+    storage: str | None
+    since: float | None
 
 
 # Documented refusals of POST /api/runs (each answer carries Retry-After).
@@ -65,13 +63,13 @@ class HealthController(Controller):
     path = "/api/health"
 
     @get("/", summary="Liveness and storage check (no auth); 503 while the store cannot write")
-    async def health(self, store: NamedDependency[Store]) -> Response[dict[str, Any]]:
+    async def health(self, store: NamedDependency[Store]) -> Response[Health | StorageDegraded]:
         health = store.health
         if health.ok:
-            return Response({"status": "ok"})
+            return Response(Health(status="ok"))
         # Not ready for writes: a load balancer or orchestrator should send traffic elsewhere.
         return Response(
-            {"status": "degraded", "storage": health.cause, "since": health.since},
+            StorageDegraded(status="degraded", storage=health.cause, since=health.since),
             status_code=503,
             headers={"Retry-After": str(StorageUnavailable.retry_after_s)},
         )
@@ -91,7 +89,7 @@ class RunsAPI(Controller):
     async def create(
         self, request: Request, data: JSONBody[RunCreate], runner: NamedDependency[Runner]
     ) -> RunCreated:
-        run_input = parse_run_input(asdict(data), runner.config, runner.tool_names)
+        run_input = to_run_input(data, runner.config, runner.tool_names)
         run = await runner.start(run_input, source=run_source(request))
         return RunCreated(run_id=run["id"], status=run["status"])
 
@@ -111,7 +109,7 @@ class RunsAPI(Controller):
         date_to: Annotated[
             str | None, QueryParameter(name="to", description="YYYY-MM-DD (UTC), inclusive")
         ] = None,
-    ) -> dict[str, Any]:
+    ) -> RunList:
         filters = parse_filters(
             {
                 "q": q,
@@ -122,24 +120,11 @@ class RunsAPI(Controller):
                 "to": date_to,
             }
         )
-        runs = await store.read(filtered_runs, filters, limit, offset)
-        total, more = await store.read(count_filtered, filters)
-        # A filtered total is counted up to COUNT_CAP; "total_capped" says there are more.
-        return {
-            "runs": runs,
-            "total": total,
-            "total_capped": more,
-            "limit": limit,
-            "offset": offset,
-            "filters": filters.query_params(),
-        }
+        return await run_list(store, filters, limit, offset)
 
     @get("/{run_id:str}", summary="A run with its messages, tool calls and spans")
-    async def show(self, run_id: FromPath[str], store: NamedDependency[Store]) -> dict[str, Any]:
-        detail = await store.read(run_detail, run_id)
-        if detail is None:
-            raise NotFoundException(f"run {run_id!r} not found")
-        return detail
+    async def show(self, run_id: FromPath[str], store: NamedDependency[Store]) -> RunDetail:
+        return await run_detail_or_404(store, run_id)
 
     @get(
         "/{run_id:str}/events",

@@ -24,10 +24,9 @@ from urllib.parse import urlencode
 
 from sqlite_utils import Database
 
-from app.runs.runner import InputError
+from app.core.errors import InputError
 from app.store.statuses import ALL, FAILED, FAILED_LIKE, sql_list
 
-STATUSES = ALL
 # The expression of the ``runs_failed_like`` index (migration 0009), spelt the same
 # way so SQLite matches the two.
 FAILED_LIKE_TERM = f"(runs.status in {sql_list(FAILED_LIKE)}) = 1"
@@ -82,8 +81,8 @@ def parse_filters(params: dict[str, Any]) -> RunFilter:
         return value
 
     status = text("status")
-    if status and status not in STATUSES:
-        raise InputError(f"status must be one of {', '.join(STATUSES)}")
+    if status and status not in ALL:
+        raise InputError(f"status must be one of {', '.join(ALL)}")
     date_from = _day(text("from"), "from") if text("from") else ""
     date_to = _day(text("to"), "to") if text("to") else ""
     if date_from and date_to and date_to < date_from:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import socket
 import sqlite3
 import sys
@@ -33,7 +32,7 @@ import httpx
 from sqlite_utils import Database
 
 from app.auth.keys import create_key, revoke_key
-from app.core.settings import Settings
+from app.core.settings import ClientSettings, Settings
 from app.runs.process_registry import ProcessRegistration
 from app.runs.source import CLIENT_HEADER
 from app.runs.terminal import print_event
@@ -41,7 +40,6 @@ from app.store import Store
 from app.store.events import TERMINAL_EVENTS
 from app.store.processes import CLI, LEASE_S, live_servers
 
-API_KEY_ENV = "AGENTOP_API_KEY"
 CLI_KEY_PREFIX = "agentop-cli:"
 # A stream cut off before the run ended (a proxy, a restart) is resumed this often.
 RECONNECTS = 5
@@ -99,8 +97,9 @@ def _drop_cli_key(db: Database, name: str) -> None:
 @asynccontextmanager
 async def credential(store: Store, process_id: str) -> AsyncIterator[str]:
     """``AGENTOP_API_KEY`` if set, else a member key deleted when the block ends."""
-    if os.environ.get(API_KEY_ENV):
-        yield os.environ[API_KEY_ENV].strip()
+    configured = ClientSettings.from_env().api_key.strip()
+    if configured:
+        yield configured
         return
     key = await store.write(_make_cli_key, process_id, time.time())
     try:

@@ -10,11 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,103 +23,16 @@ from agents.providers.local import LocalProvider
 from agents.providers.mistral import MistralProvider, RetryPolicy
 from agents.tools import DEFAULT_TOOL_THREADS, Tool, ToolPool, load_tool
 from app.core.background import TaskSet
+from app.core.errors import InputError, RunQueueFull
+from app.runs.input import RunInput
 from app.runs.recorder import Recorder
+from app.runs.subagents import make_delegate
 from app.store import Store
 from app.store.db import StorageUnavailable
 from app.store.live import RUN_CREATED_SEQ, Broker, LiveEvent
 from app.store.runs import create_run
 
 log = logging.getLogger(__name__)
-
-MAX_PROMPT_CHARS = 100_000
-MAX_SYSTEM_CHARS = 20_000
-
-
-class InputError(ValueError):
-    """Bad input from a user or API client; becomes a 4xx with this message."""
-
-
-class RunQueueFull(InputError):
-    """Too many runs wait for a slot already; becomes a 429 with ``Retry-After``.
-
-    An InputError so that every place that shows a form error (the new-run
-    form, the CLI) shows this message too.
-    """
-
-    def __init__(self, message: str, retry_after: int = 5) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-@dataclass(frozen=True)
-class RunInput:
-    request: RunRequest
-    session: str | None = None
-
-
-def _number(data: dict[str, Any], key: str, kind: type, low: float, high: float) -> Any:
-    value = data.get(key)
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool):
-        raise InputError(f"{key} must be a number")
-    try:
-        number = kind(value)
-    except (TypeError, ValueError):
-        raise InputError(f"{key} must be a number, got {value!r}") from None
-    if isinstance(number, float) and not math.isfinite(number):
-        raise InputError(f"{key} must be a finite number")
-    if kind is int and isinstance(value, float) and value != int(value):
-        raise InputError(f"{key} must be a whole number")
-    if not low <= number <= high:
-        raise InputError(f"{key} must be between {low:g} and {high:g}")
-    return number
-
-
-def parse_run_input(data: Any, config: AgentConfig, known_tools: list[str]) -> RunInput:
-    """Turn a JSON body or form into a RunRequest, or raise InputError saying what is wrong."""
-    if not isinstance(data, dict):
-        raise InputError("the body must be a JSON object")
-    prompt = data.get("prompt")
-    if not isinstance(prompt, str) or not prompt.strip():
-        raise InputError("prompt is required and must be a non-empty string")
-    if len(prompt) > MAX_PROMPT_CHARS:
-        raise InputError(f"prompt is longer than {MAX_PROMPT_CHARS} characters")
-    model = data.get("model") or config.resolved_default_model
-    if not isinstance(model, str) or len(model) > 200:
-        raise InputError("model must be a string")
-    system = data.get("system_prompt")
-    if system is not None and not isinstance(system, str):
-        raise InputError("system_prompt must be a string")
-    if system and len(system) > MAX_SYSTEM_CHARS:
-        raise InputError(f"system_prompt is longer than {MAX_SYSTEM_CHARS} characters")
-    session = data.get("session")
-    if session is not None and (not isinstance(session, str) or len(session) > 200):
-        raise InputError("session must be a string of at most 200 characters")
-    tools = data.get("tools")
-    if tools is not None:
-        if isinstance(tools, str):
-            tools = [tools]
-        if not isinstance(tools, list) or not all(isinstance(t, str) for t in tools):
-            raise InputError("tools must be a list of tool names")
-        unknown = sorted(set(tools) - set(known_tools))
-        if unknown:
-            raise InputError(
-                f"unknown tool(s): {', '.join(unknown)}; available: {', '.join(known_tools)}"
-            )
-    temperature = _number(data, "temperature", float, 0.0, 2.0)
-    max_tokens = _number(data, "max_tokens", int, 1, 32768)
-    max_rounds = _number(data, "max_rounds", int, 1, 20)
-    request = RunRequest(
-        prompt=prompt,
-        model=model,
-        temperature=config.temperature if temperature is None else temperature,
-        max_tokens=max_tokens or config.max_tokens,
-        system_prompt=system or None,
-        tools=tuple(tools) if tools is not None else None,
-        max_rounds=max_rounds or config.max_rounds,
-    )
-    return RunInput(request=request, session=(session or "").strip() or None)
 
 
 class Runner:
@@ -202,8 +113,6 @@ class Runner:
             settings = {**base, **self.config.tools.get(n, {})}
             if n == "ask_agent" and run_id is not None:
                 # The one tool that needs the runner itself: it starts a child run.
-                from app.runs.subagents import make_delegate
-
                 settings["delegate"] = make_delegate(self, run_id)
             tools.append(load_tool(n, settings, self.tool_pool))
         return tools

@@ -19,12 +19,38 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from agents.config import AgentConfig
+from app.runs.input import RunInput, parse_run_input
+from app.store import Store
 from app.store.runs import get_run
+from app.store.statuses import SUCCEEDED
 
-if TYPE_CHECKING:
-    from app.runs.runner import Runner
+
+class Runner(Protocol):
+    """What a helper run needs of the runner (``app.runs.runner.Runner``), which
+    gives this module its ``ask_agent`` delegate: a protocol, so the two do not
+    import each other."""
+
+    store: Store
+    config: AgentConfig
+
+    @property
+    def tool_names(self) -> list[str]: ...
+
+    async def start(
+        self,
+        run_input: RunInput,
+        source: str = ...,
+        parent_run_id: str | None = ...,
+        parent_kind: str | None = ...,
+    ) -> dict[str, Any]: ...
+
+    async def wait(self, run_id: str, timeout: float | None = ...) -> None: ...
+
+    async def cancel(self, run_id: str, reason: str, grace_s: float = ...) -> None: ...
+
 
 DEFAULT_MAX_DEPTH = 2
 PARENT_STOPPED = "interrupted: the parent run stopped waiting for this helper"
@@ -41,7 +67,6 @@ def make_delegate(runner: Runner, parent_run_id: str) -> Callable[[str], Awaitab
 
 async def ask_child(runner: Runner, parent_run_id: str, question: str) -> str:
     """Run ``question`` as a child of ``parent_run_id``; its answer, or an error saying why not."""
-    from app.runs.runner import RunInput, parse_run_input
 
     parent = await runner.store.read(get_run, parent_run_id)
     if parent is None:
@@ -82,7 +107,7 @@ async def ask_child(runner: Runner, parent_run_id: str, question: str) -> str:
         await runner.cancel(child["id"], PARENT_STOPPED)
         raise
     done = await runner.store.read(get_run, child["id"])
-    if done is None or done["status"] != "succeeded":
+    if done is None or done["status"] != SUCCEEDED:
         status = done["status"] if done else "missing"
         error = (done or {}).get("error") or ""
         raise RuntimeError(f"helper agent run {child['id']} {status}: {error}".strip())

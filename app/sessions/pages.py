@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from typing import Any
 
 from litestar import Controller, Request, get
 from litestar.di import NamedDependency
@@ -11,26 +10,13 @@ from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, Parameter
 from litestar.response import Redirect, Template
 
-from app.runs.filters import RunFilter, filtered_runs
-from app.runs.pages import is_htmx
-from app.sessions.queries import (
-    count_sessions,
-    get_session,
-    list_sessions,
-    session_by_name,
-    session_models,
-)
+from app.sessions.context import SessionDetail, SessionList, session_detail, session_list
+from app.sessions.queries import session_by_name
 from app.store import Store
+from app.web.htmx import is_htmx
 
 PAGE_SIZE = 50
 SESSION_RUNS = 50
-
-
-async def _session(store: Store, session_id: int) -> dict[str, Any]:
-    session = await store.read(get_session, session_id)
-    if session is None:
-        raise NotFoundException(f"session {session_id} not found")
-    return session
 
 
 class SessionPagesController(Controller):
@@ -44,14 +30,12 @@ class SessionPagesController(Controller):
         store: NamedDependency[Store],
         page: int = Parameter(default=1, ge=1),
     ) -> Template:
-        total = await store.read(count_sessions)
-        pages = max(1, math.ceil(total / PAGE_SIZE))
-        rows = await store.read(list_sessions, PAGE_SIZE, (page - 1) * PAGE_SIZE)
+        listed = await session_list(store, PAGE_SIZE, (page - 1) * PAGE_SIZE)
         context = {
-            "sessions": rows,
-            "total": total,
+            "sessions": listed.sessions,
+            "total": listed.total,
             "page": page,
-            "pages": pages,
+            "pages": max(1, math.ceil(listed.total / PAGE_SIZE)),
             "nav": "sessions",
         }
         name = "partials/sessions_table.html" if is_htmx(request) else "sessions.html"
@@ -69,12 +53,15 @@ class SessionPagesController(Controller):
 
     @get("/{session_id:int}")
     async def show(self, session_id: FromPath[int], store: NamedDependency[Store]) -> Template:
-        session = await _session(store, session_id)
-        runs = await store.read(filtered_runs, RunFilter(session=session["name"]), SESSION_RUNS, 0)
-        models = await store.read(session_models, session["name"])
+        detail = await session_detail(store, session_id, SESSION_RUNS)
         return Template(
             "session.html",
-            context={"session": session, "runs": runs, "models": models, "nav": "sessions"},
+            context={
+                "session": detail.session,
+                "runs": detail.runs,
+                "models": detail.models,
+                "nav": "sessions",
+            },
         )
 
 
@@ -88,10 +75,8 @@ class SessionsAPI(Controller):
         store: NamedDependency[Store],
         limit: int = Parameter(default=50, ge=1, le=500),
         offset: int = Parameter(default=0, ge=0),
-    ) -> dict[str, Any]:
-        rows = await store.read(list_sessions, limit, offset)
-        total = await store.read(count_sessions)
-        return {"sessions": rows, "total": total, "limit": limit, "offset": offset}
+    ) -> SessionList:
+        return await session_list(store, limit, offset)
 
     @get("/{session_id:int}", summary="A session's totals, per-model breakdown and latest runs")
     async def show(
@@ -99,8 +84,5 @@ class SessionsAPI(Controller):
         session_id: FromPath[int],
         store: NamedDependency[Store],
         limit: int = Parameter(default=50, ge=1, le=500),
-    ) -> dict[str, Any]:
-        session = await _session(store, session_id)
-        runs = await store.read(filtered_runs, RunFilter(session=session["name"]), limit, 0)
-        models = await store.read(session_models, session["name"])
-        return {"session": session, "models": models, "runs": runs}
+    ) -> SessionDetail:
+        return await session_detail(store, session_id, limit)

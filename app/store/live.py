@@ -12,14 +12,13 @@ import asyncio
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from app.store.db import Store
 from app.store.events import TERMINAL_EVENTS as TERMINAL_TYPES
 from app.store.events import TOTALS_EVENTS
-
-if TYPE_CHECKING:
-    from app.store import Store
-
+from app.store.runs import events_after, get_run
+from app.store.statuses import TERMINAL
 
 # Sequence number of the ``run_created`` notice: not part of the stored log
 # (followers skip it as already seen), only for lists of runs.
@@ -110,8 +109,6 @@ async def follow_run(
     number). Yields None every ``keepalive_s`` of silence so the caller can
     send a keep-alive; stops after the run's terminal event.
     """
-    from app.store.runs import events_after, get_run
-    from app.store.statuses import TERMINAL
 
     with broker.subscribe(run_id) as sub:
         last = after_seq

@@ -9,9 +9,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from app.store.rows import decode_json
-from app.store.statuses import ACTIVE, FAILED_LIKE, QUEUED, TERMINAL, sql_list
-
-TERMINAL_STATUSES = TERMINAL  # the name other modules import
+from app.store.statuses import ACTIVE, FAILED_LIKE, QUEUED, sql_list
 
 
 def run_params(run: dict[str, Any]) -> dict[str, Any]:

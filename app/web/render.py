@@ -7,11 +7,8 @@ http(s)/mailto links.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
-import math
-import os
 from pathlib import Path
 from typing import Any
 
@@ -28,15 +25,11 @@ from jinja2 import (
 from jinja2.filters import do_truncate
 from markupsafe import Markup
 
+from app.core.formats import MISSING, format_int, format_ms, format_ts, number
+from app.core.paths import TEMPLATES_DIR
 from app.core.text import safe_text
 from app.pricing.costs import format_cost, usage_reason
 from app.web.markdown_budget import within_budget
-
-# Templates and static files live beside the packages in a checkout; an
-# installed copy (the container image) points AGENTOP_HOME at them.
-ROOT = Path(os.environ.get("AGENTOP_HOME") or Path(__file__).resolve().parents[2])
-TEMPLATES_DIR = ROOT / "templates"
-STATIC_DIR = ROOT / "static"
 
 ALLOWED_TAGS = {
     "p",
@@ -69,8 +62,6 @@ ALLOWED_TAGS = {
 }
 ALLOWED_ATTRIBUTES = {"a": {"href", "title"}, "th": {"align"}, "td": {"align"}}
 
-MISSING = "—"
-
 log = logging.getLogger("agentop.render")
 
 
@@ -82,15 +73,6 @@ def _finalize(value: Any) -> Any:
         return Markup(safe_text(value))
     if isinstance(value, str):
         return safe_text(value)
-    return value
-
-
-def _number(value: Any) -> float | int | None:
-    """A finite int or float, or None for anything missing, non-numeric, NaN or infinite."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
     return value
 
 
@@ -146,32 +128,6 @@ def render_markdown(text: Any) -> Markup:
     return Markup(clean)
 
 
-def format_ms(value: Any) -> str:
-    ms = _number(value)
-    if ms is None:
-        return MISSING
-    if ms < 1000:
-        return f"{ms:.0f} ms"
-    return f"{ms / 1000:.2f} s"
-
-
-def format_ts(value: Any) -> str:
-    seconds = _number(value)
-    if not seconds:
-        return MISSING
-    try:
-        return dt.datetime.fromtimestamp(seconds, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
-    except (OverflowError, OSError, ValueError):  # outside the years 1..9999
-        return MISSING
-
-
-def format_int(value: Any) -> str:
-    number = _number(value)
-    if number is None:
-        return MISSING
-    return f"{number:,}"
-
-
 def pretty_json(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False, default=str)
 
@@ -180,13 +136,13 @@ def run_cost(run: Any) -> str:
     if not isinstance(run, dict):
         return MISSING
     usd = run.get("cost_usd")
-    if usd is not None and _number(usd) is None:
+    if usd is not None and number(usd) is None:
         return MISSING
     return format_cost(usd, run.get("cost_status"), usage_reason(run))
 
 
 def format_usd(value: Any) -> str:
-    usd = _number(value)
+    usd = number(value)
     if usd is None:
         return MISSING
     return format_cost(usd, "priced")

@@ -1,0 +1,45 @@
+"""The dashboard at ``/``: KPIs, charts over a time range, recent runs and a quick-start form."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from litestar import Controller, get
+from litestar.di import NamedDependency
+from litestar.params import QueryParameter
+from litestar.response import Template
+
+from app.core.errors import InputError
+from app.dashboard.charts import DEFAULT_RANGE, RANGES, dashboard_charts
+from app.runs.form import form_context
+from app.runs.runner import Runner
+from app.store import Store
+from app.store.runs import list_runs, totals
+
+
+class DashboardPage(Controller):
+    path = "/"
+    include_in_schema = False
+
+    @get("/")
+    async def dashboard(
+        self,
+        store: NamedDependency[Store],
+        runner: NamedDependency[Runner],
+        range_key: Annotated[str, QueryParameter(name="range")] = DEFAULT_RANGE,
+    ) -> Template:
+        kpis = await store.read(totals)
+        recent = await store.read(list_runs, 10, 0)
+        if range_key not in RANGES:
+            raise InputError(f"range must be one of {', '.join(RANGES)}")
+        charts = await store.read(dashboard_charts, range_key)
+        return Template(
+            "dashboard.html",
+            context={
+                "kpis": kpis,
+                "runs": recent,
+                "nav": "dashboard",
+                "charts": charts,
+                **form_context(runner),
+            },
+        )
