@@ -20,7 +20,7 @@ from app.core.errors import InputError
 from app.dashboard.charts import RANGES, window
 from app.evals.apply import evaluate_request
 from app.evals.bodies import EvaluateRun, HumanScore
-from app.evals.context import eval_summary
+from app.evals.context import eval_breakdowns
 from app.evals.heuristics import HEURISTICS
 from app.evals.judge import METRIC as JUDGE
 from app.evals.store import (
@@ -132,7 +132,7 @@ class EvalPagesController(Controller):
     ) -> Template:
         if range_key not in RANGES:
             raise InputError(f"range must be one of {', '.join(RANGES)}")
-        summary = msgspec.to_builtins(await eval_summary(store, range_key, model, session))
+        summary = msgspec.to_builtins(await eval_breakdowns(store, range_key, model, session))
         return Template(
             "evals.html",
             context={

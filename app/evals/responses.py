@@ -108,14 +108,19 @@ class Breakdown(Row):
     metrics: dict[str, MetricMean]
 
 
-class EvalSummary(msgspec.Struct, kw_only=True):
-    """``GET /api/evals/summary``: success and metrics over time, per model and per session."""
+class EvalBreakdowns(msgspec.Struct, kw_only=True):
+    """What the /evals page shows: success and metrics over time, per model and per session."""
 
     range: str
     success: Chart
     metrics: list[Chart]
     by_model: list[Breakdown]
     by_session: list[Breakdown]
+
+
+class EvalSummary(EvalBreakdowns, kw_only=True):
+    """``GET /api/evals/summary``: the page's breakdowns and the runs charts of the same range."""
+
     runs: list[Chart]
 
 
