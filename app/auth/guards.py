@@ -14,6 +14,11 @@ def who(connection: ASGIConnection) -> str | None:
     return getattr(connection.scope.get("user"), "name", None)
 
 
+def author(connection: ASGIConnection) -> str:
+    """``who``, or "unknown" where a job must name someone (exports, fine-tunes)."""
+    return who(connection) or "unknown"
+
+
 def _require(role: str, connection: ASGIConnection) -> None:
     user = connection.scope.get("user")
     if user is None or not role_at_least(user.role, role):

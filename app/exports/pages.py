@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from litestar.exceptions import NotFoundException
 from litestar.params import JSONBody, URLEncodedBody
 from litestar.response import File, Redirect, ServerSentEvent, Template
 
-from app.auth.guards import requires_member, who
+from app.auth.guards import author, requires_member
 from app.core.errors import InputError
 from app.exports.bodies import KINDS, ExportCreate
 from app.exports.context import Export, ExportList, ExportStarted, as_export, exports_context
@@ -27,15 +28,29 @@ from app.web.params import RowId
 from app.web.render import render_partial
 
 
-def _who(request: Request) -> str:
-    return who(request) or "unknown"
-
-
 async def _existing(store: Store, export_id: int) -> dict[str, Any]:
     row = await store.read(get_export, export_id)
     if row is None:
         raise NotFoundException(f"export {export_id} not found")
     return row
+
+
+async def _progress(
+    store: Store,
+    broker: Broker,
+    export_id: int,
+    render: Callable[[dict[str, Any]], str] | None = None,
+) -> ServerSentEvent:
+    """An export's progress as it happens: rendered for the page, JSON for the API."""
+    await _existing(store, export_id)
+    return job_stream(
+        broker,
+        f"export:{export_id}",
+        "export_progress",
+        lambda: store.read(get_export, export_id),
+        TERMINAL,
+        render,
+    )
 
 
 async def _start(exports: ExportJobs, body: ExportCreate, who: str) -> dict[str, Any]:
@@ -79,7 +94,7 @@ class ExportsPage(Controller):
         data: URLEncodedBody[dict[str, Any]],
     ) -> Response | Template:
         try:
-            await _start(state.exports, from_form(data, ExportCreate), _who(request))
+            await _start(state.exports, from_form(data, ExportCreate), author(request))
         except InputError as exc:
             return await self._page(store, state, status=422, error=str(exc), values=data)
         return Redirect("/exports", status_code=303)
@@ -92,13 +107,10 @@ class ExportsPage(Controller):
         broker: NamedDependency[Broker],
         jinja: NamedDependency[Environment],
     ) -> ServerSentEvent:
-        await _existing(store, export_id)
-        return job_stream(
+        return await _progress(
+            store,
             broker,
-            f"export:{export_id}",
-            "export_progress",
-            lambda: store.read(get_export, export_id),
-            TERMINAL,
+            export_id,
             lambda row: render_partial(jinja, "export_progress", export=row, live=True),
         )
 
@@ -127,7 +139,7 @@ class ExportsAPI(Controller):
     async def create(
         self, request: Request, state: State, data: JSONBody[ExportCreate]
     ) -> ExportStarted:
-        row = await _start(state.exports, data, _who(request))
+        row = await _start(state.exports, data, author(request))
         return ExportStarted(export_id=row["id"], status=row["status"], export=as_export(row))
 
     @get("/", summary="Exports, newest first, with the errors of their outbound calls")
@@ -142,14 +154,7 @@ class ExportsAPI(Controller):
     async def events(
         self, export_id: RowId, store: NamedDependency[Store], broker: NamedDependency[Broker]
     ) -> ServerSentEvent:
-        await _existing(store, export_id)
-        return job_stream(
-            broker,
-            f"export:{export_id}",
-            "export_progress",
-            lambda: store.read(get_export, export_id),
-            TERMINAL,
-        )
+        return await _progress(store, broker, export_id)
 
     @get(
         "/{export_id:int}/file",

@@ -13,7 +13,7 @@ from litestar.exceptions import NotFoundException
 from litestar.params import JSONBody, URLEncodedBody
 from litestar.response import Redirect, ServerSentEvent, Template
 
-from app.auth.guards import requires_member, who
+from app.auth.guards import author, requires_member
 from app.core.errors import InputError
 from app.core.outbound import errors_about, errors_for, errors_of
 from app.finetune.bodies import FineTuneCreate
@@ -31,10 +31,6 @@ from app.web.bodies import from_form
 from app.web.job_stream import job_stream
 from app.web.params import RowId
 from app.web.render import render_partial
-
-
-def _who(request: Request) -> str:
-    return who(request) or "unknown"
 
 
 async def _existing(store: Store, job_id: int) -> dict[str, Any]:
@@ -79,7 +75,7 @@ class FineTunePage(Controller):
         data: URLEncodedBody[dict[str, Any]],
     ) -> Response | Template:
         try:
-            await state.finetunes.create(from_form(data, FineTuneCreate), _who(request))
+            await state.finetunes.create(from_form(data, FineTuneCreate), author(request))
         except InputError as exc:
             return await self._page(store, state, status=422, error=str(exc), values=data)
         return Redirect("/finetune", status_code=303)
@@ -116,7 +112,7 @@ class FineTuneAPI(Controller):
     async def create(
         self, request: Request, state: State, data: JSONBody[FineTuneCreate]
     ) -> FineTuneStarted:
-        job = await state.finetunes.create(data, _who(request))
+        job = await state.finetunes.create(data, author(request))
         return FineTuneStarted(job_id=job["id"], status=job["status"], export_id=job["export_id"])
 
     @get("/", summary="Fine-tuning jobs and registered models")
