@@ -201,3 +201,15 @@ def test_a_good_form_post_starts_the_run_the_api_would(page_client, keys, fake_m
     run = wait_for_run(page_client, run_id)["run"]
     assert run["params"]["temperature"] == 0.3 and run["params"]["tools"] == []
     assert run["params"]["system_prompt"] is None and run["session_id"] == "form"
+
+
+def test_one_tool_name_stands_for_a_list_of_one(client, fake_mistral):
+    """As before the body became a Struct: ``"tools": "name"`` is ``["name"]``; an unknown one is a 400."""
+    fake_mistral.add(Reply(text="ok", usage=(3, 1)))
+    tool = "wandb_log"
+    r = client.post("/api/runs", json={"prompt": "hi", "model": MISTRAL_MODEL, "tools": tool})
+    assert r.status_code == 201, r.text
+    run = wait_for_run(client, r.json()["run_id"])["run"]
+    assert run["params"]["tools"] == [tool]
+    bad = client.post("/api/runs", json={"prompt": "hi", "tools": "no_such_tool"})
+    assert bad.status_code == 400 and "unknown tool(s): no_such_tool" in bad.text

@@ -59,7 +59,8 @@ class RunSettings(msgspec.Struct, kw_only=True):
     max_tokens: MaxTokens | None = None
     max_rounds: MaxRounds | None = None
     system_prompt: SystemPrompt | None = None
-    tools: list[str] | None = None
+    # A single name stands for a list of one, as it always has.
+    tools: list[str] | str | None = None
     session: SessionName | None = None
 
 
@@ -78,8 +79,9 @@ class RunInput:
 
 def to_run_input(body: RunCreate, config: AgentConfig, known_tools: list[str]) -> RunInput:
     """A checked body as a RunRequest: the config's defaults filled in, its tools checked."""
-    if body.tools is not None:
-        unknown = sorted(set(body.tools) - set(known_tools))
+    tools = [body.tools] if isinstance(body.tools, str) else body.tools
+    if tools is not None:
+        unknown = sorted(set(tools) - set(known_tools))
         if unknown:
             raise InputError(
                 f"unknown tool(s): {', '.join(unknown)}; available: {', '.join(known_tools)}"
@@ -90,7 +92,7 @@ def to_run_input(body: RunCreate, config: AgentConfig, known_tools: list[str]) -
         temperature=config.temperature if body.temperature is None else body.temperature,
         max_tokens=body.max_tokens or config.max_tokens,
         system_prompt=body.system_prompt or None,
-        tools=tuple(body.tools) if body.tools is not None else None,
+        tools=tuple(tools) if tools is not None else None,
         max_rounds=body.max_rounds or config.max_rounds,
     )
     return RunInput(request=request, session=(body.session or "").strip() or None)
@@ -100,12 +102,9 @@ def parse_run_input(data: Any, config: AgentConfig, known_tools: list[str]) -> R
     """Fields already decoded (the CLI, an experiment's config, a helper agent, a
     replay) checked as a ``RunCreate``, or an InputError saying what is wrong.
 
-    None and "" mean "not given", and a single tool name may stand for a list
-    of one, as they always have for these callers.
+    None and "" mean "not given", as they always have for these callers.
     """
     if not isinstance(data, dict):
         raise InputError("the body must be a JSON object")
     given = {k: v for k, v in data.items() if v is not None and v != ""}
-    if isinstance(given.get("tools"), str):
-        given["tools"] = [given["tools"]]
     return to_run_input(convert(given, RunCreate), config, known_tools)
