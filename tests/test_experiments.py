@@ -266,6 +266,8 @@ def test_bad_experiments_are_400(client):
         ({"dataset_id": 999}, "dataset 999 not found"),
         ({"dataset_id": ds["id"], "config": {"temperature": 5}}, "temperature"),
         ({"dataset_id": ds["id"], "config": {"tools": ["rm_rf"]}}, "unknown tool"),
+        ({"dataset_id": ds["id"], "config": {"tools": "rm_rf"}}, "unknown tool"),
+        ({"dataset_id": ds["id"], "config": {"max_tokens": 40000}}, '"key":"config.max_tokens"'),
         ({"dataset_id": ds["id"], "config": {"colour": "red"}}, "unknown field `colour`"),
         ({"dataset_id": ds["id"], "evaluators": ["bleu"]}, "unknown evaluator"),
         ({"dataset_id": ds["id"], "evaluators": [{"name": "latency_budget"}]}, "needs max_ms"),

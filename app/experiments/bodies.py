@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from app.evals.bodies import Evaluators
+from app.runs.input import RunConfig
 
 MAX_ITEMS = 1000
 MAX_NAME_CHARS = 200
@@ -48,15 +49,9 @@ class DatasetFromRuns(msgspec.Struct, kw_only=True):
     ]
 
 
-class ExperimentConfig(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
-    """How every item runs; each field as in ``POST /api/runs`` (which checks the ranges)."""
-
-    model: str | None = None
-    temperature: float | None = None
-    max_tokens: int | None = None
-    system_prompt: str | None = None
-    tools: list[str] | None = None  # none: every tool; empty: no tools
-    max_rounds: int | None = None
+class ExperimentConfig(RunConfig, kw_only=True, forbid_unknown_fields=True):
+    """How every item runs: the fields and limits of ``POST /api/runs``, no more
+    (``tools`` none: every tool; empty: no tools)."""
 
 
 class ExperimentCreate(msgspec.Struct, kw_only=True):

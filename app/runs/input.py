@@ -51,8 +51,9 @@ MaxTokens = Annotated[int, msgspec.Meta(ge=1, le=32768)]
 MaxRounds = Annotated[int, msgspec.Meta(ge=1, le=20, description="Model calls at most")]
 
 
-class RunSettings(msgspec.Struct, kw_only=True):
-    """How a run runs; a field left out (or null) takes its default."""
+class RunConfig(msgspec.Struct, kw_only=True):
+    """How a run runs; a field left out (or null) takes its default. An
+    experiment's configuration is this (``app.experiments.bodies``)."""
 
     model: ModelName | None = None
     temperature: Temperature | None = None
@@ -61,6 +62,11 @@ class RunSettings(msgspec.Struct, kw_only=True):
     system_prompt: SystemPrompt | None = None
     # A single name stands for a list of one, as it always has.
     tools: list[str] | str | None = None
+
+
+class RunSettings(RunConfig, kw_only=True):
+    """A run's configuration and the session it joins (what a replay may override)."""
+
     session: SessionName | None = None
 
 
