@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from app.core.errors import InputError
 from app.core.formats import format_ms
 from app.store.statuses import FAILED_LIKE, SUCCEEDED, TERMINAL, sql_list
 
@@ -28,6 +29,15 @@ RANGES: dict[str, tuple[int, int, str, str]] = {
     "90d": (7 * 86400, 13, "%b %d", "last 13 weeks, weekly"),
 }
 DEFAULT_RANGE = "7d"
+# For a query parameter that must name one of the ranges (the JSON API).
+RANGE_PATTERN = f"^({'|'.join(RANGES)})$"
+
+
+def checked_range(key: str) -> str:
+    """``key`` if it names a range, else an InputError listing them (the pages)."""
+    if key not in RANGES:
+        raise InputError(f"range must be one of {', '.join(RANGES)}")
+    return key
 
 
 @dataclass(frozen=True)

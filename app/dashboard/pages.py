@@ -9,8 +9,7 @@ from litestar.di import NamedDependency
 from litestar.params import QueryParameter
 from litestar.response import Template
 
-from app.core.errors import InputError
-from app.dashboard.charts import DEFAULT_RANGE, RANGES, dashboard_charts
+from app.dashboard.charts import DEFAULT_RANGE, checked_range, dashboard_charts
 from app.runs.form import form_context
 from app.runs.runner import Runner
 from app.store import Store
@@ -28,11 +27,9 @@ class DashboardPage(Controller):
         runner: NamedDependency[Runner],
         range_key: Annotated[str, QueryParameter(name="range")] = DEFAULT_RANGE,
     ) -> Template:
+        charts = await store.read(dashboard_charts, checked_range(range_key))
         kpis = await store.read(totals)
         recent = await store.read(list_runs, 10, 0)
-        if range_key not in RANGES:
-            raise InputError(f"range must be one of {', '.join(RANGES)}")
-        charts = await store.read(dashboard_charts, range_key)
         return Template(
             "dashboard.html",
             context={

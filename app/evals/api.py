@@ -16,6 +16,7 @@ from litestar.exceptions import NotFoundException
 from litestar.params import FromQuery, JSONBody, QueryParameter
 
 from app.auth.guards import requires_member, who
+from app.dashboard.charts import RANGE_PATTERN
 from app.evals.apply import evaluate_request
 from app.evals.bodies import EvaluateRun, EvaluationCreate
 from app.evals.context import eval_summary
@@ -85,9 +86,7 @@ class EvalsAPI(Controller):
     async def summary(
         self,
         store: NamedDependency[Store],
-        range_key: Annotated[
-            str, QueryParameter(name="range", pattern="^(24h|7d|30d|90d)$")
-        ] = "7d",
+        range_key: Annotated[str, QueryParameter(name="range", pattern=RANGE_PATTERN)] = "7d",
         model: FromQuery[str | None] = None,
         session: FromQuery[str | None] = None,
     ) -> EvalSummary:

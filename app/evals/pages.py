@@ -17,7 +17,7 @@ from litestar.response import Template
 
 from app.auth.guards import requires_member, who
 from app.core.errors import InputError
-from app.dashboard.charts import RANGES, window
+from app.dashboard.charts import RANGES, checked_range, window
 from app.evals.apply import evaluate_request
 from app.evals.bodies import EvaluateRun, HumanScore
 from app.evals.context import eval_breakdowns
@@ -130,9 +130,9 @@ class EvalPagesController(Controller):
         model: FromQuery[str | None] = None,
         session: FromQuery[str | None] = None,
     ) -> Template:
-        if range_key not in RANGES:
-            raise InputError(f"range must be one of {', '.join(RANGES)}")
-        summary = msgspec.to_builtins(await eval_breakdowns(store, range_key, model, session))
+        summary = msgspec.to_builtins(
+            await eval_breakdowns(store, checked_range(range_key), model, session)
+        )
         return Template(
             "evals.html",
             context={
