@@ -30,7 +30,6 @@ from app.core.errors import InputError
 from app.core.formats import format_ts
 from app.core.settings import Settings, SettingsError
 from app.exports.cli import add_parser as add_export_parser
-from app.main import create_app
 from app.replay.cli import add_parser as add_replay_parser
 from app.runs.input import parse_run_input
 from app.runs.remote import RemoteError, cli_process, credential, find_server, start_and_follow
@@ -98,6 +97,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         _first_admin_key(settings, url)
     print(f"AgentOp-Studio on {url}  (data: {settings.data_dir})", flush=True)
     settings.server_url = _local_url(args.host, args.port)
+    # Imported here, not at the top: the web app (every page and handler) costs
+    # about 0.4 s to import, which `agentop run`, `replay` and `keys` never need.
+    # Not a cycle: app.main imports nothing of the CLI.
+    from app.main import create_app
+
     uvicorn.run(
         create_app(settings),
         host=args.host,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from typing import Any
 
 import pytest
@@ -518,3 +519,33 @@ def test_totals(db):
     assert t["cost_usd"] == pytest.approx(100 / 1e6 * usd_in + 10 / 1e6 * usd_out)
     assert t["unpriced_runs"] == 1 and t["failed"] == 1 and t["active"] == 1
     assert t["avg_latency_ms"] == pytest.approx(2000.0)
+
+
+def test_a_write_that_reads_first_waits_for_another_process_instead_of_failing(tmp_path):
+    """Two stores on one file, as ``serve`` and ``agentop run`` are: a write that
+    reads before it writes, while the other commits in between, waits its turn."""
+    server, cli = Store(tmp_path / "shared.db"), Store(tmp_path / "shared.db")
+    server.write_sync(lambda db: db.execute("create table t (who text)"))
+    read_done, other_wrote = threading.Event(), threading.Event()
+
+    def reads_then_writes(db):
+        db.execute("select count(*) from t").fetchone()
+        read_done.set()
+        other_wrote.wait(1)  # with the write lock held, the other cannot write yet
+        db.execute("insert into t values ('cli')")
+
+    def other_process():
+        assert read_done.wait(10)
+        server.write_sync(lambda db: db.execute("insert into t values ('server')"))
+        other_wrote.set()
+
+    thread = threading.Thread(target=other_process)
+    thread.start()
+    try:
+        cli.write_sync(reads_then_writes)
+        thread.join(15)
+        rows = server.read_sync(lambda db: sorted(r[0] for r in db.execute("select who from t")))
+        assert rows == ["cli", "server"]
+    finally:
+        server.close()
+        cli.close()

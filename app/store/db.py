@@ -22,8 +22,9 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -103,6 +104,25 @@ def connect(path: Path | str) -> Database:
     return Database(conn)
 
 
+@contextmanager
+def write_transaction(db: Database) -> Iterator[None]:
+    """One write, all or nothing, holding the write lock from its first statement.
+
+    ``BEGIN IMMEDIATE``, not sqlite-utils' deferred ``BEGIN``: a deferred
+    transaction that reads before it writes cannot take the write lock once
+    another process (``agentop run`` beside ``serve``) has committed since its
+    read, and SQLite then answers "database is locked" at once, without the
+    busy timeout. Taking the lock first makes it wait its turn instead.
+    """
+    db.conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        db.conn.execute("COMMIT")
+    except BaseException:
+        db.conn.rollback()  # a no-op if the error already ended the transaction
+        raise
+
+
 class Store:
     """Owns the database file and the threads that touch it."""
 
@@ -147,7 +167,7 @@ class Store:
             db = self._db()
             if self.before_write is not None:
                 self.before_write(fn)
-            with db.atomic():
+            with write_transaction(db):
                 result = fn(db, *args, **kwargs)
         except sqlite3.Error as exc:
             failure = self._failed(exc)
@@ -241,7 +261,7 @@ class Store:
         db = self._db()
         for run_id, (at, error) in list(self._unended.items()):
             try:
-                with db.atomic():
+                with write_transaction(db):
                     fail_active_run(db, run_id, at, error)
             except sqlite3.Error as exc:
                 log.error("could not yet record the end of run %s: %s", run_id, exc)
