@@ -80,6 +80,15 @@ def test_huggingface_parquet_export_pushed_with_a_retry(client, hub, data_dir):
         "assistant",
     ]
     assert good["tool_call_details"][0]["name"] == "hf_list_models"
+    # A message's tool calls are nested data, not JSON text (arguments stay JSON text).
+    assert good["messages"][2]["tool_calls"] == [
+        {
+            "id": "call_abc",
+            "type": "function",
+            "function": {"name": "hf_list_models", "arguments": '{"search": "mistral"}'},
+        }
+    ]
+    assert good["messages"][1]["tool_calls"] == []
     assert good["cost_status"] == "priced" and good["input_tokens"] == 300
     evaluations = pq.read_table(folder / "data" / "evaluations.parquet")
     assert evaluations.schema.equals(EVALUATIONS_SCHEMA) and evaluations.num_rows == 4
@@ -107,6 +116,8 @@ def test_huggingface_jsonl_local_only(client, hub):
     lines = (Path(export["result"]["folder"]) / "data" / "runs.jsonl").read_text().splitlines()
     rows = [json.loads(line) for line in lines]
     assert len(rows) == 4 and set(rows[0]) == set(RUNS_SCHEMA.names)
+    good = next(row for row in rows if row["id"] == "good")
+    assert good["messages"][2]["tool_calls"][0]["function"]["name"] == "hf_list_models"
     assert hub.repos == {}
 
 

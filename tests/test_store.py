@@ -298,25 +298,38 @@ def test_full_run_projection(db):
     assert c1["ended_at"] == pytest.approx(T0 + 0.9)
     assert (c2["call_id"], c2["status"], c2["error"]) == ("c2", "error", "RuntimeError: boom")
 
+    # The same span shape as an ingested trace: OpenTelemetry GenAI names and ids.
     spans = {s["span_id"]: s for s in detail["spans"]}
-    agent = spans["agent"]
-    assert agent["kind"] == "agent" and agent["parent_span_id"] is None
+    assert all(len(s["span_id"]) == 16 and len(s["trace_id"]) == 32 for s in spans.values())
+    assert len({s["trace_id"] for s in spans.values()}) == 1
+    [agent] = [s for s in detail["spans"] if s["kind"] == "agent"]
+    assert agent["parent_span_id"] is None and agent["name"] == "invoke_agent agentop"
+    assert agent["span_kind"] == "internal"
+    assert agent["attributes"]["gen_ai.operation.name"] == "invoke_agent"
+    assert agent["resource"] == {"service.name": "agentop-studio"}
+    assert agent["scope"]["name"] == "agentop"
     assert agent["start_at"] == pytest.approx(T0 + 0.1) and agent["end_at"] == pytest.approx(T0 + 2)
-    assert agent["status"] == "succeeded"
+    assert agent["status"] == "ok"
     llm_spans = [s for s in detail["spans"] if s["kind"] == "llm"]
-    assert [s["span_id"] for s in llm_spans] == ["llm:6", "llm:16"]
-    assert llm_spans[0]["parent_span_id"] == "agent"
+    assert [s["name"] for s in llm_spans] == ["chat mistral-small-latest", "chat mystery-model-9000"]
+    assert all(s["parent_span_id"] == agent["span_id"] for s in llm_spans)
+    assert llm_spans[0]["span_kind"] == "client"
     assert llm_spans[0]["start_at"] == pytest.approx(T0 + 0.2)  # end - latency
     assert llm_spans[0]["end_at"] == pytest.approx(T0 + 0.6)
     assert llm_spans[0]["input_tokens"] == 1000 and llm_spans[0]["output_tokens"] == 200
+    assert llm_spans[0]["attributes"]["gen_ai.usage.input_tokens"] == 1000
+    assert llm_spans[0]["attributes"]["gen_ai.provider.name"] == "mistral_ai"
     assert llm_spans[0]["cost_usd"] == pytest.approx(first_cost)
     assert llm_spans[1]["cost_usd"] is None
-    assert llm_spans[1]["attributes"] == {"round": 1, "finish_reason": "stop"}
-    assert spans["tool:c1"]["kind"] == "tool" and spans["tool:c1"]["status"] == "ok"
-    assert spans["tool:c1"]["start_at"] == pytest.approx(T0 + 0.8)
-    assert spans["tool:c2"]["status"] == "error"
-    assert spans["tool:c2"]["attributes"]["error"] == "RuntimeError: boom"
-    assert detail["spans"][0]["span_id"] == "agent"  # ordered by start time
+    assert llm_spans[1]["attributes"]["gen_ai.response.finish_reasons"] == ["stop"]
+    assert llm_spans[1]["attributes"]["agentop.round"] == 1
+    tools = {s["attributes"]["gen_ai.tool.call.id"]: s for s in spans.values() if s["kind"] == "tool"}
+    assert tools["c1"]["name"] == "execute_tool clock" and tools["c1"]["status"] == "ok"
+    assert tools["c1"]["start_at"] == pytest.approx(T0 + 0.8)
+    assert tools["c1"]["attributes"]["gen_ai.tool.call.arguments"] == '{"tz": "UTC"}'
+    assert tools["c2"]["status"] == "error"
+    assert tools["c2"]["status_message"] == "RuntimeError: boom"
+    assert detail["spans"][0]["span_id"] == agent["span_id"]  # ordered by start time
 
     events = db.read_sync(events_after, "run1", 0)
     assert [e["seq"] for e in events] == list(range(1, 19))
@@ -360,7 +373,8 @@ def test_run_failed_projection(db):
     assert run["response"] is None
     assert run["latency_ms"] == pytest.approx(1500.0)
     [agent] = q(db, "select * from spans where run_id = 'bad'")
-    assert agent["status"] == "failed" and agent["end_at"] == pytest.approx(T0 + 1.5)
+    assert agent["status"] == "error" and agent["end_at"] == pytest.approx(T0 + 1.5)
+    assert agent["status_message"] == "HTTPError: 500"
 
 
 # --- crash recovery ---------------------------------------------------------------
@@ -392,7 +406,8 @@ def test_interrupt_unfinished(db):
         assert last[0]["payload"]["error"] == run["error"]
 
     [agent] = q(db, "select * from spans where run_id = 'running'")
-    assert agent["status"] == "interrupted" and agent["end_at"] == pytest.approx(T0 + 10)
+    assert agent["status"] == "error" and agent["end_at"] == pytest.approx(T0 + 10)
+    assert "interrupted" in agent["status_message"]
     assert db.read_sync(draft_text, "running") == "par"  # the partial answer is kept
 
     finished = db.read_sync(get_run, "done")

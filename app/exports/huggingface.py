@@ -2,11 +2,15 @@
 
 The folder is written locally first (``data/runs.*``, ``data/evaluations.*``,
 ``README.md`` with the card's YAML metadata and ``configs`` so the Hub's
-viewer finds both tables), then pushed with ``huggingface_hub`` to the
+viewer and ``datasets.load_dataset`` find the tables), then pushed with ``huggingface_hub`` to the
 configured dataset repo, creating it if needed. The push retries with
 backoff; huggingface_hub honours ``HF_ENDPOINT`` and so do we. pyarrow and
 huggingface_hub come with the 'hf' extra; without it the export fails at
 once with a message naming that extra.
+
+A table with no rows is not written (``datasets`` cannot load an empty
+file), and a message's tool calls are nested data, typed alike in Parquet
+and JSONL (the card declares the features).
 """
 
 from __future__ import annotations
@@ -19,13 +23,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from jinja2 import Environment, FileSystemLoader
-
 from agents.extras import require
 from app.core.integration_settings import IntegrationSettings
 from app.core.outbound import PermanentError, Recorder, call_with_retry
-from app.core.paths import TEMPLATES_DIR
-from app.exports.records import evaluation_records, run_ids, run_records
+from app.exports.dataset_card import FIELD_DOCS, dataset_card, metadata
+from app.exports.records import evaluation_records, run_ids, run_records, tool_call_list
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -39,11 +41,19 @@ def schemas() -> tuple[pa.Schema, pa.Schema]:
     require("pyarrow", "hf")
     import pyarrow as pa
 
+    # As the model sent it; arguments stay JSON text, their shape depends on the tool.
+    message_tool_call = pa.struct(
+        [
+            ("id", pa.string()),
+            ("type", pa.string()),
+            ("function", pa.struct([("name", pa.string()), ("arguments", pa.string())])),
+        ]
+    )
     message = pa.struct(
         [
             ("role", pa.string()),
             ("content", pa.string()),
-            ("tool_calls", pa.string()),
+            ("tool_calls", pa.list_(message_tool_call)),
             ("tool_call_id", pa.string()),
             ("name", pa.string()),
         ]
@@ -114,24 +124,6 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-FIELD_DOCS = {
-    "id": "run id",
-    "session_id": "session the run belongs to",
-    "parent_run_id": "the run this one replays",
-    "status": "succeeded, failed or interrupted",
-    "source": "studio, api, cli or otlp (ingested)",
-    "params": "generation parameters (JSON)",
-    "messages": "the conversation: role, content, tool_calls (JSON), tool_call_id, name",
-    "tool_call_details": "each tool call with arguments (JSON), result, error, latency, cost",
-    "cost_usd": "total cost in USD (tokens and beyond)",
-    "cost_status": "priced, free, unpriced or partial",
-    "extra_cost_usd": "cost beyond tokens (speech…)",
-    "input_tokens": "tokens in; null when a model call reported no usage (unknown)",
-    "output_tokens": "tokens out; null when a model call reported no usage (unknown)",
-    "usage_unknown_calls": "model calls whose provider reported no usage",
-}
-
-
 class ExportError(ValueError):
     """Bad export options (a 4xx) or an export that cannot be made."""
 
@@ -155,11 +147,10 @@ def _write_table(rows: list[dict[str, Any]], schema: pa.Schema, path: Path, fmt:
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
-def dataset_card(context: dict[str, Any]) -> str:
-    env = Environment(
-        loader=FileSystemLoader(str(TEMPLATES_DIR)), autoescape=False, keep_trailing_newline=True
-    )
-    return env.get_template("exports/dataset_card.md").render(**context)
+def _nested(record: dict[str, Any]) -> dict[str, Any]:
+    """``record`` with each message's tool calls as nested data, not the stored JSON text."""
+    messages = [m | {"tool_calls": tool_call_list(m["tool_calls"])} for m in record["messages"]]
+    return record | {"messages": messages}
 
 
 def write_dataset(
@@ -179,16 +170,29 @@ def write_dataset(
     ids = run_ids(db)
     runs: list[dict[str, Any]] = []
     for record in run_records(db, ids):
-        runs.append(record)
+        runs.append(_nested(record))
         if len(runs) % 200 == 0:
             progress(
                 0.1 + 0.4 * len(runs) / max(1, len(ids)), f"read {len(runs)} of {len(ids)} runs"
             )
     evaluations = evaluation_records(db)
-    _write_table(runs, runs_schema, data / f"runs.{fmt}", fmt)
-    _write_table(evaluations, evaluations_schema, data / f"evaluations.{fmt}", fmt)
+    tables = {"runs": (runs, runs_schema), "evaluations": (evaluations, evaluations_schema)}
+    written = {}
+    for name, (rows, schema) in tables.items():
+        path = data / f"{name}.{fmt}"
+        if rows:
+            _write_table(rows, schema, path, fmt)
+            written[name] = schema
+        else:
+            # No rows, no file and no config: datasets cannot load an empty Parquet or JSONL.
+            path.unlink(missing_ok=True)
     progress(0.6, "wrote data files")
+    size_category = (
+        "n<1K" if len(runs) < 1000 else ("1K<n<10K" if len(runs) < 10_000 else "10K<n<100K")
+    )
     context = {
+        "metadata": metadata(fmt, written, size_category),
+        "configs": list(written),
         "repo": repo,
         "fmt": fmt,
         "runs": len(runs),
@@ -200,9 +204,6 @@ def write_dataset(
         "metrics": Counter(e["metric"] for e in evaluations).most_common(),
         "runs_schema": [(f.name, str(f.type), FIELD_DOCS.get(f.name, "")) for f in runs_schema],
         "evaluations_schema": [(f.name, str(f.type)) for f in evaluations_schema],
-        "size_category": "n<1K"
-        if len(runs) < 1000
-        else ("1K<n<10K" if len(runs) < 10_000 else "10K<n<100K"),
     }
     (folder / "README.md").write_text(dataset_card(context), encoding="utf-8")
     return {

@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from app.core.text import replace_surrogates
 from app.store.rows import maybe_json
 from app.store.statuses import FAILED_LIKE, TERMINAL, sql_list
 
@@ -87,6 +88,43 @@ def run_ids(db: Database, ids: list[str] | None = None) -> list[str]:
         f"select id from runs where status in {sql_list(TERMINAL)} order by started_at, id"
     ).fetchall()
     return [r[0] for r in rows]
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    # JSON may carry lone surrogates ("\\ud800"), which no Parquet or JSONL file can hold.
+    return replace_surrogates(value) if isinstance(value, str) else json.dumps(value)
+
+
+def tool_call_list(value: Any) -> list[dict[str, Any]]:
+    """A ``messages.tool_calls`` cell as ``[{id, type, function: {name, arguments}}]``.
+
+    Whatever was stored: a cell that is not a JSON list (corrupt text, an
+    object, a number) gives no calls, an entry that is not an object is
+    skipped, and ``arguments`` stays JSON text (its shape depends on the tool).
+    """
+    calls = maybe_json(value)
+    if not isinstance(calls, list):
+        return []
+    out = []
+    for call in calls:
+        if not isinstance(call, dict):
+            continue
+        function = call.get("function")
+        function = function if isinstance(function, dict) else {}
+        arguments = function.get("arguments")
+        out.append(
+            {
+                "id": _text(call.get("id")),
+                "type": _text(call.get("type")) or "function",
+                "function": {
+                    "name": _text(function.get("name")),
+                    "arguments": _text(arguments if arguments is not None else {}),
+                },
+            }
+        )
+    return out
 
 
 def run_records(db: Database, ids: list[str]) -> Iterator[dict[str, Any]]:

@@ -1,30 +1,39 @@
-"""``POST /v1/traces``: OTLP/HTTP trace export, protobuf or JSON, authenticated by API key.
+"""``POST /v1/traces``, ``/v1/logs``, ``/v1/metrics``: OTLP/HTTP export, protobuf or JSON.
 
-Answers in the encoding it was sent: an ``ExportTraceServiceResponse``
-(with ``partial_success`` when some spans were rejected), or for a payload
-that does not decode a 400 carrying a ``google.rpc.Status`` as the OTLP
-specification asks, plus the studio's usual ``detail`` in JSON.
+Authenticated by API key like the rest of the API. Each answers in the
+encoding it was sent: the export's response message (with
+``partial_success`` when some items were rejected), or for a payload that
+does not decode a 400 carrying a ``google.rpc.Status``, as the OTLP
+specification asks (``app.core.rpc_status``; 401, 404 and 415 answers take
+the same form through the app's error handlers). The decoded request goes
+through the one pipeline the gRPC services use too (``pipeline``).
 """
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from google.protobuf import json_format
-from google.rpc import code_pb2, status_pb2
+from google.protobuf.message import Message
 from litestar import Controller, Request, Response, post
 from litestar.di import NamedDependency
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from app.auth.guards import requires_member
-from app.ingest.decode import JSON_TYPES, OTLPError, inflate, media_type, parse_request, spans_of
-from app.ingest.otlp import ingest
+from app.core.rpc_status import PROTOBUF, status_body
+from app.ingest.decode import JSON_TYPES, OTLPError, inflate, media_type, parse_request
+from app.ingest.otlp import IngestResult
+from app.ingest.pipeline import export_logs, export_metrics, export_traces
 from app.store import Store
 from app.store.live import Broker
 
 # Exporters batch up to 512 spans with prompts in them: allow more than the API's default.
 OTLP_MAX_BODY_BYTES = 16 * 1024 * 1024
-PROTOBUF = "application/x-protobuf"
 
 
 def _is_json(request: Request) -> bool:
@@ -32,22 +41,27 @@ def _is_json(request: Request) -> bool:
 
 
 def _error(request: Request, exc: OTLPError) -> Response:
-    message = str(exc)
-    if _is_json(request) or media_type(request.headers.get("content-type", "")) not in (
-        PROTOBUF,
-        "application/protobuf",
-    ):
-        body = {
-            "status_code": exc.status,
-            "detail": message,
-            "code": code_pb2.INVALID_ARGUMENT,
-            "message": message,
+    body, kind = status_body(exc.status, str(exc), request.headers.get("content-type", ""))
+    return Response(body, status_code=exc.status, media_type=kind)
+
+
+async def _decode(request: Request, message: type[Message]) -> Any:
+    body = inflate(await request.body(), request.headers.get("content-encoding", ""))
+    return parse_request(body, request.headers.get("content-type", ""), message)
+
+
+def _answer(request: Request, response: Message, result: IngestResult | None = None) -> Response:
+    if not _is_json(request):
+        return Response(response.SerializeToString(), media_type=PROTOBUF)
+    payload = json_format.MessageToDict(response)
+    if result is not None:
+        # Not part of OTLP (clients ignore unknown fields): which runs the data fed.
+        payload["agentop"] = {
+            "accepted": result.accepted,
+            "duplicates": result.duplicates,
+            "runs": result.runs,
         }
-        return Response(
-            json.dumps(body).encode(), status_code=exc.status, media_type="application/json"
-        )
-    status = status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message=message)
-    return Response(status.SerializeToString(), status_code=exc.status, media_type=PROTOBUF)
+    return Response(json.dumps(payload).encode(), media_type="application/json")
 
 
 class OTLPController(Controller):
@@ -65,24 +79,39 @@ class OTLPController(Controller):
         self, request: Request, store: NamedDependency[Store], broker: NamedDependency[Broker]
     ) -> Response:
         try:
-            body = inflate(await request.body(), request.headers.get("content-encoding", ""))
-            export = parse_request(body, request.headers.get("content-type", ""))
+            export = await _decode(request, ExportTraceServiceRequest)
         except OTLPError as exc:
             return _error(request, exc)
-        spans, rejected = spans_of(export)
-        result = await ingest(store, broker, spans) if spans else None
-        response = ExportTraceServiceResponse()
-        if rejected:
-            response.partial_success.rejected_spans = len(rejected)
-            response.partial_success.error_message = "; ".join(rejected[:10])
-        if _is_json(request):
-            payload = json_format.MessageToDict(response)
-            if result is not None:
-                # Not part of OTLP (clients ignore unknown fields): which runs the spans fed.
-                payload["agentop"] = {
-                    "accepted": result.accepted,
-                    "duplicates": result.duplicates,
-                    "runs": result.runs,
-                }
-            return Response(json.dumps(payload).encode(), media_type="application/json")
-        return Response(response.SerializeToString(), media_type=PROTOBUF)
+        response, result = await export_traces(store, broker, export)
+        return _answer(request, response, result)
+
+    @post(
+        "/logs",
+        summary="OTLP/HTTP log export; GenAI events become messages, every record is kept on its span",
+        guards=[requires_member],
+        status_code=200,
+        request_max_body_size=OTLP_MAX_BODY_BYTES,
+    )
+    async def logs(
+        self, request: Request, store: NamedDependency[Store], broker: NamedDependency[Broker]
+    ) -> Response:
+        try:
+            export = await _decode(request, ExportLogsServiceRequest)
+        except OTLPError as exc:
+            return _error(request, exc)
+        response, result = await export_logs(store, broker, export)
+        return _answer(request, response, result)
+
+    @post(
+        "/metrics",
+        summary="OTLP/HTTP metric export; GenAI metrics (gen_ai.*) are stored, others reported as rejected",
+        guards=[requires_member],
+        status_code=200,
+        request_max_body_size=OTLP_MAX_BODY_BYTES,
+    )
+    async def metrics(self, request: Request, store: NamedDependency[Store]) -> Response:
+        try:
+            export = await _decode(request, ExportMetricsServiceRequest)
+        except OTLPError as exc:
+            return _error(request, exc)
+        return _answer(request, await export_metrics(store, export))

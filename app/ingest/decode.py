@@ -1,4 +1,4 @@
-"""Decode an OTLP/HTTP trace export (protobuf or JSON) into plain span records.
+"""Decode an OTLP/HTTP export (protobuf or JSON) and turn its spans into plain records.
 
 Both encodings go through ``opentelemetry-proto``'s generated messages. A
 JSON body is read with a nesting limit, checked against the schema (naming
@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from google.protobuf import json_format
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue
-from opentelemetry.proto.trace.v1.trace_pb2 import Status
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope
+from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
 from app.ingest import normalize, otlp_json
 from app.ingest.errors import OTLPError
@@ -30,6 +30,20 @@ from app.ingest.jsonbody import JSONBodyError, load_json
 PROTOBUF_TYPES = {"application/x-protobuf", "application/protobuf"}
 JSON_TYPES = {"application/json"}
 MAX_INFLATED_BYTES = 64 * 1024 * 1024  # a gzip bomb stops here
+# Span.SpanKind as the lower-case names the pages and the API show.
+SPAN_KINDS = {
+    Span.SPAN_KIND_UNSPECIFIED: "unspecified",
+    Span.SPAN_KIND_INTERNAL: "internal",
+    Span.SPAN_KIND_SERVER: "server",
+    Span.SPAN_KIND_CLIENT: "client",
+    Span.SPAN_KIND_PRODUCER: "producer",
+    Span.SPAN_KIND_CONSUMER: "consumer",
+}
+STATUS_CODES = {
+    Status.STATUS_CODE_UNSET: "unset",
+    Status.STATUS_CODE_OK: "ok",
+    Status.STATUS_CODE_ERROR: "error",
+}
 
 
 @dataclass
@@ -45,7 +59,10 @@ class SpanRecord:
     attributes: dict[str, Any]
     events: list[dict[str, Any]] = field(default_factory=list)
     resource: dict[str, Any] = field(default_factory=dict)
-    scope: str = ""
+    scope: dict[str, Any] = field(default_factory=dict)  # name, version, attributes
+    span_kind: str = "internal"
+    status_code: str = "unset"  # unset | ok | error, as OTLP says
+    links: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def is_root(self) -> bool:
@@ -73,16 +90,18 @@ def inflate(body: bytes, encoding: str) -> bytes:
     return data
 
 
-def parse_request(body: bytes, content_type: str) -> ExportTraceServiceRequest:
+def parse_request(
+    body: bytes, content_type: str, message: type[Message] = ExportTraceServiceRequest
+) -> Any:
+    """``body`` as an OTLP export request of type ``message`` (traces, logs or metrics)."""
     kind = media_type(content_type)
-    request = ExportTraceServiceRequest()
+    request = message()
+    what = message.DESCRIPTOR.name
     if kind in PROTOBUF_TYPES:
         try:
             request.ParseFromString(body)
         except (DecodeError, RuntimeWarning) as exc:
-            raise OTLPError(
-                f"body is not a valid OTLP protobuf ExportTraceServiceRequest: {exc}"
-            ) from None
+            raise OTLPError(f"body is not a valid OTLP protobuf {what}: {exc}") from None
         return request
     if kind in JSON_TYPES:
         try:
@@ -90,13 +109,13 @@ def parse_request(body: bytes, content_type: str) -> ExportTraceServiceRequest:
         except JSONBodyError as exc:
             raise OTLPError(str(exc)) from None
         if not isinstance(payload, dict):
-            raise OTLPError("body must be a JSON object (an ExportTraceServiceRequest)")
-        otlp_json.check(payload, ExportTraceServiceRequest.DESCRIPTOR)
+            raise OTLPError(f"body must be a JSON object (an {what})")
+        otlp_json.check(payload, message.DESCRIPTOR)
         try:
             json_format.ParseDict(payload, request, ignore_unknown_fields=True)
         except (json_format.ParseError, ValueError, TypeError) as exc:
             # What the shape check lets through (bad base64, a duplicate field).
-            raise OTLPError(f"not an OTLP ExportTraceServiceRequest: {exc}") from None
+            raise OTLPError(f"not an OTLP {what}: {exc}") from None
         return request
     raise OTLPError(
         f"unsupported Content-Type {content_type!r}: send application/x-protobuf or application/json",
@@ -126,6 +145,19 @@ def attributes(kvs: Any) -> dict[str, Any]:
     return {normalize.name(kv.key): any_value(kv.value) for kv in kvs}
 
 
+def scope_of(scope: InstrumentationScope) -> dict[str, Any]:
+    return {
+        "name": normalize.name(scope.name),
+        "version": normalize.name(scope.version),
+        "attributes": attributes(scope.attributes),
+    }
+
+
+def hex_id(raw: bytes) -> str:
+    """A trace or span id as hex; all zeroes (no id) as ""."""
+    return raw.hex() if any(raw) else ""
+
+
 def _times(start_ns: int, end_ns: int) -> tuple[float, float]:
     """(start, end) in Unix seconds; a missing start is the end, a missing end the start."""
     start_ns = start_ns or end_ns or time.time_ns()
@@ -140,7 +172,7 @@ def spans_of(request: ExportTraceServiceRequest) -> tuple[list[SpanRecord], list
     for resource_spans in request.resource_spans:
         resource = attributes(resource_spans.resource.attributes)
         for scope_spans in resource_spans.scope_spans:
-            scope = normalize.name(scope_spans.scope.name)
+            scope = scope_of(scope_spans.scope)
             for span in scope_spans.spans:
                 label = normalize.name(span.name, 100)
                 if len(span.trace_id) != 16 or not any(span.trace_id):
@@ -157,9 +189,7 @@ def spans_of(request: ExportTraceServiceRequest) -> tuple[list[SpanRecord], list
                     SpanRecord(
                         trace_id=span.trace_id.hex(),
                         span_id=span.span_id.hex(),
-                        parent_span_id=span.parent_span_id.hex()
-                        if any(span.parent_span_id)
-                        else "",
+                        parent_span_id=hex_id(span.parent_span_id),
                         name=normalize.name(span.name),
                         start=start,
                         end=end,
@@ -176,6 +206,16 @@ def spans_of(request: ExportTraceServiceRequest) -> tuple[list[SpanRecord], list
                         ],
                         resource=resource,
                         scope=scope,
+                        span_kind=SPAN_KINDS.get(span.kind, "unspecified"),
+                        status_code=STATUS_CODES.get(span.status.code, "unset"),
+                        links=[
+                            {
+                                "trace_id": hex_id(link.trace_id),
+                                "span_id": hex_id(link.span_id),
+                                "attributes": attributes(link.attributes),
+                            }
+                            for link in span.links
+                        ],
                     )
                 )
     return spans, rejected

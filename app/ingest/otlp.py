@@ -1,11 +1,21 @@
-"""Turn OTLP spans into runs through the same event log as native runs.
+"""Keep every OTLP span whole, and derive a run from them through the native event log.
 
-Each trace becomes one run (``source = 'otlp'``). Its spans become the
-events a native run would have emitted — ``run_started``, ``message``,
-``tool_call_started``/``finished``, ``llm_call_finished``, and
+Each trace becomes one run (``source = 'otlp'``). Each span is stored as it
+arrived (ids, kind, times, status, attributes, events, links, resource and
+scope: ``app.store.spans``), then read for what it says about the agent's
+steps: the events a native run would have emitted — ``run_started``,
+``message``, ``tool_call_started``/``finished``, ``llm_call_finished``, and
 ``run_finished``/``run_failed`` when the root span arrives — so the
-projection fills messages, tool calls, spans, tokens and cost, and the live
-pages stream an ingested run exactly like a native one.
+projection fills messages, tool calls, tokens and cost, and the live pages
+stream an ingested run exactly like a native one.
+
+Message content may come on the span (attributes, span events) or in log
+records that name it (``app.ingest.logs``), before or after the span: the
+records that arrived first wait in ``otlp_logs`` and are read with it.
+
+A conversation id (``session.id``, ``gen_ai.conversation.id``) makes a
+session only once a second trace shares it: some SDKs give every run a new
+one, and a session per run would say nothing.
 
 A run is labelled by its root span's name (by its first span's until the
 root arrives), so a trace without a prompt still has a name on every list;
@@ -20,6 +30,7 @@ span. Exporters retry, so a span already recorded is skipped.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections import defaultdict
@@ -28,12 +39,13 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from app.ingest import semconv
+from app.ingest import normalize, semconv
 from app.ingest.decode import SpanRecord
 from app.store import Store
 from app.store.events import TERMINAL_EVENTS, TOTALS_EVENTS, record_event
 from app.store.live import RUN_CREATED_SEQ, Broker, LiveEvent
 from app.store.runs import create_run, get_run
+from app.store.spans import insert_span
 from app.store.statuses import FAILED_LIKE, TERMINAL, sql_list
 
 # A run's label (its root span's name) is shown where a prompt would be.
@@ -59,6 +71,7 @@ class _Trace:
         self.run_id = row["run_id"]
         self.root_span_id = row.get("root_span_id")
         self.messages_seen = row.get("messages_seen") or 0
+        self.conversation_id = row.get("conversation_id")
         self.result = result
         # Where this batch's ``run_created`` notice is, for a run opened by this batch.
         self.created_event: int | None = None
@@ -78,17 +91,22 @@ class _Trace:
         )
 
 
+def find_trace(db: Database, trace_id: str, result: IngestResult) -> _Trace | None:
+    """The run a trace already became, if any."""
+    row = db.execute("select * from otlp_traces where trace_id = ?", [trace_id]).fetchone()
+    return None if row is None else _Trace(db, dict(row), result)
+
+
 def _open_trace(db: Database, spans: list[SpanRecord], result: IngestResult) -> _Trace:
     trace_id = spans[0].trace_id
-    row = db.execute("select * from otlp_traces where trace_id = ?", [trace_id]).fetchone()
-    if row is not None:
-        return _Trace(db, dict(row), result)
+    found = find_trace(db, trace_id, result)
+    if found is not None:
+        return found
     llm = next((s for s in spans if semconv.kind_of(s) == semconv.LLM), None)
-    service = str(spans[0].resource.get("service.name") or "otlp")
+    service = normalize.name(spans[0].resource.get("service.name") or "otlp", 200)
     model = semconv.model_of(llm) if llm else service
     provider = semconv.provider_of(llm) if llm else "otlp"
     started = min(s.start for s in spans)
-    session = next((semconv.session_of(s) for s in spans if semconv.session_of(s)), None)
     run_id = uuid.uuid4().hex[:16]
     # Until the root span arrives (exporters send children first), its first span names the run.
     root = next((s for s in spans if s.is_root), spans[0])
@@ -99,8 +117,8 @@ def _open_trace(db: Database, spans: list[SpanRecord], result: IngestResult) -> 
             "model": model,
             "provider": provider,
             "source": "otlp",
-            "session_id": session,
             "started_at": started,
+            "trace_id": trace_id,
             "params": {},
             "label": root.name[:LABEL_CHARS],
         },
@@ -127,7 +145,12 @@ def _open_trace(db: Database, spans: list[SpanRecord], result: IngestResult) -> 
             "model": model,
             "provider": provider,
             "params": params,
+            "external_spans": True,
         }
+    )
+    # Log records that came before any span of this trace now have a run.
+    db.execute(
+        "update otlp_logs set run_id = ? where trace_id = ? and run_id is null", [run_id, trace_id]
     )
     return trace
 
@@ -145,21 +168,32 @@ def _announce(db: Database, trace: _Trace) -> None:
         )
 
 
-def _seen(db: Database, trace: _Trace, span: SpanRecord) -> bool:
-    if span.span_id == trace.root_span_id:
-        return True
-    return (
-        db.execute(
-            "select 1 from spans where run_id = ? and span_id = ?", [trace.run_id, span.span_id]
-        ).fetchone()
-        is not None
+def _store(trace: _Trace, span: SpanRecord) -> bool:
+    """Store ``span`` whole; False when the run has it already (exporters retry)."""
+    inp, out = semconv.usage_of(span) if semconv.kind_of(span) == semconv.LLM else (None, None)
+    return insert_span(
+        trace.db,
+        {
+            "run_id": trace.run_id,
+            "trace_id": span.trace_id,
+            "span_id": span.span_id,
+            "parent_span_id": span.parent_span_id or None,
+            "kind": semconv.kind_of(span),
+            "span_kind": span.span_kind,
+            "name": span.name,
+            "start_at": span.start,
+            "end_at": span.end,
+            "status": span.status_code,
+            "status_message": span.status_message or None,
+            "input_tokens": inp,
+            "output_tokens": out,
+            "attributes": span.attributes,
+            "events": span.events,
+            "links": span.links,
+            "resource": span.resource,
+            "scope": span.scope,
+        },
     )
-
-
-def _parent(trace: _Trace, span: SpanRecord) -> str:
-    if not span.parent_span_id or span.parent_span_id == trace.root_span_id:
-        return "agent"
-    return span.parent_span_id
 
 
 def _set_prompt(db: Database, run_id: str, text: str | None) -> None:
@@ -168,6 +202,27 @@ def _set_prompt(db: Database, run_id: str, text: str | None) -> None:
             "update runs set prompt = ? where id = ? and (prompt is null or prompt = '')",
             [text[:100_000], run_id],
         )
+
+
+def _conversation(db: Database, trace: _Trace, conversation: str) -> None:
+    """Note the trace's conversation; once two traces share it, their runs form a session."""
+    if trace.conversation_id is not None:
+        return
+    trace.conversation_id = conversation
+    db.execute(
+        "update otlp_traces set conversation_id = ? where trace_id = ?",
+        [conversation, trace.trace_id],
+    )
+    others = [
+        row[0]
+        for row in db.execute(
+            "select run_id from otlp_traces where conversation_id = ? and trace_id != ?",
+            [conversation, trace.trace_id],
+        )
+    ]
+    if others:
+        for run_id in [*others, trace.run_id]:
+            _join_session(db, run_id, conversation)
 
 
 def _join_session(db: Database, run_id: str, session: str) -> None:
@@ -203,16 +258,124 @@ def _join_session(db: Database, run_id: str, session: str) -> None:
     )
 
 
-def _llm(db: Database, trace: _Trace, span: SpanRecord) -> None:
-    inputs, outputs = semconv.messages_of(span)
-    # Each call repeats the conversation so far: record only what is new.
+def record_messages(
+    db: Database, trace: _Trace, span_start: float, span_end: float, inputs: list, outputs: list
+) -> None:
+    """Emit the messages of one model call that the run does not have yet.
+
+    Each call repeats the conversation so far in its inputs: only what goes
+    beyond the messages already recorded is new.
+    """
     new = inputs[trace.messages_seen :] if len(inputs) > trace.messages_seen else inputs[-1:]
     for message in new:
-        trace.emit({"type": "message", "at": span.start, **message})
+        trace.emit({"type": "message", "at": span_start, **message})
     for message in outputs:
-        trace.emit({"type": "message", "at": span.end, **message})
+        trace.emit({"type": "message", "at": span_end, **message})
+    if not new and not outputs:
+        return
+    _complete_tool_calls(db, trace.run_id, [*new, *outputs])
     trace.messages_seen = max(trace.messages_seen, len(inputs)) + len(outputs)
     _set_prompt(db, trace.run_id, next((m["content"] for m in inputs if m["role"] == "user"), None))
+    answer = next((m["content"] for m in reversed(outputs) if m["content"]), None)
+    if answer:  # content that came (in logs) after the run ended is still its answer
+        db.execute(
+            f"update runs set response = ? where id = ? and status in {sql_list(TERMINAL)}"
+            " and (response is null or response = '')",
+            [answer, trace.run_id],
+        )
+
+
+def _complete_tool_calls(db: Database, run_id: str, messages: list[dict[str, Any]]) -> None:
+    """Fill a tool call's arguments and result from the thread when its span left them out.
+
+    The GenAI conventions make a tool span's arguments and result opt-in;
+    the model's request for the call and the tool's answer are in the
+    messages either way (before or after the tool span arrives).
+    """
+    for message in messages:
+        for call in message.get("tool_calls") or []:
+            arguments = semconv.json_of(call["function"]["arguments"])
+            if isinstance(arguments, dict) and arguments:
+                db.execute(
+                    "update tool_calls set arguments = ? where run_id = ? and call_id = ?"
+                    " and arguments in ('{}', 'null')",
+                    [json.dumps(arguments, ensure_ascii=False), run_id, call["id"]],
+                )
+        if message["role"] == "tool" and message.get("tool_call_id"):
+            db.execute(
+                "update tool_calls set result = ? where run_id = ? and call_id = ?"
+                " and result is null and error is null",
+                [message["content"], run_id, message["tool_call_id"]],
+            )
+
+
+def _from_thread(db: Database, run_id: str, tool: dict[str, Any]) -> dict[str, Any]:
+    """``tool`` with arguments and result the thread already has, where its span had none."""
+    call_id = tool["call_id"]
+    if not tool["arguments"]:
+        for (raw,) in db.execute(
+            "select tool_calls from messages where run_id = ? and role = 'assistant'"
+            " and instr(tool_calls, ?) > 0",
+            [run_id, json.dumps(call_id)],
+        ):
+            for call in semconv.json_of(raw) or []:
+                if isinstance(call, dict) and call.get("id") == call_id:
+                    arguments = semconv.json_of(call.get("function", {}).get("arguments"))
+                    if isinstance(arguments, dict):
+                        tool = {**tool, "arguments": arguments}
+    if tool["result"] is None and tool["error"] is None:
+        row = db.execute(
+            "select content from messages where run_id = ? and role = 'tool'"
+            " and tool_call_id = ? limit 1",
+            [run_id, call_id],
+        ).fetchone()
+        if row is not None:
+            tool = {**tool, "result": row[0]}
+    return tool
+
+
+def pending_logs(db: Database, trace: _Trace, span_id: str) -> list[dict[str, Any]]:
+    """The log records of a span not yet read for messages, oldest first; now they are."""
+    rows = [
+        dict(row)
+        for row in db.execute(
+            "select id, event_name, body, attributes from otlp_logs"
+            " where trace_id = ? and span_id = ? and applied = 0 order by at, id",
+            [trace.trace_id, span_id],
+        )
+    ]
+    if rows:
+        db.execute(
+            "update otlp_logs set applied = 1, run_id = ? where trace_id = ? and span_id = ?",
+            [trace.run_id, trace.trace_id, span_id],
+        )
+    return [semconv.log_event(row) for row in rows]
+
+
+def _merge_params(db: Database, trace: _Trace, span: SpanRecord) -> None:
+    """Fill the run's parameters from the first span that has each (temperature, agent name…)."""
+    learned = semconv.params_of(span) if semconv.kind_of(span) == semconv.LLM else {}
+    agent = semconv.agent_name_of(span)
+    if agent:
+        learned["agent"] = agent
+    tools = semconv.tool_definitions_of(span)
+    if tools:
+        learned["tool_definitions"] = tools
+    if not learned:
+        return
+    run = get_run(db, trace.run_id)
+    params = dict(run["params"]) if run and isinstance(run.get("params"), dict) else {}
+    merged = {**learned, **params}
+    if merged != params:
+        db.execute(
+            "update runs set params = ? where id = ?",
+            [json.dumps(merged, ensure_ascii=False), trace.run_id],
+        )
+
+
+def _llm(db: Database, trace: _Trace, span: SpanRecord) -> None:
+    inputs, outputs = semconv.messages_of(span, pending_logs(db, trace, span.span_id))
+    record_messages(db, trace, span.start, span.end, inputs, outputs)
     model, provider = semconv.model_of(span), semconv.provider_of(span)
     # A run opened by a non-LLM span learns its model from the first LLM span.
     db.execute(
@@ -233,15 +396,15 @@ def _llm(db: Database, trace: _Trace, span: SpanRecord) -> None:
             "latency_ms": (span.end - span.start) * 1000,
             "round": 0,
             "finish_reason": semconv.finish_reason_of(span),
+            "params": semconv.params_of(span),
             "span_id": span.span_id,
-            "parent_span_id": _parent(trace, span),
             **failure,
         }
     )
 
 
-def _tool(trace: _Trace, span: SpanRecord) -> None:
-    tool = semconv.tool_of(span)
+def _tool(db: Database, trace: _Trace, span: SpanRecord) -> None:
+    tool = _from_thread(db, trace.run_id, semconv.tool_of(span))
     trace.emit(
         {
             "type": "tool_call_started",
@@ -259,41 +422,12 @@ def _tool(trace: _Trace, span: SpanRecord) -> None:
             "latency_ms": (span.end - span.start) * 1000,
             "cost_lines": [],
             "span_id": span.span_id,
-            "parent_span_id": _parent(trace, span),
         }
     )
 
 
-def _other(db: Database, trace: _Trace, span: SpanRecord, kind: str) -> None:
-    """Spans that are not a step of the thread (chains, retrievers…) keep their place in the tree."""
-    db.table("spans").insert(
-        {
-            "run_id": trace.run_id,
-            "span_id": span.span_id,
-            "parent_span_id": _parent(trace, span),
-            "kind": kind,
-            "name": span.name,
-            "start_at": span.start,
-            "end_at": span.end,
-            "status": "error" if span.error else "ok",
-            "attributes": semconv.as_text(
-                {
-                    k: v
-                    for k, v in span.attributes.items()
-                    if not k.startswith(("llm.input_messages", "input.value"))
-                }
-            ),
-        }
-    )
-
-
-def _finish(db: Database, trace: _Trace, span: SpanRecord, last_assistant: str | None) -> None:
+def _finish(db: Database, trace: _Trace, span: SpanRecord) -> None:
     trace.root_span_id = span.span_id
-    # Children recorded before the root knew only its id: hang them under the run's agent span.
-    db.execute(
-        "update spans set parent_span_id = 'agent' where run_id = ? and parent_span_id = ?",
-        [trace.run_id, span.span_id],
-    )
     db.execute(
         "update runs set started_at = min(started_at, ?), label = ? where id = ?",
         [span.start, span.name[:LABEL_CHARS], trace.run_id],
@@ -302,10 +436,19 @@ def _finish(db: Database, trace: _Trace, span: SpanRecord, last_assistant: str |
     _set_prompt(db, trace.run_id, inp)
     if span.error:
         trace.emit({"type": "run_failed", "at": span.end, "error": semconv.error_of(span)})
-    else:
-        trace.emit(
-            {"type": "run_finished", "at": span.end, "response": last_assistant or out or ""}
-        )
+        return
+    last = db.execute(
+        "select content from messages where run_id = ? and role = 'assistant'"
+        " and content != '' order by seq desc limit 1",
+        [trace.run_id],
+    ).fetchone()
+    trace.emit(
+        {
+            "type": "run_finished",
+            "at": span.end,
+            "response": (last[0] if last else None) or out or "",
+        }
+    )
 
 
 def ingest_spans(db: Database, spans: list[SpanRecord]) -> IngestResult:
@@ -320,30 +463,28 @@ def ingest_spans(db: Database, spans: list[SpanRecord]) -> IngestResult:
             result.runs.append(trace.run_id)
         # Children end before their root; the root closes the run, so it goes last.
         for span in sorted(trace_spans, key=lambda s: (s.is_root, s.end, s.start)):
-            if _seen(db, trace, span):
+            if not _store(trace, span):
                 result.duplicates += 1
                 continue
             db.execute(
                 "update runs set started_at = min(started_at, ?) where id = ?",
                 [span.start, trace.run_id],
             )
-            session = semconv.session_of(span)
-            if session:
-                _join_session(db, trace.run_id, session)
+            conversation = semconv.session_of(span)
+            if conversation:
+                _conversation(db, trace, conversation)
+            _merge_params(db, trace, span)
             kind = semconv.kind_of(span)
             if kind == semconv.LLM:
                 _llm(db, trace, span)
-            elif kind == semconv.TOOL:
-                _tool(trace, span)
-            elif not span.is_root:
-                _other(db, trace, span, kind)
+            else:
+                if kind == semconv.TOOL:
+                    _tool(db, trace, span)
+                # GenAI events logged on a span that is not a model call still carry messages.
+                logged = semconv.event_messages(pending_logs(db, trace, span.span_id))
+                record_messages(db, trace, span.start, span.end, *logged)
             if span.is_root:
-                last = db.execute(
-                    "select content from messages where run_id = ? and role = 'assistant'"
-                    " and content != '' order by seq desc limit 1",
-                    [trace.run_id],
-                ).fetchone()
-                _finish(db, trace, span, last[0] if last else None)
+                _finish(db, trace, span)
             result.accepted += 1
         trace.save()
         _announce(db, trace)

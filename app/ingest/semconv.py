@@ -73,6 +73,11 @@ def json_of(value: Any) -> Any:
     return value
 
 
+def _dict(value: Any) -> dict[str, Any]:
+    """``value`` if it is an object, else an empty one (untrusted shapes)."""
+    return value if isinstance(value, dict) else {}
+
+
 def _first(a: dict[str, Any], *keys: str) -> Any:
     for key in keys:
         value = a.get(key)
@@ -152,6 +157,40 @@ def finish_reason_of(span: SpanRecord) -> str | None:
     if isinstance(reasons, list):
         return normalize.name(reasons[0], 100) if reasons else None
     return normalize.name(reasons, 100) if reasons else None
+
+
+def agent_name_of(span: SpanRecord) -> str | None:
+    value = _first(span.attributes, "gen_ai.agent.name", "agent.name")
+    return normalize.name(value, 200) if value else None
+
+
+def _definition(raw: Any) -> dict[str, Any] | None:
+    """One tool definition as the chat API's ``{"type": "function", "function": {...}}``."""
+    value = json_of(raw)
+    if not isinstance(value, dict):
+        return None
+    function = _dict(value.get("function")) or value
+    name = function.get("name")
+    if not name:
+        return None
+    parameters = json_of(function.get("parameters"))
+    spec: dict[str, Any] = {"name": normalize.name(name, 200)}
+    if function.get("description"):
+        spec["description"] = normalize.text(as_text(function["description"]), 10_000)
+    spec["parameters"] = parameters if isinstance(parameters, dict) else {}
+    return {"type": "function", "function": spec}
+
+
+def tool_definitions_of(span: SpanRecord) -> list[dict[str, Any]]:
+    """The tools offered to the model: ``gen_ai.tool.definitions`` or ``llm.tools.N.tool.json_schema``."""
+    a = span.attributes
+    raw = json_of(a.get("gen_ai.tool.definitions"))
+    items = (
+        raw
+        if isinstance(raw, list)
+        else [t.get("tool.json_schema") for t in indexed(a, "llm.tools")]
+    )
+    return [d for d in (_definition(item) for item in items) if d is not None]
 
 
 def session_of(span: SpanRecord) -> str | None:
@@ -242,26 +281,91 @@ def _genai_parts_messages(raw: Any) -> list[dict[str, Any]]:
     return out
 
 
-def _genai_event_messages(span: SpanRecord) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The deprecated ``gen_ai.user.message`` … ``gen_ai.choice`` span events."""
-    inputs, outputs = [], []
-    for event in span.events:
-        name, a = event["name"], event["attributes"]
-        body = json_of(a.get("body") if "body" in a else a.get("content"))
-        if name in (
-            "gen_ai.system.message",
-            "gen_ai.user.message",
-            "gen_ai.assistant.message",
-            "gen_ai.tool.message",
-        ):
-            role = name.split(".")[1]
-            content = body.get("content") if isinstance(body, dict) else body
-            inputs.append(_message(role, content, tool_call_id=a.get("id")))
+_MESSAGE_EVENTS = {
+    "gen_ai.system.message": "system",
+    "gen_ai.user.message": "user",
+    "gen_ai.assistant.message": "assistant",
+    "gen_ai.tool.message": "tool",
+}
+# The newer form: one event per call with the GenAI message attributes on it.
+OPERATION_DETAILS = "gen_ai.client.inference.operation.details"
+
+
+def _event_tool_calls(value: Any) -> list[dict[str, Any]]:
+    """``tool_calls`` of an event body: ``[{id, type, function: {name, arguments}}]``."""
+    calls = []
+    for call in value if isinstance(value, list) else []:
+        if isinstance(call, dict):
+            function = _dict(call.get("function"))
+            calls.append(
+                _tool_call(call.get("id"), function.get("name"), function.get("arguments"))
+            )
+    return calls
+
+
+def event_messages(
+    events: list[dict[str, Any]],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Messages in GenAI events: span events or log records, in either form.
+
+    - one event per message: ``gen_ai.user.message`` … ``gen_ai.tool.message``
+      and ``gen_ai.choice``, content in the body (log records) or in a
+      ``body``/``content`` attribute (older span events);
+    - one ``gen_ai.client.inference.operation.details`` event per call, with
+      ``gen_ai.input.messages`` / ``gen_ai.output.messages`` attributes.
+    """
+    inputs: list[dict[str, Any]] = []
+    outputs: list[dict[str, Any]] = []
+    for event in events:
+        name = event.get("name")
+        a = _dict(event.get("attributes"))
+        if name == OPERATION_DETAILS:
+            event_in, event_out = _attribute_messages(a)
+            inputs.extend(event_in)
+            outputs.extend(event_out)
+            continue
+        body = event.get("body")
+        if body is None:
+            body = a.get("body") if "body" in a else a.get("content")
+        body = json_of(body)
+        if name in _MESSAGE_EVENTS:
+            fields = body if isinstance(body, dict) else {"content": body}
+            inputs.append(
+                _message(
+                    _MESSAGE_EVENTS[name],
+                    fields.get("content"),
+                    _event_tool_calls(fields.get("tool_calls")),
+                    fields.get("id") or a.get("id"),
+                )
+            )
         elif name == "gen_ai.choice":
             message = body.get("message") if isinstance(body, dict) else None
-            content = message.get("content") if isinstance(message, dict) else body
-            outputs.append(_message("assistant", content))
+            if isinstance(message, dict):
+                outputs.append(
+                    _message(
+                        message.get("role") or "assistant",
+                        message.get("content"),
+                        _event_tool_calls(message.get("tool_calls")),
+                    )
+                )
+            else:
+                outputs.append(_message("assistant", body))
     return inputs, outputs
+
+
+def log_event(row: dict[str, Any]) -> dict[str, Any]:
+    """A stored log record as an event for :func:`messages_of`: name, attributes, body."""
+    attributes = json_of(row.get("attributes"))
+    attributes = attributes if isinstance(attributes, dict) else {}
+    try:
+        body = json.loads(row.get("body") or "null")
+    except ValueError:
+        body = None
+    return {
+        "name": row.get("event_name") or attributes.get("event.name") or "",
+        "attributes": attributes,
+        "body": body,
+    }
 
 
 def _input_value_messages(a: dict[str, Any]) -> list[dict[str, Any]]:
@@ -277,9 +381,8 @@ def _input_value_messages(a: dict[str, Any]) -> list[dict[str, Any]]:
     return []
 
 
-def messages_of(span: SpanRecord) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(input messages, output messages) of an LLM span, whichever convention it uses."""
-    a = span.attributes
+def _attribute_messages(a: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Messages in span attributes: OpenInference, GenAI JSON messages, older GenAI prompts."""
     inputs = _openinference_messages(a, "llm.input_messages")
     outputs = _openinference_messages(a, "llm.output_messages")
     if not inputs:
@@ -297,8 +400,21 @@ def messages_of(span: SpanRecord) -> tuple[list[dict[str, Any]], list[dict[str, 
             _message(m.get("role") or "assistant", m.get("content"))
             for m in indexed(a, "gen_ai.completion")
         ]
+    return inputs, outputs
+
+
+def messages_of(
+    span: SpanRecord, logs: list[dict[str, Any]] | None = None
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(input messages, output messages) of an LLM span, whichever convention it uses.
+
+    ``logs`` are the span's log records (see :func:`log_event`): where the
+    GenAI conventions put content when it is not on the span.
+    """
+    a = span.attributes
+    inputs, outputs = _attribute_messages(a)
     if not inputs or not outputs:
-        event_in, event_out = _genai_event_messages(span)
+        event_in, event_out = event_messages([*span.events, *(logs or [])])
         inputs = inputs or event_in
         outputs = outputs or event_out
     if not inputs:

@@ -50,6 +50,7 @@ class RunRow(TypedDict):
     last_seq: int | None
     owner: str | None
     label: str | None
+    trace_id: str | None
 
 
 class MessageRow(TypedDict):
@@ -95,6 +96,13 @@ class SpanRow(TypedDict):
     output_tokens: int | None
     cost_usd: float | None
     attributes: dict[str, Any] | None
+    trace_id: str | None
+    span_kind: str | None
+    status_message: str | None
+    events: list[dict[str, Any]] | None
+    links: list[dict[str, Any]] | None
+    resource: dict[str, Any] | None
+    scope: dict[str, Any] | None
 
 
 class RunDetail(TypedDict):

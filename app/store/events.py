@@ -3,6 +3,11 @@
 Runs on the writer thread inside one transaction: the event row, the derived
 rows (messages, tool calls, spans) and the running totals on the run row
 commit together, so pages and the API never see a half-recorded step.
+
+A native run's spans are built here from its events (``app.store.spans``).
+An ingested run's spans are stored whole by ingest before its events are
+recorded (their payloads name the ``span_id``): the projection then only
+adds what pricing computed.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from app.pricing.costs import merge_status
 from app.pricing.tables import price_event
 from app.store.processes import LEASE_S, forget_dead_processes, orphaned_runs
 from app.store.runs import get_run
+from app.store.spans import agent_span, insert_span, llm_span, span_id_of, tool_span, trace_id_of
 from app.store.statuses import ACTIVE, FAILED, INTERRUPTED, RUNNING, SUCCEEDED
 
 # The last event of every run, whatever its outcome.
@@ -57,11 +63,14 @@ def _run_started(db: Database, run_id: str, seq: int, at: float, e: dict[str, An
         "update runs set status = ?, model = ?, provider = ?, params = ? where id = ?",
         [RUNNING, e["model"], e["provider"], _json(e["params"]), run_id],
     )
+    if e.get("external_spans"):  # an ingested trace: its own spans are stored as they come
+        return
     db.execute(
-        "insert into spans (run_id, span_id, kind, name, start_at, status, attributes)"
-        " values (?, 'agent', 'agent', 'agent run', ?, 'running', ?)",
-        [run_id, at, _json({"model": e["model"], "provider": e["provider"]})],
+        "update runs set trace_id = coalesce(trace_id, ?) where id = ?",
+        [trace_id_of(run_id), run_id],
     )
+    session = db.execute("select session_id from runs where id = ?", [run_id]).fetchone()
+    insert_span(db, agent_span(run_id, at, e, session[0] if session else None))
 
 
 def _message(db: Database, run_id: str, seq: int, at: float, e: dict[str, Any]) -> None:
@@ -106,22 +115,12 @@ def _tool_finished(db: Database, run_id: str, seq: int, at: float, e: dict[str, 
             e["call_id"],
         ],
     )
-    # Ingested (OTLP) events carry their own span ids; native ones get derived ids.
-    db.execute(
-        "insert into spans (run_id, span_id, parent_span_id, kind, name, start_at, end_at,"
-        " status, cost_usd, attributes) values (?, ?, ?, 'tool', ?, ?, ?, ?, ?, ?)",
-        [
-            run_id,
-            e.get("span_id") or f"tool:{e['call_id']}",
-            e.get("parent_span_id") or "agent",
-            e["name"],
-            at - e["latency_ms"] / 1000,
-            at,
-            status,
-            e.get("cost_usd"),
-            _json({"arguments": e["arguments"], "error": e.get("error")}),
-        ],
-    )
+    # Ingested: the span is stored, only its cost is new.
+    if not e.get("span_id") or not db.execute(
+        "update spans set cost_usd = ? where run_id = ? and span_id = ?",
+        [e.get("cost_usd"), run_id, e["span_id"]],
+    ).rowcount:
+        insert_span(db, tool_span(run_id, at, e))
     if e.get("cost_status"):
         _add_cost(db, run_id, e.get("cost_usd"), e["cost_status"], extra=True)
     db.execute(
@@ -134,30 +133,14 @@ def _llm_finished(db: Database, run_id: str, seq: int, at: float, e: dict[str, A
     # Contract C1: tokens may be null (no usage reported: unknown, not 0), and a
     # failed (ingested) call carries "status": "error" with its "error".
     tokens_in, tokens_out = e.get("input_tokens"), e.get("output_tokens")
-    failed = e.get("status") == "error" or bool(e.get("error"))
-    attributes = {"round": e.get("round"), "finish_reason": e.get("finish_reason")}
-    if failed:
-        attributes["error"] = e.get("error") or "the model call failed"
-    if e.get("cost_reason"):
-        attributes["cost_reason"] = e["cost_reason"]
-    db.execute(
-        "insert into spans (run_id, span_id, parent_span_id, kind, name, start_at, end_at,"
-        " status, input_tokens, output_tokens, cost_usd, attributes)"
-        " values (?, ?, ?, 'llm', ?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            run_id,
-            e.get("span_id") or f"llm:{seq}",
-            e.get("parent_span_id") or "agent",
-            e["model"],
-            at - e["latency_ms"] / 1000,
-            at,
-            "error" if failed else "ok",
-            tokens_in,
-            tokens_out,
-            e["cost_usd"],
-            _json(attributes),
-        ],
-    )
+    # Ingested: the span is stored, its tokens and cost are added.
+    if not e.get("span_id") or not db.execute(
+        "update spans set input_tokens = ?, output_tokens = ?, cost_usd = ?"
+        " where run_id = ? and span_id = ?",
+        [tokens_in, tokens_out, e.get("cost_usd"), run_id, e["span_id"]],
+    ).rowcount:
+        row = db.execute("select params from runs where id = ?", [run_id]).fetchone()
+        insert_span(db, llm_span(run_id, seq, at, e, _params(row[0] if row else None)))
     # Run totals keep the tokens that were reported and count the calls that reported none.
     db.execute(
         "update runs set input_tokens = input_tokens + ?, output_tokens = output_tokens + ?,"
@@ -170,6 +153,14 @@ def _llm_finished(db: Database, run_id: str, seq: int, at: float, e: dict[str, A
         ],
     )
     _add_cost(db, run_id, e["cost_usd"], e["cost_status"])
+
+
+def _params(raw: str | None) -> dict[str, Any]:
+    try:
+        params = json.loads(raw or "{}")
+    except ValueError:
+        return {}
+    return params if isinstance(params, dict) else {}
 
 
 def _add_cost(
@@ -191,9 +182,17 @@ def _ended(status: str):
             " ended_at = ?, latency_ms = (? - started_at) * 1000 where id = ?",
             [status, e.get("response"), e.get("error"), at, at, run_id],
         )
+        # The native agent span ends with the run ('agent' is its id before m0012).
         db.execute(
-            "update spans set end_at = ?, status = ? where run_id = ? and span_id = 'agent'",
-            [at, status, run_id],
+            "update spans set end_at = ?, status = ?, status_message = ?"
+            " where run_id = ? and span_id in (?, 'agent') and status = 'running'",
+            [
+                at,
+                "ok" if status == SUCCEEDED else "error",
+                e.get("error"),
+                run_id,
+                span_id_of(run_id, "agent"),
+            ],
         )
 
     return project

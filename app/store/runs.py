@@ -52,7 +52,7 @@ def run_detail(db: Database, run_id: str) -> dict[str, Any] | None:
         for r in db.query("select * from tool_calls where run_id = ? order by seq", [run_id])
     ]
     spans = [
-        decode_json(dict(r), "attributes")
+        decode_json(dict(r), "attributes", "events", "links", "resource", "scope")
         for r in db.query("select * from spans where run_id = ? order by start_at, id", [run_id])
     ]
     return {"run": run, "messages": messages, "tool_calls": tool_calls, "spans": spans}

@@ -17,6 +17,7 @@ from litestar.response import Redirect, Template
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from app.core.errors import InputError, RunQueueFull
+from app.core.rpc_status import status_body
 from app.store.db import StorageUnavailable
 
 log = logging.getLogger("agentop")
@@ -29,6 +30,10 @@ def _wants_html(request: Request) -> bool:
 
 
 def _error_response(request: Request, status: int, message: str, extra: Any = None) -> Response:
+    if request.url.path.startswith("/v1/"):
+        # OTLP receivers answer a google.rpc.Status in the request's encoding.
+        content, media_type = status_body(status, message, request.headers.get("content-type", ""))
+        return Response(content, status_code=status, media_type=media_type)
     if _wants_html(request):
         return Template(
             "error.html", context={"status": status, "message": message}, status_code=status
