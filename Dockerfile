@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # AgentOp-Studio: one process, SQLite on a volume, the local model inside.
 # Build:  docker build -t agentop-studio .
-# Run:    docker run -p 8000:8000 -v agentop-data:/data agentop-studio
+# Run:    docker run -p 8000:8000 -p 4317:4317 -v agentop-data:/data agentop-studio
 
 # ---- build: compile llama-cpp-python and install the locked set into /opt/venv
 FROM python:3.11-slim-bookworm AS build
@@ -43,7 +43,8 @@ ENV PATH=/opt/venv/bin:$PATH \
 USER 10001:10001
 WORKDIR /app
 VOLUME ["/data"]
-EXPOSE 8000
+# The studio (HTTP, OTLP/HTTP on /v1) and OTLP/gRPC (AGENTOP_OTLP_GRPC_PORT)
+EXPOSE 8000 4317
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/api/health', timeout=4).status != 200)"]
 CMD ["agentop", "serve", "--host", "0.0.0.0", "--port", "8000"]

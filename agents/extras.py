@@ -20,6 +20,7 @@ FEATURES = {
     "wandb": "W&B support",
     "hf": "Hugging Face support",
     "elevenlabs": "ElevenLabs speech",
+    "otel-grpc": "OTLP/gRPC ingest",
 }
 
 

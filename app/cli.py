@@ -30,6 +30,7 @@ from app.core.errors import InputError
 from app.core.formats import format_ts
 from app.core.settings import Settings, SettingsError
 from app.exports.cli import add_parser as add_export_parser
+from app.ingest.grpc_server import check_port
 from app.replay.cli import add_parser as add_replay_parser
 from app.runs.input import parse_run_input
 from app.runs.remote import RemoteError, cli_process, credential, find_server, start_and_follow
@@ -78,13 +79,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # Loaded now, not when the app starts: a bad agent setting stops serve with one line.
     settings.agents()
     url = f"http://{args.host}:{args.port}"
+    if args.no_auth and args.host not in LOOPBACK:
+        print("error: --no-auth is only allowed on a loopback address (127.0.0.1)", file=sys.stderr)
+        return 2
+    settings.host = args.host
+    # A busy OTLP/gRPC port too (uvicorn would print a traceback), before a first key is shown.
+    check_port(settings)
     if args.no_auth:
-        if args.host not in LOOPBACK:
-            print(
-                "error: --no-auth is only allowed on a loopback address (127.0.0.1)",
-                file=sys.stderr,
-            )
-            return 2
         settings.auth = False
         print(
             "!" * 72

@@ -41,6 +41,7 @@ from app.experiments.runner import Experiments
 from app.exports.pages import ExportsAPI, ExportsPage
 from app.finetune.pages import FineTuneAPI, FineTunePage
 from app.ingest.api import OTLPController
+from app.ingest.grpc_server import start_otlp_grpc, stop_otlp_grpc
 from app.memory.api import MemoryAPI
 from app.memory.pages import MemoryPages
 from app.pricing.pages import PricesPage
@@ -58,6 +59,8 @@ from app.store import Store
 from app.store.events import interrupt_unfinished
 from app.store.live import Broker
 from app.store.processes import SERVE
+from app.traces.api import TracesAPI
+from app.traces.pages import TracePages
 from app.web.deps import DEPENDENCIES
 from app.web.errors import EXCEPTION_HANDLERS
 from app.web.render import make_environment
@@ -137,6 +140,8 @@ def create_app(
             SessionsAPI,
             MemoryPages,
             MemoryAPI,
+            TracePages,
+            TracesAPI,
             EvalPagesController,
             EvalsAPI,
             ExperimentPagesController,
@@ -156,8 +161,9 @@ def create_app(
         ],
         dependencies={name: Provide(fn, sync_to_thread=False) for name, fn in DEPENDENCIES.items()},
         template_config=TemplateConfig(engine=JinjaTemplateEngine.from_environment(jinja)),
-        on_startup=[start, start_integrations],
-        on_shutdown=[stop],
+        on_startup=[start, start_integrations, start_otlp_grpc],
+        # gRPC first: no export may be in flight when the store closes.
+        on_shutdown=[stop_otlp_grpc, stop],
         state=State({"settings": settings, "jinja": jinja}),
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=settings.max_body_bytes,

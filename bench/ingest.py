@@ -1,19 +1,22 @@
-"""Benchmark: OTLP spans per second accepted by ``POST /v1/traces``, and durable.
+"""Benchmark: OTLP spans per second accepted over HTTP (``POST /v1/traces``) and gRPC, and durable.
 
 Run from the repository root::
 
-    .venv/bin/python bench/ingest.py             # ~20 s on 2 cores
-    .venv/bin/python bench/ingest.py --quick     # smoke test
+    .venv/bin/python bench/ingest.py                    # HTTP then gRPC, ~30 s on 2 cores
+    .venv/bin/python bench/ingest.py --transport grpc   # one of them
+    .venv/bin/python bench/ingest.py --quick            # smoke test
 
-The real app (``create_app`` on a temporary data dir, API-key auth on) runs
-under uvicorn on 127.0.0.1 in a child process. ``--clients`` httpx clients in
-this process each export ``--requests`` OTLP/protobuf requests, the way an
-OpenTelemetry SDK's batch exporter does: every request carries
-``--traces`` traces of ``--spans`` spans each (an agent root span, LLM spans
-with GenAI attributes, input/output messages and token usage, and tool
-spans), encoded with ``opentelemetry-proto``.
+For each transport, the real app (``create_app`` on a fresh temporary data
+dir, API-key auth on, OTLP/gRPC on a free port) runs under uvicorn on
+127.0.0.1 in a child process. ``--clients`` clients in this process (httpx,
+or a grpc channel calling ``TraceService/Export``) each export
+``--requests`` OTLP/protobuf requests, the way an OpenTelemetry SDK's batch
+exporter does: every request carries ``--traces`` traces of ``--spans``
+spans each (an agent root span, LLM spans with GenAI attributes,
+input/output messages and token usage, and tool spans), encoded with
+``opentelemetry-proto``. Both transports send the same bytes.
 
-*Accepted* is spans in 200 responses per second of wall time. The studio
+*Accepted* is spans in successful responses (HTTP 200, gRPC OK) per second of wall time. The studio
 answers only after the request's transaction committed, so an accepted span
 is a durable one; the *durable* figure checks that: after the last response
 the benchmark opens the database file with a fresh SQLite connection and
@@ -37,19 +40,28 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import grpc  # noqa: E402
 import httpx  # noqa: E402
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (  # noqa: E402
     ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue  # noqa: E402
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span  # noqa: E402
 
-from bench.studio_server import studio_server  # noqa: E402
+from bench.studio_server import free_port, studio_server  # noqa: E402
+
+EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+# A client sends bodies (serialised requests), gets back None or why it failed.
+Send = Callable[[bytes], "str | None"]
 
 
 def _kv(key: str, value: object) -> KeyValue:
@@ -123,65 +135,102 @@ def build_request(client: int, index: int, traces: int, spans: int) -> ExportTra
     return ExportTraceServiceRequest(resource_spans=[resource])
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--clients", type=int, default=4)
-    parser.add_argument("--requests", type=int, default=40, help="requests per client")
-    parser.add_argument("--traces", type=int, default=10, help="traces per request")
-    parser.add_argument("--spans", type=int, default=10, help="spans per trace")
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args()
-    if args.quick:
-        args.requests = 5
+@contextmanager
+def http_client(url: str, target: str, key: str) -> Iterator[Send]:
+    headers = {"Content-Type": "application/x-protobuf", "X-API-Key": key}
+    with httpx.Client(base_url=url, headers=headers, timeout=60) as c:
 
+        def send(body: bytes) -> str | None:
+            r = c.post("/v1/traces", content=body)
+            if r.status_code != 200:
+                return f"{r.status_code}: {r.text[:200]}"
+            rejected = ExportTraceServiceResponse.FromString(r.content).partial_success
+            return f"{rejected.rejected_spans} spans rejected" if rejected.rejected_spans else None
+
+        yield send
+
+
+@contextmanager
+def grpc_client(url: str, target: str, key: str) -> Iterator[Send]:
+    with grpc.insecure_channel(target) as channel:
+        # No request serializer: the body goes as it is, the same bytes as over HTTP.
+        export = channel.unary_unary(
+            EXPORT,
+            request_serializer=None,
+            response_deserializer=ExportTraceServiceResponse.FromString,
+        )
+        metadata = (("x-api-key", key),)
+
+        def send(body: bytes) -> str | None:
+            try:
+                response = export(body, metadata=metadata, timeout=60)
+            except grpc.RpcError as exc:
+                return f"{exc.code().name}: {exc.details()}"
+            rejected = response.partial_success.rejected_spans
+            return f"{rejected} spans rejected" if rejected else None
+
+        yield send
+
+
+CLIENTS = {"http": http_client, "grpc": grpc_client}
+
+
+@dataclass
+class Result:
+    transport: str
+    spans: int
+    accepted_s: float
+    durable_s: float
+    latencies: list[float]
+    failures: list[str]
+    runs: int
+    rows: int
+    events: int
+
+
+def run_transport(transport: str, payloads: list[list[bytes]], args: argparse.Namespace) -> Result:
+    """The workload over one transport, against a fresh studio on a fresh database."""
     from app.auth.keys import create_key
     from app.store import Store
 
-    tmp = Path(tempfile.mkdtemp(prefix="agentop-bench-ingest-"))
+    client = CLIENTS[transport]
+    tmp = Path(tempfile.mkdtemp(prefix=f"agentop-bench-ingest-{transport}-"))
     try:
         store = Store(tmp / "agentop.db")
         _, key = store.write_sync(create_key, "bench", "member")
         store.close()
+        grpc_port = free_port()
+        # Read by the spawned studio (it inherits this environment).
+        os.environ["AGENTOP_OTLP_GRPC_PORT"] = str(grpc_port)
         with studio_server(tmp, start_timeout_s=30) as url:
-            payloads = [
-                [
-                    build_request(c, i, args.traces, args.spans).SerializeToString()
-                    for i in range(args.requests)
-                ]
-                for c in range(args.clients)
-            ]
-            headers = {"Content-Type": "application/x-protobuf", "X-API-Key": key}
+            target = f"127.0.0.1:{grpc_port}"
             latencies: list[float] = []
             failures: list[str] = []
             lock = threading.Lock()
 
-            def client(bodies: list[bytes]) -> None:
-                with httpx.Client(base_url=url, headers=headers, timeout=60) as c:
+            def work(bodies: list[bytes]) -> None:
+                with client(url, target, key) as send:
                     for body in bodies:
                         t0 = time.perf_counter()
-                        r = c.post("/v1/traces", content=body)
+                        failure = send(body)
                         with lock:
                             latencies.append(time.perf_counter() - t0)
-                            if r.status_code != 200:
-                                failures.append(f"{r.status_code}: {r.text[:200]}")
+                            if failure:
+                                failures.append(failure)
 
-            # Warm-up: one request, not counted (imports, first transaction).
-            httpx.post(
-                f"{url}/v1/traces",
-                headers=headers,
-                timeout=60,
-                content=build_request(99, 0, 1, args.spans).SerializeToString(),
-            )
+            # Warm-up: one request, not counted (imports, first transaction, connection).
+            warm_up = build_request(99, 0, 1, args.spans).SerializeToString()
+            with client(url, target, key) as send:
+                if failure := send(warm_up):
+                    raise SystemExit(f"{transport} warm-up failed: {failure}")
             start = time.perf_counter()
-            threads = [threading.Thread(target=client, args=(p,)) for p in payloads]
+            threads = [threading.Thread(target=work, args=(p,)) for p in payloads]
             for t in threads:
                 t.start()
             for t in threads:
                 t.join()
             accepted_s = time.perf_counter() - start
 
-            total_traces = args.clients * args.requests * args.traces
-            total_spans = total_traces * args.spans
             with sqlite3.connect(tmp / "agentop.db") as db:
                 runs = (
                     db.execute(
@@ -192,39 +241,78 @@ def main() -> int:
                 rows = db.execute("select count(*) from spans").fetchone()[0] - args.spans
                 events = db.execute("select count(*) from events").fetchone()[0]
             durable_s = time.perf_counter() - start
-
-        ok = not failures and runs == total_traces and rows == total_spans
-        lat = sorted(latencies)
-        print("AgentOp-Studio OTLP ingest benchmark")
-        print(f"  date            {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}")
-        print(
-            f"  machine         nproc {os.cpu_count()}, {platform.machine()}, "
-            f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}"
+        spans = sum(len(p) for p in payloads) * args.traces * args.spans
+        return Result(
+            transport, spans, accepted_s, durable_s, latencies, failures, runs, rows, events
         )
-        print(
-            f"  workload        {args.clients} clients × {args.requests} requests × "
-            f"{args.traces} traces × {args.spans} spans = {total_spans} spans "
-            f"({len(payloads[0][0]) / 1024:.0f} KiB per request, protobuf)"
-        )
-        print(
-            f"  accepted        {total_spans / accepted_s:8.0f} spans/s  "
-            f"({total_spans} spans in {accepted_s:.2f} s, {len(failures)} failed requests)"
-        )
-        print(
-            f"  durable         {total_spans / durable_s:8.0f} spans/s  "
-            f"(counted in SQLite from a fresh connection: {runs} runs finished, {rows} span rows, "
-            f"{events} events; {durable_s:.2f} s)"
-        )
-        print(
-            f"  request latency p50 {statistics.median(lat) * 1000:.0f} ms   "
-            f"p95 {lat[int(len(lat) * 0.95) - 1] * 1000:.0f} ms   max {lat[-1] * 1000:.0f} ms"
-        )
-        print(f"  check           {'OK' if ok else 'MISSING DATA'}")
-        for failure in failures[:5]:
-            print(f"  failure         {failure}")
-        return 0 if ok else 1
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def report(result: Result, traces: int) -> bool:
+    """Print one transport's figures; True if every span is there."""
+    ok = not result.failures and result.runs == traces and result.rows == result.spans
+    lat = sorted(result.latencies)
+    name = {"http": "OTLP/HTTP", "grpc": "OTLP/gRPC"}[result.transport]
+    print(f"  {name}")
+    print(
+        f"    accepted      {result.spans / result.accepted_s:8.0f} spans/s  "
+        f"({result.spans} spans in {result.accepted_s:.2f} s, "
+        f"{len(result.failures)} failed requests)"
+    )
+    print(
+        f"    durable       {result.spans / result.durable_s:8.0f} spans/s  "
+        f"(counted in SQLite from a fresh connection: {result.runs} runs finished, "
+        f"{result.rows} span rows, {result.events} events; {result.durable_s:.2f} s)"
+    )
+    print(
+        f"    latency       p50 {statistics.median(lat) * 1000:.0f} ms   "
+        f"p95 {lat[int(len(lat) * 0.95) - 1] * 1000:.0f} ms   max {lat[-1] * 1000:.0f} ms"
+    )
+    print(f"    check         {'OK' if ok else 'MISSING DATA'}")
+    for failure in result.failures[:5]:
+        print(f"    failure       {failure}")
+    return ok
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--transport", choices=["both", *CLIENTS], default="both")
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--requests", type=int, default=40, help="requests per client")
+    parser.add_argument("--traces", type=int, default=10, help="traces per request")
+    parser.add_argument("--spans", type=int, default=10, help="spans per trace")
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    if args.quick:
+        args.requests = 5
+    transports = list(CLIENTS) if args.transport == "both" else [args.transport]
+
+    # Built once: every transport sends the same bytes, each to a fresh database.
+    payloads = [
+        [
+            build_request(c, i, args.traces, args.spans).SerializeToString()
+            for i in range(args.requests)
+        ]
+        for c in range(args.clients)
+    ]
+    total_traces = args.clients * args.requests * args.traces
+    print("AgentOp-Studio OTLP ingest benchmark")
+    print(f"  date            {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}")
+    print(
+        f"  machine         nproc {os.cpu_count()}, {platform.machine()}, "
+        f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, "
+        f"grpcio {grpc.__version__}"
+    )
+    print(
+        f"  workload        {args.clients} clients × {args.requests} requests × "
+        f"{args.traces} traces × {args.spans} spans = {total_traces * args.spans} spans "
+        f"({len(payloads[0][0]) / 1024:.0f} KiB per request, protobuf)"
+    )
+    ok = True
+    for transport in transports:
+        ok = report(run_transport(transport, payloads, args), total_traces) and ok
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

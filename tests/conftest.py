@@ -31,6 +31,9 @@ from tests.receivers import wait_until
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+# No OTLP/gRPC listener unless a test asks for one on a free port: apps in this
+# process and `agentop serve` subprocesses would all fight for 4317.
+os.environ.setdefault("AGENTOP_OTLP_GRPC_PORT", "0")
 
 MISTRAL_MODEL = "mistral-small-latest"
 LOCAL_MODEL = "smollm2-135m"

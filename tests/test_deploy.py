@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 K8S = ROOT / "deploy" / "k8s"
 K8S_VERSION = "1.31.0"
 # Left out of the base install: the extras' modules, and llm with openai (uv overrides).
-OPTIONAL_MODULES = ("wandb", "huggingface_hub", "pyarrow", "elevenlabs", "llm", "openai")
+OPTIONAL_MODULES = ("wandb", "huggingface_hub", "pyarrow", "elevenlabs", "grpc", "llm", "openai")
 
 
 def hadolint() -> str:

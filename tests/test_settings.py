@@ -80,6 +80,7 @@ READS: list[tuple[str, str, Callable[[], Any], Any]] = [
         lambda: Settings.from_env().trusted_proxies,
         ("10.0.0.0/24", "::1"),
     ),
+    ("AGENTOP_OTLP_GRPC_PORT", "0", lambda: Settings.from_env().otlp_grpc_port, 0),
     ("AGENTOP_RETRY_ATTEMPTS", "7", lambda: integrations().retry_attempts, 7),
     ("AGENTOP_RETRY_INITIAL_S", "0.25", lambda: integrations().retry_initial_s, 0.25),
     ("AGENTOP_RETRY_MAX_S", "3", lambda: integrations().retry_max_s, 3.0),
@@ -139,6 +140,7 @@ def test_defaults():
     assert (s.max_body_bytes, s.max_concurrent_runs, s.max_queued_runs) == (1_000_000, 8, 64)
     assert (s.tool_threads, s.run_stall_timeout_s, s.login_attempts_per_minute) == (8, 900.0, 10)
     assert s.trusted_proxies == () and s.auth is True and s.server_url is None
+    assert s.otlp_grpc_port == 4317 and s.host == "127.0.0.1"
     i = s.integrations
     assert (i.retry_attempts, i.retry_initial_s, i.retry_max_s, i.http_timeout_s) == (
         4,
@@ -180,6 +182,8 @@ def test_an_empty_variable_is_unset_and_arguments_win(monkeypatch):
         ("AGENTOP_RUN_STALL_TIMEOUT_S", "soon", "Input should be a valid number"),
         ("AGENTOP_TRUSTED_PROXIES", "10.0.0.5,proxy.local", "'proxy.local' is not an IP address"),
         ("AGENTOP_SMTP_PORT", "70000", "less than or equal to 65535"),
+        ("AGENTOP_OTLP_GRPC_PORT", "70000", "less than or equal to 65535"),
+        ("AGENTOP_OTLP_GRPC_PORT", "grpc", "Input should be a valid integer"),
         ("AGENTOP_SMTP_PORT", "0", "greater than or equal to 1"),
         ("AGENTOP_SMTP_STARTTLS", "maybe", "Input should be a valid boolean"),
         ("AGENTOP_HTTP_TIMEOUT_S", "0", "greater than 0"),

@@ -311,7 +311,10 @@ def test_full_run_projection(db):
     assert agent["start_at"] == pytest.approx(T0 + 0.1) and agent["end_at"] == pytest.approx(T0 + 2)
     assert agent["status"] == "ok"
     llm_spans = [s for s in detail["spans"] if s["kind"] == "llm"]
-    assert [s["name"] for s in llm_spans] == ["chat mistral-small-latest", "chat mystery-model-9000"]
+    assert [s["name"] for s in llm_spans] == [
+        "chat mistral-small-latest",
+        "chat mystery-model-9000",
+    ]
     assert all(s["parent_span_id"] == agent["span_id"] for s in llm_spans)
     assert llm_spans[0]["span_kind"] == "client"
     assert llm_spans[0]["start_at"] == pytest.approx(T0 + 0.2)  # end - latency
@@ -323,7 +326,9 @@ def test_full_run_projection(db):
     assert llm_spans[1]["cost_usd"] is None
     assert llm_spans[1]["attributes"]["gen_ai.response.finish_reasons"] == ["stop"]
     assert llm_spans[1]["attributes"]["agentop.round"] == 1
-    tools = {s["attributes"]["gen_ai.tool.call.id"]: s for s in spans.values() if s["kind"] == "tool"}
+    tools = {
+        s["attributes"]["gen_ai.tool.call.id"]: s for s in spans.values() if s["kind"] == "tool"
+    }
     assert tools["c1"]["name"] == "execute_tool clock" and tools["c1"]["status"] == "ok"
     assert tools["c1"]["start_at"] == pytest.approx(T0 + 0.8)
     assert tools["c1"]["attributes"]["gen_ai.tool.call.arguments"] == '{"tz": "UTC"}'

@@ -82,12 +82,18 @@ class Settings(EnvSettings):
     trusted_proxies: Annotated[tuple[str, ...], NoDecode] = Field(
         default=(), validation_alias="AGENTOP_TRUSTED_PROXIES"
     )
+    # OTLP/gRPC ingest, on the host the web server binds (0 = off; needs the otel-grpc extra)
+    otlp_grpc_port: int = Field(
+        default=4317, ge=0, le=65535, validation_alias="AGENTOP_OTLP_GRPC_PORT"
+    )
 
     # Set by code, not read from the environment:
     agent_config: AgentConfig | None = None  # loaded from agent_config_path when None
     auth: bool = True  # False only with `serve --no-auth` on a loopback address
     # Where `agentop serve` answers; registered so `agentop run` beside it goes through it.
     server_url: str | None = None
+    # The address `agentop serve --host` binds; the OTLP/gRPC server listens there too.
+    host: str = "127.0.0.1"
     # Webhooks, SMTP, Hugging Face, W&B, prices, retries
     integrations: IntegrationSettings = Field(default_factory=IntegrationSettings)
 

@@ -30,7 +30,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from app.exports.records import corrections, failed_runs, low_scored, run_ids, run_records
+from app.exports.records import (
+    corrections,
+    failed_runs,
+    low_scored,
+    run_ids,
+    run_records,
+    tool_call_list,
+)
 
 ROLES = ("system", "user", "assistant", "tool")
 ID_RE = re.compile(r"^[A-Za-z0-9]{9}$")
@@ -44,7 +51,26 @@ def mistral_call_id(raw: str, run_id: str) -> str:
     return "".join(_ALPHABET[b % len(_ALPHABET)] for b in digest[:9])
 
 
-def _tool_spec(name: str) -> dict[str, Any]:
+def _defined_tools(record: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The tool definitions a run's trace reported (``gen_ai.tool.definitions``…), by name."""
+    params = record.get("params")
+    if isinstance(params, str):
+        try:
+            params = json.loads(params or "{}")
+        except ValueError:
+            params = {}
+    definitions = params.get("tool_definitions") if isinstance(params, dict) else None
+    found: dict[str, dict[str, Any]] = {}
+    for spec in definitions if isinstance(definitions, list) else []:
+        function = spec.get("function") if isinstance(spec, dict) else None
+        if isinstance(function, dict) and isinstance(function.get("name"), str):
+            found[function["name"]] = {"type": "function", "function": function}
+    return found
+
+
+def _tool_spec(name: str, defined: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    if name in defined:  # what the model was offered, as the run's trace says
+        return defined[name]
     try:
         from agents.tools import load_tool
 
@@ -66,7 +92,7 @@ def conversation(record: dict[str, Any], correction: str | None) -> dict[str, An
         if role not in ROLES:
             continue
         if role == "assistant":
-            calls = json.loads(m["tool_calls"] or "[]")
+            calls = tool_call_list(m["tool_calls"])
             message: dict[str, Any] = {"role": "assistant"}
             if calls:
                 message["tool_calls"] = [
@@ -103,7 +129,8 @@ def conversation(record: dict[str, Any], correction: str | None) -> dict[str, An
         return None
     line: dict[str, Any] = {"messages": out}
     if tools:
-        line["tools"] = [_tool_spec(name) for name in sorted(tools)]
+        defined = _defined_tools(record)
+        line["tools"] = [_tool_spec(name, defined) for name in sorted(tools)]
     return line
 
 

@@ -56,6 +56,9 @@ def kind_of(span: SpanRecord) -> str:
         return TOOL
     if any(k in a for k in ("gen_ai.request.model", "gen_ai.response.model", "llm.model_name")):
         return LLM
+    # GenAI span names are "{operation} {target}": the name says it when no attribute does.
+    if any(k.startswith("gen_ai.") for k in a):
+        return _GENAI_OPS.get(span.name.split(" ", 1)[0].lower(), OTHER)
     return OTHER
 
 

@@ -25,6 +25,7 @@ from app.store import Store
 from app.store.live import Broker
 from app.store.runs import draft_text
 from app.store.statuses import ALL, TERMINAL
+from app.traces.context import run_trace, trace_card
 from app.web.deps import existing_run
 from app.web.events import resume_point, run_event_stream
 from app.web.htmx import is_htmx, redirect_to
@@ -95,9 +96,14 @@ class PagesController(Controller):
         live = run["status"] not in TERMINAL
         draft = await store.read(draft_text, run_id) if live else ""
         lineage = await store.read(run_lineage, run_id)
+        # The trace card is drawn with the page. Its context goes first: the run
+        # it read is later than ``detail``, and the live stream must resume
+        # after the events the thread above was read with, not after later ones.
+        trace = trace_card(await run_trace(store, run_id))
         return Template(
             "run.html",
             context={
+                **trace,
                 "run": run,
                 "detail": detail,
                 # thread_items reads any run detail, typed or not.

@@ -116,10 +116,13 @@ def _tool_finished(db: Database, run_id: str, seq: int, at: float, e: dict[str, 
         ],
     )
     # Ingested: the span is stored, only its cost is new.
-    if not e.get("span_id") or not db.execute(
-        "update spans set cost_usd = ? where run_id = ? and span_id = ?",
-        [e.get("cost_usd"), run_id, e["span_id"]],
-    ).rowcount:
+    if (
+        not e.get("span_id")
+        or not db.execute(
+            "update spans set cost_usd = ? where run_id = ? and span_id = ?",
+            [e.get("cost_usd"), run_id, e["span_id"]],
+        ).rowcount
+    ):
         insert_span(db, tool_span(run_id, at, e))
     if e.get("cost_status"):
         _add_cost(db, run_id, e.get("cost_usd"), e["cost_status"], extra=True)
@@ -134,11 +137,14 @@ def _llm_finished(db: Database, run_id: str, seq: int, at: float, e: dict[str, A
     # failed (ingested) call carries "status": "error" with its "error".
     tokens_in, tokens_out = e.get("input_tokens"), e.get("output_tokens")
     # Ingested: the span is stored, its tokens and cost are added.
-    if not e.get("span_id") or not db.execute(
-        "update spans set input_tokens = ?, output_tokens = ?, cost_usd = ?"
-        " where run_id = ? and span_id = ?",
-        [tokens_in, tokens_out, e.get("cost_usd"), run_id, e["span_id"]],
-    ).rowcount:
+    if (
+        not e.get("span_id")
+        or not db.execute(
+            "update spans set input_tokens = ?, output_tokens = ?, cost_usd = ?"
+            " where run_id = ? and span_id = ?",
+            [tokens_in, tokens_out, e.get("cost_usd"), run_id, e["span_id"]],
+        ).rowcount
+    ):
         row = db.execute("select params from runs where id = ?", [run_id]).fetchone()
         insert_span(db, llm_span(run_id, seq, at, e, _params(row[0] if row else None)))
     # Run totals keep the tokens that were reported and count the calls that reported none.
