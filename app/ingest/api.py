@@ -27,8 +27,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from app.auth.guards import requires_member
 from app.core.rpc_status import PROTOBUF, status_body
 from app.ingest.decode import JSON_TYPES, OTLPError, inflate, media_type, parse_request
-from app.ingest.otlp import IngestResult
 from app.ingest.pipeline import export_logs, export_metrics, export_traces
+from app.ingest.trace_runs import IngestResult
 from app.store import Store
 from app.store.live import Broker
 

@@ -24,9 +24,10 @@ from typing import Any
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from sqlite_utils import Database
 
-from app.ingest import normalize, semconv
+from app.ingest import messages, normalize
 from app.ingest.decode import any_value, attributes, hex_id, scope_of
-from app.ingest.otlp import IngestResult, find_trace, pending_logs, record_messages
+from app.ingest.thread import pending_logs, record_messages
+from app.ingest.trace_runs import IngestResult, find_trace
 from app.store import Store
 from app.store.live import Broker
 
@@ -139,7 +140,7 @@ def ingest_log_records(db: Database, records: list[LogRecord]) -> IngestResult:
         ).fetchall()
         # Calls in the order they happened: each repeats the conversation before it.
         for span_id, start, end in stored:
-            inputs, outputs = semconv.event_messages(pending_logs(db, trace, span_id))
+            inputs, outputs = messages.event_messages(pending_logs(db, trace, span_id))
             record_messages(db, trace, start, end or start, inputs, outputs)
         trace.save()
     return result

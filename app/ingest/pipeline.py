@@ -25,7 +25,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from app.ingest.decode import spans_of
 from app.ingest.logs import ingest_logs, logs_of
 from app.ingest.metrics import metrics_of, store_metrics
-from app.ingest.otlp import IngestResult, ingest
+from app.ingest.otlp import ingest
+from app.ingest.trace_runs import IngestResult
 from app.store import Store
 from app.store.live import Broker
 
