@@ -40,7 +40,7 @@ from app.experiments.queries import interrupt_unfinished_experiments
 from app.experiments.runner import Experiments
 from app.exports.pages import ExportsAPI, ExportsPage
 from app.finetune.pages import FineTuneAPI, FineTunePage
-from app.ingest.api import OTLPController
+from app.ingest.api import GenAIMetricsAPI, OTLPController
 from app.ingest.grpc_server import start_otlp_grpc, stop_otlp_grpc
 from app.memory.api import MemoryAPI
 from app.memory.pages import MemoryPages
@@ -148,6 +148,7 @@ def create_app(
             DatasetsAPI,
             ExperimentsAPI,
             OTLPController,
+            GenAIMetricsAPI,
             ExportsPage,
             ExportsAPI,
             FineTunePage,

@@ -218,6 +218,19 @@ def test_genai_metrics_are_stored_and_others_reported(live_server, keys):
     assert answer.partial_success.rejected_data_points == 1
     assert "http.server.requests" in answer.partial_success.error_message
     assert "gen_ai" in answer.partial_success.error_message
+    # What was stored is read back, summed per metric, model and token type.
+    r = httpx.get(f"{live_server.url}/api/otlp/metrics", headers={"X-API-Key": keys["viewer"]})
+    [usage] = r.json()["metrics"]
+    assert (usage["name"], usage["model"], usage["token_type"]) == (
+        "gen_ai.client.token.usage",
+        "mistral-small-latest",
+        "input",
+    )
+    assert (usage["points"], usage["count"], usage["total"]) == (1, 1, 120)
+    r = httpx.get(
+        f"{live_server.url}/api/otlp/metrics?hours=0", headers={"X-API-Key": keys["viewer"]}
+    )
+    assert r.status_code == 400 and "hours" in r.text
 
 
 @pytest.mark.parametrize(

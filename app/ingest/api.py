@@ -1,5 +1,7 @@
 """``POST /v1/traces``, ``/v1/logs``, ``/v1/metrics``: OTLP/HTTP export, protobuf or JSON.
 
+``GET /api/otlp/metrics`` reads back the GenAI metrics stored, summed.
+
 Authenticated by API key like the rest of the API. Each answers in the
 encoding it was sent: the export's response message (with
 ``partial_success`` when some items were rejected), or for a payload that
@@ -12,12 +14,15 @@ through the one pipeline the gRPC services use too (``pipeline``).
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
+import msgspec
 from google.protobuf import json_format
 from google.protobuf.message import Message
-from litestar import Controller, Request, Response, post
+from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
+from litestar.params import Parameter
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
@@ -27,6 +32,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from app.auth.guards import requires_member
 from app.core.rpc_status import PROTOBUF, status_body
 from app.ingest.decode import JSON_TYPES, OTLPError, inflate, media_type, parse_request
+from app.ingest.metrics import metric_summary
 from app.ingest.pipeline import export_logs, export_metrics, export_traces
 from app.ingest.trace_runs import IngestResult
 from app.store import Store
@@ -115,3 +121,40 @@ class OTLPController(Controller):
         except OTLPError as exc:
             return _error(request, exc)
         return _answer(request, await export_metrics(store, export))
+
+
+class GenAIMetricPoint(msgspec.Struct):
+    """One metric over the window: data points and the sum of their counts and values."""
+
+    name: str
+    unit: str | None
+    model: str | None
+    token_type: str | None
+    points: int
+    count: int | None
+    total: float | None
+
+
+class GenAIMetrics(msgspec.Struct):
+    since: float
+    metrics: list[GenAIMetricPoint]
+
+
+class GenAIMetricsAPI(Controller):
+    path = "/api/otlp"
+    tags = ["ingest"]
+
+    @get(
+        "/metrics",
+        summary="GenAI metrics received over OTLP, summed per metric, model and token type",
+    )
+    async def metrics(
+        self,
+        store: NamedDependency[Store],
+        hours: int = Parameter(default=24, ge=1, le=24 * 90, description="the window, in hours"),
+    ) -> GenAIMetrics:
+        since = time.time() - hours * 3600
+        rows = await store.read(metric_summary, since)
+        return GenAIMetrics(
+            since=since, metrics=[msgspec.convert(r, GenAIMetricPoint) for r in rows]
+        )
