@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from playwright.sync_api import expect
 
 from tests.browser import log_in
 from tests.conftest import MISTRAL_MODEL, wait_for_run
@@ -127,3 +128,30 @@ def test_odd_and_deep_spans_render_tidily_and_run_no_script(browser, live_server
     page.locator("#trace").scroll_into_view_if_needed()
     shot(page, "odd-trace")
     assert dialogs == []
+
+
+def test_the_trace_grows_while_the_run_streams(browser, live_server, fake_mistral, keys):
+    """Opened while the run is going, the trace card gains each span as it ends."""
+    fake_mistral.add(
+        Reply(text="Let me check.", tool_calls=[{"name": "elevenlabs_speak", "arguments": {}}]),
+        Reply(text="Paris is the capital of France.", delay_s=1.5),
+    )
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("response", lambda r: errors.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+    log_in(page, live_server.url, keys["member"])
+    page.goto(f"{live_server.url}/settings/prices")  # leave the dashboard's live list
+    with httpx.Client(base_url=live_server.url, headers={"X-API-Key": keys["member"]}) as api:
+        r = api.post("/api/runs", json={"prompt": "Capital of France?", "model": MISTRAL_MODEL})
+        run_id = r.json()["run_id"]
+        page.goto(f"{live_server.url}/runs/{run_id}")
+        # The second model call is still being answered: its span is not there yet.
+        assert page.locator("#run-status.status-running").count() == 1
+        assert page.locator("#trace tr.row-llm").count() < 2
+        page.wait_for_selector("#run-status.status-succeeded", timeout=20_000)
+        wait_for_run(api, run_id)
+    expect(page.locator("#trace tr.row-llm")).to_have_count(2, timeout=10_000)
+    assert page.locator("#trace tr.row-tool").count() == 1
+    assert "running" not in page.inner_text("#trace tr.span-row >> nth=0")
+    assert errors == []
