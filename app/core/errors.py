@@ -4,7 +4,11 @@ from __future__ import annotations
 
 
 class InputError(ValueError):
-    """Bad input from a user or API client; becomes a 4xx with this message."""
+    """Bad input from a user or API client; becomes a 4xx (``status``) with this message."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class RunQueueFull(InputError):
@@ -15,5 +19,5 @@ class RunQueueFull(InputError):
     """
 
     def __init__(self, message: str, retry_after: int = 5) -> None:
-        super().__init__(message)
+        super().__init__(message, 429)
         self.retry_after = retry_after

@@ -30,8 +30,8 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from app.auth.guards import requires_member
-from app.core.rpc_status import PROTOBUF, status_body
-from app.ingest.decode import JSON_TYPES, OTLPError, inflate, media_type, parse_request
+from app.core.rpc_status import PROTOBUF
+from app.ingest.decode import JSON_TYPES, inflate, media_type, parse_request
 from app.ingest.metrics import metric_summary
 from app.ingest.pipeline import export_logs, export_metrics, export_traces
 from app.ingest.trace_runs import IngestResult
@@ -46,12 +46,9 @@ def _is_json(request: Request) -> bool:
     return media_type(request.headers.get("content-type", "")) in JSON_TYPES
 
 
-def _error(request: Request, exc: OTLPError) -> Response:
-    body, kind = status_body(exc.status, str(exc), request.headers.get("content-type", ""))
-    return Response(body, status_code=exc.status, media_type=kind)
-
-
 async def _decode(request: Request, message: type[Message]) -> Any:
+    """The request's export message; a body that does not decode raises :class:`OTLPError`,
+    which the app answers as a ``google.rpc.Status`` (``app.web.errors``)."""
     body = inflate(await request.body(), request.headers.get("content-encoding", ""))
     return parse_request(body, request.headers.get("content-type", ""), message)
 
@@ -84,10 +81,7 @@ class OTLPController(Controller):
     async def traces(
         self, request: Request, store: NamedDependency[Store], broker: NamedDependency[Broker]
     ) -> Response:
-        try:
-            export = await _decode(request, ExportTraceServiceRequest)
-        except OTLPError as exc:
-            return _error(request, exc)
+        export = await _decode(request, ExportTraceServiceRequest)
         response, result = await export_traces(store, broker, export)
         return _answer(request, response, result)
 
@@ -101,10 +95,7 @@ class OTLPController(Controller):
     async def logs(
         self, request: Request, store: NamedDependency[Store], broker: NamedDependency[Broker]
     ) -> Response:
-        try:
-            export = await _decode(request, ExportLogsServiceRequest)
-        except OTLPError as exc:
-            return _error(request, exc)
+        export = await _decode(request, ExportLogsServiceRequest)
         response, result = await export_logs(store, broker, export)
         return _answer(request, response, result)
 
@@ -116,10 +107,7 @@ class OTLPController(Controller):
         request_max_body_size=OTLP_MAX_BODY_BYTES,
     )
     async def metrics(self, request: Request, store: NamedDependency[Store]) -> Response:
-        try:
-            export = await _decode(request, ExportMetricsServiceRequest)
-        except OTLPError as exc:
-            return _error(request, exc)
+        export = await _decode(request, ExportMetricsServiceRequest)
         return _answer(request, await export_metrics(store, export))
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import binascii
 import time
 import zlib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -158,6 +159,22 @@ def hex_id(raw: bytes) -> str:
     return raw.hex() if any(raw) else ""
 
 
+def scoped(
+    groups: Iterable[Any], scopes: str, items: str
+) -> Iterator[tuple[dict[str, Any], dict[str, Any], Any]]:
+    """Each item of an export request (span, log record, metric) with its resource and scope.
+
+    Every OTLP request nests the same way: resource groups of scope groups of
+    items; the resource and scope are read once per group.
+    """
+    for group in groups:
+        resource = attributes(group.resource.attributes)
+        for scope_group in getattr(group, scopes):
+            scope = scope_of(scope_group.scope)
+            for item in getattr(scope_group, items):
+                yield resource, scope, item
+
+
 def _times(start_ns: int, end_ns: int) -> tuple[float, float]:
     """(start, end) in Unix seconds; a missing start is the end, a missing end the start."""
     start_ns = start_ns or end_ns or time.time_ns()
@@ -169,53 +186,49 @@ def spans_of(request: ExportTraceServiceRequest) -> tuple[list[SpanRecord], list
     """The valid spans of a request, and a reason for each rejected one."""
     spans: list[SpanRecord] = []
     rejected: list[str] = []
-    for resource_spans in request.resource_spans:
-        resource = attributes(resource_spans.resource.attributes)
-        for scope_spans in resource_spans.scope_spans:
-            scope = scope_of(scope_spans.scope)
-            for span in scope_spans.spans:
-                label = normalize.name(span.name, 100)
-                if len(span.trace_id) != 16 or not any(span.trace_id):
-                    rejected.append(f"span {label!r}: invalid trace_id")
-                    continue
-                if len(span.span_id) != 8 or not any(span.span_id):
-                    rejected.append(f"span {label!r}: invalid span_id")
-                    continue
-                if span.parent_span_id and len(span.parent_span_id) != 8:
-                    rejected.append(f"span {label!r}: invalid parent_span_id")
-                    continue
-                start, end = _times(span.start_time_unix_nano, span.end_time_unix_nano)
-                spans.append(
-                    SpanRecord(
-                        trace_id=span.trace_id.hex(),
-                        span_id=span.span_id.hex(),
-                        parent_span_id=hex_id(span.parent_span_id),
-                        name=normalize.name(span.name),
-                        start=start,
-                        end=end,
-                        error=span.status.code == Status.STATUS_CODE_ERROR,
-                        status_message=normalize.text(span.status.message, 10_000),
-                        attributes=attributes(span.attributes),
-                        events=[
-                            {
-                                "name": normalize.name(e.name),
-                                "at": e.time_unix_nano / 1e9,
-                                "attributes": attributes(e.attributes),
-                            }
-                            for e in span.events
-                        ],
-                        resource=resource,
-                        scope=scope,
-                        span_kind=SPAN_KINDS.get(span.kind, "unspecified"),
-                        status_code=STATUS_CODES.get(span.status.code, "unset"),
-                        links=[
-                            {
-                                "trace_id": hex_id(link.trace_id),
-                                "span_id": hex_id(link.span_id),
-                                "attributes": attributes(link.attributes),
-                            }
-                            for link in span.links
-                        ],
-                    )
-                )
+    for resource, scope, span in scoped(request.resource_spans, "scope_spans", "spans"):
+        label = normalize.name(span.name, 100)
+        if len(span.trace_id) != 16 or not any(span.trace_id):
+            rejected.append(f"span {label!r}: invalid trace_id")
+            continue
+        if len(span.span_id) != 8 or not any(span.span_id):
+            rejected.append(f"span {label!r}: invalid span_id")
+            continue
+        if span.parent_span_id and len(span.parent_span_id) != 8:
+            rejected.append(f"span {label!r}: invalid parent_span_id")
+            continue
+        start, end = _times(span.start_time_unix_nano, span.end_time_unix_nano)
+        spans.append(
+            SpanRecord(
+                trace_id=span.trace_id.hex(),
+                span_id=span.span_id.hex(),
+                parent_span_id=hex_id(span.parent_span_id),
+                name=normalize.name(span.name),
+                start=start,
+                end=end,
+                error=span.status.code == Status.STATUS_CODE_ERROR,
+                status_message=normalize.text(span.status.message, 10_000),
+                attributes=attributes(span.attributes),
+                events=[
+                    {
+                        "name": normalize.name(e.name),
+                        "at": e.time_unix_nano / 1e9,
+                        "attributes": attributes(e.attributes),
+                    }
+                    for e in span.events
+                ],
+                resource=resource,
+                scope=scope,
+                span_kind=SPAN_KINDS.get(span.kind, "unspecified"),
+                status_code=STATUS_CODES.get(span.status.code, "unset"),
+                links=[
+                    {
+                        "trace_id": hex_id(link.trace_id),
+                        "span_id": hex_id(link.span_id),
+                        "attributes": attributes(link.attributes),
+                    }
+                    for link in span.links
+                ],
+            )
+        )
     return spans, rejected

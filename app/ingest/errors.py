@@ -1,11 +1,13 @@
-"""The one error ingest raises for a payload it cannot take, with the HTTP status to answer."""
+"""The one error ingest raises for a payload it cannot take, with the HTTP status to answer.
+
+An :class:`InputError`, so the app's error handler answers it like any bad
+input: under ``/v1/`` as a ``google.rpc.Status`` in the request's encoding.
+"""
 
 from __future__ import annotations
 
+from app.core.errors import InputError
 
-class OTLPError(ValueError):
-    """A payload that cannot be decoded; ``status`` is the HTTP status to answer."""
 
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.status = status
+class OTLPError(InputError):
+    """A payload that cannot be decoded; ``status`` is 400, 413 (too large) or 415."""

@@ -15,7 +15,6 @@ spans in separate batches, in either order:
 
 from __future__ import annotations
 
-import json
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -25,11 +24,10 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from sqlite_utils import Database
 
 from app.ingest import messages, normalize
-from app.ingest.decode import any_value, attributes, hex_id, scope_of
+from app.ingest.decode import any_value, attributes, hex_id, scoped
 from app.ingest.thread import pending_logs, record_messages
 from app.ingest.trace_runs import IngestResult, find_trace
-from app.store import Store
-from app.store.live import Broker
+from app.store.rows import encode_json
 
 
 @dataclass
@@ -51,42 +49,32 @@ def logs_of(request: ExportLogsServiceRequest) -> tuple[list[LogRecord], list[st
     """The valid log records of a request, and a reason for each rejected one."""
     records: list[LogRecord] = []
     rejected: list[str] = []
-    for resource_logs in request.resource_logs:
-        resource = attributes(resource_logs.resource.attributes)
-        for scope_logs in resource_logs.scope_logs:
-            scope = scope_of(scope_logs.scope)
-            for record in scope_logs.log_records:
-                if record.trace_id and len(record.trace_id) != 16:
-                    rejected.append("log record: invalid trace_id")
-                    continue
-                if record.span_id and len(record.span_id) != 8:
-                    rejected.append("log record: invalid span_id")
-                    continue
-                attrs = attributes(record.attributes)
-                at_ns = record.time_unix_nano or record.observed_time_unix_nano or time.time_ns()
-                records.append(
-                    LogRecord(
-                        trace_id=hex_id(record.trace_id),
-                        span_id=hex_id(record.span_id),
-                        at=at_ns / 1e9,
-                        observed_at=(record.observed_time_unix_nano or at_ns) / 1e9,
-                        severity_number=int(record.severity_number),
-                        severity_text=normalize.name(record.severity_text, 100),
-                        # The field is recent; older SDKs name the event in an attribute.
-                        event_name=normalize.name(
-                            record.event_name or attrs.get("event.name") or "", 200
-                        ),
-                        body=any_value(record.body),
-                        attributes=attrs,
-                        resource=resource,
-                        scope=scope,
-                    )
-                )
+    for resource, scope, record in scoped(request.resource_logs, "scope_logs", "log_records"):
+        if record.trace_id and len(record.trace_id) != 16:
+            rejected.append("log record: invalid trace_id")
+            continue
+        if record.span_id and len(record.span_id) != 8:
+            rejected.append("log record: invalid span_id")
+            continue
+        attrs = attributes(record.attributes)
+        at_ns = record.time_unix_nano or record.observed_time_unix_nano or time.time_ns()
+        records.append(
+            LogRecord(
+                trace_id=hex_id(record.trace_id),
+                span_id=hex_id(record.span_id),
+                at=at_ns / 1e9,
+                observed_at=(record.observed_time_unix_nano or at_ns) / 1e9,
+                severity_number=int(record.severity_number),
+                severity_text=normalize.name(record.severity_text, 100),
+                # The field is recent; older SDKs name the event in an attribute.
+                event_name=normalize.name(record.event_name or attrs.get("event.name") or "", 200),
+                body=any_value(record.body),
+                attributes=attrs,
+                resource=resource,
+                scope=scope,
+            )
+        )
     return records, rejected
-
-
-def _json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, default=str)
 
 
 def _insert(db: Database, record: LogRecord, run_id: str | None, received_at: float) -> None:
@@ -103,10 +91,10 @@ def _insert(db: Database, record: LogRecord, run_id: str | None, received_at: fl
             record.severity_number,
             record.severity_text,
             record.event_name,
-            _json(record.body),
-            _json(record.attributes),
-            _json(record.resource),
-            _json(record.scope),
+            encode_json(record.body),
+            encode_json(record.attributes),
+            encode_json(record.resource),
+            encode_json(record.scope),
             received_at,
         ],
     )
@@ -143,12 +131,4 @@ def ingest_log_records(db: Database, records: list[LogRecord]) -> IngestResult:
             inputs, outputs = messages.event_messages(pending_logs(db, trace, span_id))
             record_messages(db, trace, start, end or start, inputs, outputs)
         trace.save()
-    return result
-
-
-async def ingest_logs(store: Store, broker: Broker, records: list[LogRecord]) -> IngestResult:
-    """Write a batch of log records, then publish the messages they added (after the commit)."""
-    result = await store.write(ingest_log_records, records)
-    for event in result.events:
-        broker.publish(event)
     return result

@@ -11,7 +11,6 @@ instead of a silent drop or a bare 404.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +22,8 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric
 from sqlite_utils import Database
 
 from app.ingest import normalize
-from app.ingest.decode import attributes, scope_of
+from app.ingest.decode import attributes, scoped
+from app.store.rows import encode_json
 
 STORED_PREFIX = "gen_ai."
 SUPPORTED = "only GenAI metrics (gen_ai.*, such as gen_ai.client.token.usage) are stored"
@@ -51,6 +51,17 @@ def _number(point: Any) -> float | int | str | None:
     return None if kind is None else normalize.number(float(getattr(point, kind)))
 
 
+def _distribution(point: Any) -> dict[str, Any]:
+    """Count, sum, min and max of a histogram point (the optional ones None when unset)."""
+    return {
+        "count": point.count,
+        **{
+            name: normalize.number(getattr(point, name)) if point.HasField(name) else None
+            for name in ("sum", "min", "max")
+        },
+    }
+
+
 def _points(metric: Metric) -> list[tuple[Any, dict[str, Any]]]:
     """(data point, what it measured) for each point of a metric, whatever its type."""
     kind = metric.WhichOneof("data")
@@ -59,10 +70,7 @@ def _points(metric: Metric) -> list[tuple[Any, dict[str, Any]]]:
             (
                 p,
                 {
-                    "count": p.count,
-                    "sum": normalize.number(p.sum) if p.HasField("sum") else None,
-                    "min": normalize.number(p.min) if p.HasField("min") else None,
-                    "max": normalize.number(p.max) if p.HasField("max") else None,
+                    **_distribution(p),
                     "bounds": [normalize.number(b) for b in p.explicit_bounds],
                     "bucket_counts": list(p.bucket_counts),
                 },
@@ -71,17 +79,7 @@ def _points(metric: Metric) -> list[tuple[Any, dict[str, Any]]]:
         ]
     if kind == "exponential_histogram":
         return [
-            (
-                p,
-                {
-                    "count": p.count,
-                    "sum": normalize.number(p.sum) if p.HasField("sum") else None,
-                    "min": normalize.number(p.min) if p.HasField("min") else None,
-                    "max": normalize.number(p.max) if p.HasField("max") else None,
-                    "scale": p.scale,
-                    "zero_count": p.zero_count,
-                },
-            )
+            (p, {**_distribution(p), "scale": p.scale, "zero_count": p.zero_count})
             for p in metric.exponential_histogram.data_points
         ]
     if kind in ("sum", "gauge"):
@@ -98,40 +96,32 @@ def metrics_of(request: ExportMetricsServiceRequest) -> tuple[list[MetricPoint],
     """The GenAI data points of a request, how many others were not kept, and why."""
     points: list[MetricPoint] = []
     others: dict[str, int] = {}
-    for resource_metrics in request.resource_metrics:
-        resource = attributes(resource_metrics.resource.attributes)
-        for scope_metrics in resource_metrics.scope_metrics:
-            scope = scope_of(scope_metrics.scope)
-            for metric in scope_metrics.metrics:
-                name = normalize.name(metric.name, 200)
-                found = _points(metric)
-                if not name.startswith(STORED_PREFIX):
-                    others[name] = others.get(name, 0) + len(found)
-                    continue
-                for point, data in found:
-                    points.append(
-                        MetricPoint(
-                            name=name,
-                            unit=normalize.name(metric.unit, 100),
-                            kind=metric.WhichOneof("data") or "",
-                            start_at=_seconds(point.start_time_unix_nano),
-                            at=_seconds(point.time_unix_nano) or time.time(),
-                            attributes=attributes(point.attributes),
-                            data=data,
-                            resource=resource,
-                            scope=scope,
-                        )
-                    )
+    for resource, scope, metric in scoped(request.resource_metrics, "scope_metrics", "metrics"):
+        name = normalize.name(metric.name, 200)
+        found = _points(metric)
+        if not name.startswith(STORED_PREFIX):
+            others[name] = others.get(name, 0) + len(found)
+            continue
+        for point, data in found:
+            points.append(
+                MetricPoint(
+                    name=name,
+                    unit=normalize.name(metric.unit, 100),
+                    kind=metric.WhichOneof("data") or "",
+                    start_at=_seconds(point.start_time_unix_nano),
+                    at=_seconds(point.time_unix_nano) or time.time(),
+                    attributes=attributes(point.attributes),
+                    data=data,
+                    resource=resource,
+                    scope=scope,
+                )
+            )
     rejected = sum(others.values())
     reason = ""
     if rejected:
         named = ", ".join(sorted(others)[:10])
         reason = f"{SUPPORTED}; not stored: {named}"
     return points, rejected, reason
-
-
-def _json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, default=str)
 
 
 def store_metrics(db: Database, points: list[MetricPoint]) -> int:
@@ -147,10 +137,10 @@ def store_metrics(db: Database, points: list[MetricPoint]) -> int:
                 p.kind,
                 p.start_at,
                 p.at,
-                _json(p.attributes),
-                _json(p.data),
-                _json(p.resource),
-                _json(p.scope),
+                encode_json(p.attributes),
+                encode_json(p.data),
+                encode_json(p.resource),
+                encode_json(p.scope),
                 now,
             ]
             for p in points

@@ -22,7 +22,6 @@ span. Exporters retry, so a span already recorded is skipped.
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 
 from sqlite_utils import Database
@@ -39,15 +38,16 @@ from app.ingest.trace_runs import (
     open_trace,
     set_prompt,
 )
-from app.store import Store
-from app.store.live import Broker
-from app.store.runs import get_run
+from app.store.rows import encode_json, json_object
 from app.store.spans import insert_span
 
 
-def _store(trace: TraceRun, span: SpanRecord) -> bool:
-    """Store ``span`` whole; False when the run has it already (exporters retry)."""
-    inp, out = semconv.usage_of(span) if semconv.kind_of(span) == semconv.LLM else (None, None)
+def _store(trace: TraceRun, span: SpanRecord, kind: str) -> bool:
+    """Store ``span`` whole; False when the run has it already (exporters retry).
+
+    A model call's tokens and cost are added by the projection of its
+    ``llm_call_finished`` event (``app.store.events``), as for a native call.
+    """
     return insert_span(
         trace.db,
         {
@@ -55,15 +55,13 @@ def _store(trace: TraceRun, span: SpanRecord) -> bool:
             "trace_id": span.trace_id,
             "span_id": span.span_id,
             "parent_span_id": span.parent_span_id or None,
-            "kind": semconv.kind_of(span),
+            "kind": kind,
             "span_kind": span.span_kind,
             "name": span.name,
             "start_at": span.start,
             "end_at": span.end,
             "status": span.status_code,
             "status_message": span.status_message or None,
-            "input_tokens": inp,
-            "output_tokens": out,
             "attributes": span.attributes,
             "events": span.events,
             "links": span.links,
@@ -73,9 +71,9 @@ def _store(trace: TraceRun, span: SpanRecord) -> bool:
     )
 
 
-def _merge_params(db: Database, trace: TraceRun, span: SpanRecord) -> None:
+def _merge_params(db: Database, trace: TraceRun, span: SpanRecord, kind: str) -> None:
     """Fill the run's parameters from the first span that has each (temperature, agent name…)."""
-    learned = semconv.params_of(span) if semconv.kind_of(span) == semconv.LLM else {}
+    learned = semconv.params_of(span) if kind == semconv.LLM else {}
     agent = semconv.agent_name_of(span)
     if agent:
         learned["agent"] = agent
@@ -84,14 +82,11 @@ def _merge_params(db: Database, trace: TraceRun, span: SpanRecord) -> None:
         learned["tool_definitions"] = tools
     if not learned:
         return
-    run = get_run(db, trace.run_id)
-    params = dict(run["params"]) if run and isinstance(run.get("params"), dict) else {}
+    row = db.execute("select params from runs where id = ?", [trace.run_id]).fetchone()
+    params = json_object(row[0] if row else None)
     merged = {**learned, **params}
     if merged != params:
-        db.execute(
-            "update runs set params = ? where id = ?",
-            [json.dumps(merged, ensure_ascii=False), trace.run_id],
-        )
+        db.execute("update runs set params = ? where id = ?", [encode_json(merged), trace.run_id])
 
 
 def _llm(db: Database, trace: TraceRun, span: SpanRecord) -> None:
@@ -117,7 +112,6 @@ def _llm(db: Database, trace: TraceRun, span: SpanRecord) -> None:
             "latency_ms": (span.end - span.start) * 1000,
             "round": 0,
             "finish_reason": semconv.finish_reason_of(span),
-            "params": semconv.params_of(span),
             "span_id": span.span_id,
             **failure,
         }
@@ -184,7 +178,8 @@ def ingest_spans(db: Database, spans: list[SpanRecord]) -> IngestResult:
             result.runs.append(trace.run_id)
         # Children end before their root; the root closes the run, so it goes last.
         for span in sorted(trace_spans, key=lambda s: (s.is_root, s.end, s.start)):
-            if not _store(trace, span):
+            kind = semconv.kind_of(span)
+            if not _store(trace, span, kind):
                 result.duplicates += 1
                 continue
             db.execute(
@@ -194,8 +189,7 @@ def ingest_spans(db: Database, spans: list[SpanRecord]) -> IngestResult:
             conversation = semconv.session_of(span)
             if conversation:
                 join_conversation(db, trace, conversation)
-            _merge_params(db, trace, span)
-            kind = semconv.kind_of(span)
+            _merge_params(db, trace, span, kind)
             if kind == semconv.LLM:
                 _llm(db, trace, span)
             else:
@@ -209,12 +203,4 @@ def ingest_spans(db: Database, spans: list[SpanRecord]) -> IngestResult:
             result.accepted += 1
         trace.save()
         announce(db, trace)
-    return result
-
-
-async def ingest(store: Store, broker: Broker, spans: list[SpanRecord]) -> IngestResult:
-    """Write a batch, then publish its events to live viewers (after the commit)."""
-    result = await store.write(ingest_spans, spans)
-    for event in result.events:
-        broker.publish(event)
     return result

@@ -23,10 +23,10 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 
 from app.ingest.decode import spans_of
-from app.ingest.logs import ingest_logs, logs_of
+from app.ingest.logs import ingest_log_records, logs_of
 from app.ingest.metrics import metrics_of, store_metrics
-from app.ingest.otlp import ingest
-from app.ingest.trace_runs import IngestResult
+from app.ingest.otlp import ingest_spans
+from app.ingest.trace_runs import IngestResult, write_and_publish
 from app.store import Store
 from app.store.live import Broker
 
@@ -39,7 +39,7 @@ async def export_traces(
 ) -> tuple[ExportTraceServiceResponse, IngestResult | None]:
     """Record the valid spans of ``request``; report the rejected ones as a partial success."""
     spans, rejected = spans_of(request)
-    result = await ingest(store, broker, spans) if spans else None
+    result = await write_and_publish(store, broker, ingest_spans, spans) if spans else None
     response = ExportTraceServiceResponse()
     if rejected:
         response.partial_success.rejected_spans = len(rejected)
@@ -52,7 +52,9 @@ async def export_logs(
 ) -> tuple[ExportLogsServiceResponse, IngestResult | None]:
     """Record the valid log records of ``request`` on their spans (GenAI events become messages)."""
     records, rejected = logs_of(request)
-    result = await ingest_logs(store, broker, records) if records else None
+    result = (
+        await write_and_publish(store, broker, ingest_log_records, records) if records else None
+    )
     response = ExportLogsServiceResponse()
     if rejected:
         response.partial_success.rejected_log_records = len(rejected)

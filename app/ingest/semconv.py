@@ -21,13 +21,13 @@ messages of a model call are read in ``app.ingest.messages``.
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
 from app.ingest import normalize
 from app.ingest.decode import SpanRecord
 from app.ingest.jsonbody import JSONBodyError, load_json
+from app.store.rows import encode_json
 
 LLM, TOOL, AGENT, OTHER = "llm", "tool", "agent", "other"
 _OI_KINDS = {"LLM": LLM, "TOOL": TOOL, "AGENT": AGENT, "CHAIN": AGENT}
@@ -95,7 +95,7 @@ def as_text(value: Any) -> str:
         return ""
     if isinstance(value, str):
         return value
-    return json.dumps(value, ensure_ascii=False, default=str)
+    return encode_json(value)
 
 
 def indexed(a: dict[str, Any], prefix: str) -> list[dict[str, Any]]:

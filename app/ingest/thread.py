@@ -15,6 +15,7 @@ from sqlite_utils import Database
 
 from app.ingest import messages, semconv
 from app.ingest.trace_runs import TraceRun, set_prompt
+from app.store.rows import encode_json
 from app.store.statuses import TERMINAL, sql_list
 
 
@@ -59,7 +60,7 @@ def _complete_tool_calls(db: Database, run_id: str, messages: list[dict[str, Any
                 db.execute(
                     "update tool_calls set arguments = ? where run_id = ? and call_id = ?"
                     " and arguments in ('{}', 'null')",
-                    [json.dumps(arguments, ensure_ascii=False), run_id, call["id"]],
+                    [encode_json(arguments), run_id, call["id"]],
                 )
         if message["role"] == "tool" and message.get("tool_call_id"):
             db.execute(
@@ -80,7 +81,9 @@ def tool_from_thread(db: Database, run_id: str, tool: dict[str, Any]) -> dict[st
         ):
             for call in semconv.json_of(raw) or []:
                 if isinstance(call, dict) and call.get("id") == call_id:
-                    arguments = semconv.json_of(call.get("function", {}).get("arguments"))
+                    arguments = semconv.json_of(
+                        semconv.as_dict(call.get("function")).get("arguments")
+                    )
                     if isinstance(arguments, dict):
                         tool = {**tool, "arguments": arguments}
     if tool["result"] is None and tool["error"] is None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -18,8 +19,9 @@ from sqlite_utils import Database
 
 from app.ingest import normalize, semconv
 from app.ingest.decode import SpanRecord
+from app.store import Store
 from app.store.events import TOTALS_EVENTS, record_event
-from app.store.live import RUN_CREATED_SEQ, LiveEvent
+from app.store.live import RUN_CREATED_SEQ, Broker, LiveEvent
 from app.store.runs import create_run, get_run
 
 # A run's label (its root span's name) is shown where a prompt would be.
@@ -148,3 +150,19 @@ def set_prompt(db: Database, run_id: str, text: str | None) -> None:
             "update runs set prompt = ? where id = ? and (prompt is null or prompt = '')",
             [text[:100_000], run_id],
         )
+
+
+async def write_and_publish(
+    store: Store,
+    broker: Broker,
+    write: Callable[[Database, list[Any]], IngestResult],
+    items: list[Any],
+) -> IngestResult:
+    """Write a batch (spans or log records) in one transaction, then publish its events.
+
+    Live viewers hear of nothing before the commit: what they see is durable.
+    """
+    result = await store.write(write, items)
+    for event in result.events:
+        broker.publish(event)
+    return result

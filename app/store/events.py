@@ -12,7 +12,6 @@ adds what pricing computed.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from sqlite_utils import Database
@@ -20,6 +19,7 @@ from sqlite_utils import Database
 from app.pricing.costs import merge_status
 from app.pricing.tables import price_event
 from app.store.processes import LEASE_S, forget_dead_processes, orphaned_runs
+from app.store.rows import encode_json, json_object
 from app.store.runs import get_run
 from app.store.spans import agent_span, insert_span, llm_span, span_id_of, tool_span, trace_id_of
 from app.store.statuses import ACTIVE, FAILED, INTERRUPTED, RUNNING, SUCCEEDED
@@ -28,10 +28,6 @@ from app.store.statuses import ACTIVE, FAILED, INTERRUPTED, RUNNING, SUCCEEDED
 TERMINAL_EVENTS = frozenset({"run_finished", "run_failed", "run_interrupted"})
 # Events after which the run row's totals or status changed.
 TOTALS_EVENTS = TERMINAL_EVENTS | {"run_started", "llm_call_finished", "tool_call_finished"}
-
-
-def _json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, default=str)
 
 
 def record_event(
@@ -49,7 +45,7 @@ def record_event(
         event = price_event(db, event)
     db.execute(
         "insert into events (run_id, seq, type, at, payload) values (?, ?, ?, ?, ?)",
-        [run_id, seq, kind, at, _json(event)],
+        [run_id, seq, kind, at, encode_json(event)],
     )
     db.execute("update runs set last_seq = ? where id = ?", [seq, run_id])
     project = _PROJECTIONS.get(kind)
@@ -61,7 +57,7 @@ def record_event(
 def _run_started(db: Database, run_id: str, seq: int, at: float, e: dict[str, Any]) -> None:
     db.execute(
         "update runs set status = ?, model = ?, provider = ?, params = ? where id = ?",
-        [RUNNING, e["model"], e["provider"], _json(e["params"]), run_id],
+        [RUNNING, e["model"], e["provider"], encode_json(e["params"]), run_id],
     )
     if e.get("external_spans"):  # an ingested trace: its own spans are stored as they come
         return
@@ -82,7 +78,7 @@ def _message(db: Database, run_id: str, seq: int, at: float, e: dict[str, Any]) 
             seq,
             e["role"],
             e["content"],
-            _json(list(e.get("tool_calls") or [])),
+            encode_json(list(e.get("tool_calls") or [])),
             e.get("tool_call_id"),
             e.get("name"),
             at,
@@ -94,7 +90,7 @@ def _tool_started(db: Database, run_id: str, seq: int, at: float, e: dict[str, A
     db.execute(
         "insert into tool_calls (run_id, call_id, seq, name, arguments, status, started_at)"
         " values (?, ?, ?, ?, ?, 'running', ?)",
-        [run_id, e["call_id"], seq, e["name"], _json(e["arguments"]), at],
+        [run_id, e["call_id"], seq, e["name"], encode_json(e["arguments"]), at],
     )
 
 
@@ -109,7 +105,7 @@ def _tool_finished(db: Database, run_id: str, seq: int, at: float, e: dict[str, 
             status,
             e["latency_ms"],
             at,
-            _json(list(e.get("cost_lines") or [])),
+            encode_json(list(e.get("cost_lines") or [])),
             e.get("cost_usd"),
             run_id,
             e["call_id"],
@@ -146,7 +142,7 @@ def _llm_finished(db: Database, run_id: str, seq: int, at: float, e: dict[str, A
         ).rowcount
     ):
         row = db.execute("select params from runs where id = ?", [run_id]).fetchone()
-        insert_span(db, llm_span(run_id, seq, at, e, _params(row[0] if row else None)))
+        insert_span(db, llm_span(run_id, seq, at, e, json_object(row[0] if row else None)))
     # Run totals keep the tokens that were reported and count the calls that reported none.
     db.execute(
         "update runs set input_tokens = input_tokens + ?, output_tokens = output_tokens + ?,"
@@ -159,14 +155,6 @@ def _llm_finished(db: Database, run_id: str, seq: int, at: float, e: dict[str, A
         ],
     )
     _add_cost(db, run_id, e["cost_usd"], e["cost_status"])
-
-
-def _params(raw: str | None) -> dict[str, Any]:
-    try:
-        params = json.loads(raw or "{}")
-    except ValueError:
-        return {}
-    return params if isinstance(params, dict) else {}
 
 
 def _add_cost(
@@ -214,8 +202,8 @@ def _memory_snapshot(db: Database, run_id: str, seq: int, at: float, e: dict[str
             seq,
             e["step"],
             e.get("label"),
-            _json(messages),
-            _json(e.get("scratch") or {}),
+            encode_json(messages),
+            encode_json(e.get("scratch") or {}),
             len(messages),
             at,
         ],

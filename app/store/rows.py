@@ -1,4 +1,4 @@
-"""Rows as pages and the API want them: JSON columns decoded."""
+"""JSON columns of rows: encoded as they are stored, decoded as pages and the API want them."""
 
 from __future__ import annotations
 
@@ -10,6 +10,11 @@ from typing import Any
 from app.core.text import map_strings, replace_surrogates
 
 
+def encode_json(value: Any) -> str:
+    """``value`` as the text of a JSON column (readable Unicode; anything odd as its str)."""
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
 def maybe_json(value: Any) -> Any:
     """Text that looks like a JSON object or array, parsed; anything else as it is."""
     if isinstance(value, str) and value[:1] in "[{":
@@ -18,20 +23,39 @@ def maybe_json(value: Any) -> Any:
     return value
 
 
-def decode_json(row: Mapping[str, Any], *fields: str) -> dict[str, Any]:
+def json_object(value: Any) -> dict[str, Any]:
+    """A JSON object column (``runs.params``…) as a dict; anything else (corrupt, NULL) as {}."""
+    parsed = maybe_json(value)
+    return parsed if isinstance(parsed, dict) else {}
+
+
+# ``decode_json``'s default: a corrupt cell is left as the text it is.
+AS_STORED: Any = object()
+
+
+def decode_json(row: Mapping[str, Any], *fields: str, corrupt: Any = AS_STORED) -> dict[str, Any]:
     """A dict copy of ``row`` with the named JSON text columns parsed.
 
-    A value that is not valid JSON is left as the text it is, so one bad
-    cell never hides the rest of a row.
+    A value that is not valid JSON (or nests too deep to parse) is left as the
+    text it is, so one bad cell never hides the rest of a row; with
+    ``corrupt`` given, it and any cell that is neither text nor a number
+    (NULL, bytes) read as ``corrupt`` instead, for readers that promise a
+    JSON value or null.
     """
     out = dict(row)
     for name in fields:
         value = out.get(name)
         if isinstance(value, str):
-            with contextlib.suppress(json.JSONDecodeError):
+            try:
                 decoded = json.loads(value)
                 # Only an escaped surrogate (\\udXXX) can smuggle one in: skip the walk otherwise.
-                out[name] = (
-                    map_strings(decoded, replace_surrogates) if "\\ud" in value.lower() else decoded
-                )
+                if "\\ud" in value.lower():
+                    decoded = map_strings(decoded, replace_surrogates)
+            except (ValueError, RecursionError):
+                if corrupt is not AS_STORED:
+                    out[name] = corrupt
+                continue
+            out[name] = decoded
+        elif corrupt is not AS_STORED and not isinstance(value, int | float):
+            out[name] = corrupt
     return out

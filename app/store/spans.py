@@ -15,10 +15,11 @@ same trace id.
 from __future__ import annotations
 
 import hashlib
-import json
 from typing import Any
 
 from sqlite_utils import Database
+
+from app.store.rows import encode_json
 
 AGENT_SERVICE = "agentop-studio"
 SCOPE = {"name": "agentop", "version": "0.1.0", "attributes": {}}
@@ -57,14 +58,10 @@ _INSERT = (
 )
 
 
-def _json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, default=str)
-
-
 def insert_span(db: Database, row: dict[str, Any]) -> bool:
     """Store one span (JSON columns given as values); False when the run has it already."""
     values = [
-        _json(row.get(c)) if c in _JSON_COLUMNS and row.get(c) is not None else row.get(c)
+        encode_json(row.get(c)) if c in _JSON_COLUMNS and row.get(c) is not None else row.get(c)
         for c in COLUMNS
     ]
     return db.execute(_INSERT, values).rowcount > 0
@@ -182,7 +179,7 @@ def tool_span(run_id: str, at: float, event: dict[str, Any]) -> dict[str, Any]:
         "gen_ai.tool.name": event["name"],
         "gen_ai.tool.call.id": event["call_id"],
         "gen_ai.tool.type": "function",
-        "gen_ai.tool.call.arguments": _json(event.get("arguments")),
+        "gen_ai.tool.call.arguments": encode_json(event.get("arguments")),
     }
     if error is not None:
         attributes["error.type"] = "tool_error"

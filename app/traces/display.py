@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any, TypedDict
 
+from app.web.render import pretty_json
+
 # Longer text than this is folded under <details>.
 FOLD_CHARS = 300
 # A value is shown up to this many characters; the JSON API has all of it.
@@ -26,7 +28,7 @@ class ValueView(TypedDict):
 
 def _as_json(value: Any) -> str:
     try:
-        return json.dumps(value, indent=2, ensure_ascii=False, default=str)
+        return pretty_json(value)
     except (ValueError, RecursionError):  # a cycle or absurd depth: its repr will do
         return repr(value)
 

@@ -2,40 +2,23 @@
 
 Rows are untrusted (ingested from any agent, or written before a column
 existed): a JSON cell that does not parse reads as None, never as an error,
-and text is made valid UTF-8 the way ``app.store.rows`` does it.
+and text is made valid UTF-8 (``app.store.rows.decode_json``).
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from sqlite_utils import Database
 
-from app.core.text import map_strings, replace_surrogates
+from app.store.rows import decode_json
 
 SPAN_JSON = ("attributes", "events", "links", "resource", "scope")
 LOG_JSON = ("body", "attributes", "resource", "scope")
 
 
-def decode_cell(value: Any) -> Any:
-    """A JSON text cell as its value; None for a missing or corrupt cell."""
-    if not isinstance(value, str):
-        # NULL, or a number SQLite kept as one: nothing to parse.
-        return value if isinstance(value, int | float) else None
-    try:
-        decoded = json.loads(value)
-        # Only an escaped surrogate (\\udXXX) can smuggle one in: skip the walk otherwise.
-        return map_strings(decoded, replace_surrogates) if "\\ud" in value.lower() else decoded
-    except (ValueError, RecursionError):
-        return None
-
-
 def _decoded(row: Any, fields: tuple[str, ...]) -> dict[str, Any]:
-    out = dict(row)
-    for name in fields:
-        out[name] = decode_cell(out.get(name))
-    return out
+    return decode_json(row, *fields, corrupt=None)
 
 
 def run_spans(db: Database, run_id: str) -> list[dict[str, Any]]:

@@ -45,7 +45,7 @@ def _error_response(request: Request, status: int, message: str, extra: Any = No
 
 
 def handle_input_error(request: Request, exc: InputError) -> Response:
-    return _error_response(request, 400, str(exc))
+    return _error_response(request, exc.status, str(exc))
 
 
 def handle_queue_full(request: Request, exc: RunQueueFull) -> Response:
