@@ -23,13 +23,13 @@ OpenAI-compatible servers do after answering 200:
 from __future__ import annotations
 
 import json
-import threading
 import time
 import uuid
-from collections import deque
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.loopback import ScriptedServer, echo_text, send_json
 
 
 @dataclass
@@ -52,45 +52,15 @@ def _words(messages: list[dict[str, Any]]) -> int:
     return sum(len(str(m.get("content") or "").split()) for m in messages)
 
 
-class FakeMistral:
+class FakeMistral(ScriptedServer):
     def __init__(self) -> None:
-        self.script: deque[Reply] = deque()
-        self.requests: list[dict[str, Any]] = []
-        self.lock = threading.Lock()
         # Other Mistral APIs (files, fine-tuning: tests/fake_mistral_ft.py) plug in here:
         # route(handler, method, path, raw body) -> True when it answered.
         self.routes: list[Any] = []
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> FakeMistral:
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-    def add(self, *replies: Reply) -> None:
-        with self.lock:
-            self.script.extend(replies)
+        super().__init__(self._handler())
 
     def _next(self, body: dict[str, Any]) -> Reply:
-        with self.lock:
-            self.requests.append(body)
-            if self.script:
-                return self.script.popleft()
-        last_user = next(
-            (m.get("content") for m in reversed(body.get("messages", [])) if m["role"] == "user"),
-            "",
-        )
-        return Reply(text=f"Echo: {last_user}")
+        return self.take(body) or Reply(text=echo_text(body))
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         fake = self
@@ -102,14 +72,7 @@ class FakeMistral:
                 pass
 
             def _send_json(self, status: int, payload: Any, headers: dict[str, str]) -> None:
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                for k, v in headers.items():
-                    self.send_header(k, v)
-                self.end_headers()
-                self.wfile.write(data)
+                send_json(self, status, payload, headers)
 
             def _extra(self, method: str, raw: bytes) -> bool:
                 return any(route(self, method, self.path, raw) for route in fake.routes)

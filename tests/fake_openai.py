@@ -13,13 +13,13 @@ OpenAI does. Every request body is kept in ``requests`` for assertions.
 from __future__ import annotations
 
 import json
-import threading
 import time
 import uuid
-from collections import deque
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.loopback import ScriptedServer, echo_text, send_json
 
 
 @dataclass
@@ -32,45 +32,17 @@ class Reply:
     chunk_size: int = 8
 
 
-class FakeOpenAI:
+class FakeOpenAI(ScriptedServer):
     def __init__(self) -> None:
-        self.script: deque[Reply] = deque()
-        self.requests: list[dict[str, Any]] = []
         self.response_ids: list[str] = []
-        self.lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.server.daemon_threads = True
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self.server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> FakeOpenAI:
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-    def add(self, *replies: Reply) -> None:
-        with self.lock:
-            self.script.extend(replies)
+        super().__init__(self._handler())
 
     def _next(self, body: dict[str, Any]) -> tuple[Reply, str]:
         response_id = f"chatcmpl-{uuid.uuid4().hex[:12]}"
-        with self.lock:
-            self.requests.append(body)
+        with self.lock:  # ids in the order of ``requests``
             self.response_ids.append(response_id)
-            if self.script:
-                return self.script.popleft(), response_id
-        last_user = next(
-            (m.get("content") for m in reversed(body.get("messages", [])) if m["role"] == "user"),
-            "",
-        )
-        return Reply(text=f"Echo: {last_user}"), response_id
+            reply = self.take(body)
+        return reply or Reply(text=echo_text(body)), response_id
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         fake = self
@@ -82,12 +54,7 @@ class FakeOpenAI:
                 pass
 
             def _send_json(self, status: int, payload: Any) -> None:
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send_json(self, status, payload)
 
             def do_POST(self) -> None:  # noqa: N802 - http.server naming
                 raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
