@@ -14,6 +14,12 @@ the variable holds, since substitution happens after parsing.
 The values are then checked by pydantic against the dataclasses below (types
 and bounds); a bad one is a :class:`ConfigError` naming its key and the
 variable it came from. A key set to null counts as not set (its default).
+
+A local model entry may say ``default_tools``: the tools a run on that model
+gets when it names none (``[]``: none). A model that says nothing, and every
+Mistral model, gets every configured tool. They are gathered into
+``AgentConfig.default_tools`` (model name -> tool names), checked against the
+configured tools.
 """
 
 from __future__ import annotations
@@ -148,6 +154,13 @@ class AgentConfig:
     ] = ()
     mistral: MistralConfig = field(default_factory=MistralConfig)
     tools: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Model -> the tools a run on it gets when it names none; a model not here
+    # gets every tool. In the file: ``default_tools`` on a local model's entry.
+    default_tools: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def tools_by_default(self, model: str) -> tuple[str, ...] | None:
+        """The tools a run on ``model`` gets when it names none; None: every tool."""
+        return self.default_tools.get(model)
 
     @property
     def resolved_default_model(self) -> str:
@@ -168,6 +181,7 @@ class AgentConfig:
 # Tools are checked apart: AgentConfig.tools stays plain dicts for the tools themselves.
 _AGENT_CONFIG = TypeAdapter(AgentConfig)
 _TOOLS = TypeAdapter(dict[str, ToolSettings])
+_TOOL_NAMES = TypeAdapter(tuple[str, ...])
 
 
 def _dotted(at: Location) -> str:
@@ -187,6 +201,42 @@ def _describe(errors: list[Any], sources: dict[Location, list[str]]) -> str:
         message = str(error["msg"]).removeprefix("Value error, ")
         lines.append(f"{where}{shown}: {message}")
     return "; ".join(lines)
+
+
+def _pop_default_tools(values: dict[str, Any]) -> dict[Location, Any]:
+    """Take ``default_tools`` out of each local model's entry (LocalModel has no such
+    field: it is the web process's business, not the model worker's), by location."""
+    local = values.get("local")
+    models = local.get("models") if isinstance(local, dict) else None
+    found: dict[Location, Any] = {}
+    for i, entry in enumerate(models if isinstance(models, list) else []):
+        if isinstance(entry, dict) and entry.get("default_tools") is not None:
+            found[("local", "models", i, "default_tools")] = (
+                entry.get("name"),
+                entry.pop("default_tools"),
+            )
+    return found
+
+
+def _check_default_tools(
+    found: dict[Location, Any], tools: dict[str, Any], errors: list[Any]
+) -> dict[str, tuple[str, ...]]:
+    """Model -> its default tools, each a configured tool; a bad entry goes to ``errors``."""
+    defaults: dict[str, tuple[str, ...]] = {}
+    for at, (model, raw) in found.items():
+        try:
+            names = _TOOL_NAMES.validate_python(raw)
+        except ValidationError as exc:
+            errors += [{**e, "loc": (*at, *e["loc"])} for e in exc.errors()]
+            continue
+        unknown = sorted(set(names) - set(tools))
+        if unknown:
+            configured = ", ".join(tools) or "none"
+            message = f"unknown tool(s) {', '.join(unknown)}; configured: {configured}"
+            errors.append({"loc": at, "msg": message, "input": None})
+            continue
+        defaults[str(model)] = names
+    return defaults
 
 
 def parse(
@@ -218,6 +268,7 @@ def load_config(
     tools = values.pop("tools", None) or {}
     if isinstance(tools, dict):
         tools = {name: settings or {} for name, settings in tools.items()}
+    found = _pop_default_tools(values)
     errors: list[Any] = []
     config = AgentConfig()
     try:
@@ -228,6 +279,11 @@ def load_config(
         tools = _TOOLS.validate_python(tools)
     except ValidationError as exc:
         errors += [{**e, "loc": ("tools", *e["loc"])} for e in exc.errors()]
+    defaults = _check_default_tools(found, tools if isinstance(tools, dict) else {}, errors)
     if errors:
         raise ConfigError(f"{path}: {_describe(errors, sources)}")
-    return dataclasses.replace(config, tools={name: dict(s) for name, s in tools.items()})
+    return dataclasses.replace(
+        config,
+        tools={name: dict(s) for name, s in tools.items()},
+        default_tools={**config.default_tools, **defaults},
+    )

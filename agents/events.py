@@ -51,12 +51,62 @@ class MessageAdded(Event):
 
 
 @dataclass(frozen=True)
+class ModelLoading(Event):
+    """A model is being loaded before it can answer (a local model's worker process starts)."""
+
+    type: ClassVar[str] = "model_loading"
+    model: str
+
+
+@dataclass(frozen=True)
+class ModelLoaded(Event):
+    """The model announced by :class:`ModelLoading` is ready; ``latency_ms`` is its load time."""
+
+    type: ClassVar[str] = "model_loaded"
+    model: str
+    latency_ms: float
+
+
+@dataclass(frozen=True)
+class LLMCallStarted(Event):
+    """A model call was sent; until its first token or tool call the run waits for the model."""
+
+    type: ClassVar[str] = "llm_call_started"
+    model: str
+    round: int = 0
+
+
+@dataclass(frozen=True)
 class TokenDelta(Event):
-    """A piece of assistant text as the model streams it."""
+    """A piece of assistant text as the model streams it.
+
+    ``run_output_tokens`` is a live estimate of the run's output tokens so far:
+    the usage reported by finished calls plus one per piece streamed in this
+    call. The provider's exact usage replaces it at ``llm_call_finished``.
+    """
 
     type: ClassVar[str] = "token"
     text: str
     round: int = 0
+    run_output_tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class ToolCallDelta(Event):
+    """A piece of a tool call's JSON arguments as the model writes them.
+
+    ``index`` tells the calls of one model reply apart; ``name`` is the tool's
+    name as far as it is known yet. Joined in order, the pieces of one call
+    are the arguments its ``tool_call_started`` event carries (parsed).
+    ``run_output_tokens`` is the same live estimate as on :class:`TokenDelta`.
+    """
+
+    type: ClassVar[str] = "tool_call_delta"
+    round: int
+    index: int
+    name: str
+    text: str
+    run_output_tokens: int | None = None
 
 
 @dataclass(frozen=True)

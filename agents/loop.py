@@ -6,6 +6,13 @@ last round tools are withheld so the model has to answer. Every step is
 emitted as an event to the sink, followed by a snapshot of the loop's memory
 (messages and scratch state); a failing tool becomes a failed tool call and
 the run goes on, a failing model call fails the run.
+
+Waits are events too, so a viewer can say what the run is doing: a model
+call starts (``llm_call_started``), its model may load first
+(``model_loading``, ``model_loaded``), text and tool-call arguments stream
+piece by piece (``token``, ``tool_call_delta``, each with a live estimate of
+the run's output tokens), and a tool runs between ``tool_call_started`` and
+``tool_call_finished``.
 """
 
 from __future__ import annotations
@@ -17,24 +24,32 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from agents import events
 from agents.events import (
     EventSink,
     LLMCallFinished,
+    LLMCallStarted,
     MemorySnapshot,
     MessageAdded,
     RunFailed,
     RunFinished,
     RunStarted,
     TokenDelta,
+    ToolCallDelta,
     ToolCallFinished,
     ToolCallStarted,
 )
 from agents.providers.base import (
     Completion,
     GenerationParams,
+    ModelLoaded,
+    ModelLoading,
     Provider,
     ProviderError,
+    ToolCallChunk,
     ToolCallRequest,
+    ToolSpec,
+    WarmsUp,
 )
 from agents.tools import Tool, ToolTimedOut
 
@@ -124,6 +139,60 @@ async def _call_tool(tool: Tool | None, call: ToolCallRequest, sink: EventSink) 
     return result, True
 
 
+async def _emit_marker(item: ModelLoading | ModelLoaded, sink: EventSink) -> None:
+    if isinstance(item, ModelLoading):
+        await sink.emit(events.ModelLoading(model=item.model))
+    else:
+        await sink.emit(events.ModelLoaded(model=item.model, latency_ms=item.latency_ms))
+
+
+async def _model_call(
+    provider: Provider,
+    messages: list[dict[str, Any]],
+    specs: list[ToolSpec],
+    params: GenerationParams,
+    round_: int,
+    reported_out: int,
+    sink: EventSink,
+) -> Completion:
+    """One model call, streamed to the sink as it happens; its final completion.
+
+    ``reported_out`` is the output tokens reported by the run's earlier calls:
+    each streamed piece adds one to the live estimate on top of it.
+    """
+    if isinstance(provider, WarmsUp):
+        async for marker in provider.warm_up(params.model):
+            await _emit_marker(marker, sink)
+    streamed = 0
+    completion: Completion | None = None
+    async for item in provider.stream(messages, specs, params):
+        if isinstance(item, Completion):
+            completion = item
+        elif isinstance(item, (ModelLoading, ModelLoaded)):
+            await _emit_marker(item, sink)
+        elif isinstance(item, ToolCallChunk):
+            if not item.text and not item.name:
+                continue
+            streamed += 1 if item.text else 0
+            await sink.emit(
+                ToolCallDelta(
+                    round=round_,
+                    index=item.index,
+                    name=item.name,
+                    text=item.text,
+                    run_output_tokens=reported_out + streamed,
+                )
+            )
+        elif item:
+            streamed += 1
+            await sink.emit(
+                TokenDelta(text=item, round=round_, run_output_tokens=reported_out + streamed)
+            )
+    if completion is None:
+        raise RuntimeError("provider ended without a completion")
+    return completion
+
+
 class _Memory:
     """Emits snapshots of the loop's memory: the message list plus its scratch state."""
 
@@ -178,20 +247,20 @@ async def run_agent(
         "finish_reason": None,
     }
     memory = _Memory(messages, scratch, sink)
+    # Output tokens the run's finished calls reported (unknown counts 0, as on the run row).
+    reported_out = 0
     try:
         await memory.snapshot("prompt")
         for round_ in range(rounds):
             last_round = round_ == rounds - 1
             specs = [] if last_round else [t.spec for t in tools]
+            await sink.emit(LLMCallStarted(model=request.model, round=round_))
+            # The call's latency counts a model load too, as it always did.
             started = time.perf_counter()
-            completion: Completion | None = None
-            async for item in provider.stream(messages, specs, params):
-                if isinstance(item, Completion):
-                    completion = item
-                elif item:
-                    await sink.emit(TokenDelta(text=item, round=round_))
-            if completion is None:
-                raise RuntimeError("provider ended without a completion")
+            completion = await _model_call(
+                provider, messages, specs, params, round_, reported_out, sink
+            )
+            reported_out += completion.output_tokens or 0
             await sink.emit(
                 LLMCallFinished(
                     model=completion.model or request.model,

@@ -32,7 +32,7 @@ from app.core.settings import Settings, SettingsError
 from app.exports.cli import add_parser as add_export_parser
 from app.ingest.grpc_server import check_port
 from app.replay.cli import add_parser as add_replay_parser
-from app.runs.input import parse_run_input
+from app.runs.input import parse_run_input, tools_from_text
 from app.runs.remote import RemoteError, cli_process, credential, find_server, start_and_follow
 from app.runs.remote import client as remote_client
 from app.runs.runner import Runner
@@ -123,6 +123,8 @@ async def _run(args: argparse.Namespace) -> int:
         "system_prompt": args.system,
         "session": args.session,
         "max_tokens": args.max_tokens,
+        # Not given: the model's default tools (none for the small local model).
+        "tools": tools_from_text(args.tools) if args.tools is not None else None,
     }
     body = {k: v for k, v in data.items() if v is not None}
     settings = _settings(args)
@@ -244,6 +246,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--system", help="system prompt")
     run.add_argument("--session", help="group the run into this session")
     run.add_argument("--max-tokens", type=int)
+    run.add_argument(
+        "--tools",
+        help='comma-separated tool names ("none" for none); default: the model\'s default tools',
+    )
     run.add_argument("--data-dir")
     run.set_defaults(func=lambda a: asyncio.run(_run(a)))
 

@@ -18,6 +18,10 @@ OpenAI-compatible servers do after answering 200:
 
 ``finish_reason`` overrides the final chunk's reason ("length", "model_length",
 "error"); ``error_message`` is the provider's words in error bodies and events.
+
+Tool calls stream whole, in one chunk, as Mistral sends them; with
+``args_chunk_size`` each call's JSON arguments come in pieces of that many
+characters instead (OpenAI-compatible servers do so), ``delay_s`` apart.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ class Reply:
     fault: str | None = None  # empty | cut | no_usage | error_data | error_event | drop
     finish_reason: str | None = None  # default: "tool_calls" with tool calls, else "stop"
     error_message: str | None = None  # default: "fake error <status>"
+    args_chunk_size: int | None = None  # stream tool-call arguments in pieces this long
 
 
 def _words(messages: list[dict[str, Any]]) -> int:
@@ -203,7 +208,9 @@ class FakeMistral(ScriptedServer):
                             "finish_reason": None,
                         }
                     )
-                if reply.tool_calls:
+                if reply.tool_calls and reply.args_chunk_size:
+                    self._stream_tool_calls(reply, send)
+                elif reply.tool_calls:
                     send(
                         {
                             "index": 0,
@@ -221,6 +228,25 @@ class FakeMistral(ScriptedServer):
                 write(b"data: [DONE]\n\n")
                 if chunked:
                     write(b"")  # the terminating zero-length chunk
+
+            def _stream_tool_calls(self, reply: Reply, send: Any) -> None:
+                """Each call's id and name first, then its arguments piece by piece."""
+                size = reply.args_chunk_size or 1
+                for call in self._tool_calls(reply):
+                    i, args = call["index"], call["function"]["arguments"]
+                    head = {**call, "function": {"name": call["function"]["name"], "arguments": ""}}
+                    send({"index": 0, "delta": {"tool_calls": [head]}, "finish_reason": None})
+                    for start in range(0, len(args), size):
+                        if reply.delay_s:
+                            time.sleep(reply.delay_s)
+                        piece = {"name": "", "arguments": args[start : start + size]}
+                        send(
+                            {
+                                "index": 0,
+                                "delta": {"tool_calls": [{"index": i, "function": piece}]},
+                                "finish_reason": None,
+                            }
+                        )
 
             def _misbehave(self, reply: Reply) -> bool:
                 """End the stream the way ``reply.fault`` says; True when it ended here."""

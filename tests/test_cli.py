@@ -77,3 +77,46 @@ def test_run_streams_to_the_terminal_and_is_recorded(tmp_path, fake_mistral):
 def test_run_reports_bad_input(tmp_path):
     r = run_cli("run", "hi", "--model", "no-such-model", "--data-dir", str(tmp_path))
     assert r.returncode == 2 and "unknown model" in r.stderr
+
+
+def _mistral_env(fake_mistral, tmp_path):
+    return {
+        "MISTRAL_API_KEY": "k",
+        "MISTRAL_SERVER_URL": fake_mistral.url,
+        "AGENTOP_DATA_DIR": str(tmp_path),
+    }
+
+
+def test_run_tools_option_picks_the_tools_offered(tmp_path, fake_mistral):
+    env = _mistral_env(fake_mistral, tmp_path)
+    r = run_cli("run", "hi", "--tools", "hf_list_models,wandb_log", env_extra=env)
+    assert r.returncode == 0, r.stderr
+    offered = [t["function"]["name"] for t in fake_mistral.requests[-1]["tools"]]
+    assert offered == ["hf_list_models", "wandb_log"]
+    r = run_cli("run", "hi", "--tools", "none", env_extra=env)
+    assert r.returncode == 0, r.stderr
+    assert not fake_mistral.requests[-1].get("tools")
+    r = run_cli("run", "hi", "--tools", "nope", env_extra=env)
+    assert r.returncode == 2 and "unknown tool(s): nope" in r.stderr
+
+
+def test_run_prints_no_third_party_banner(tmp_path, fake_mistral):
+    """wandb's "Install Weave" hint (and any wandb: line) stays out of the terminal."""
+    metrics = {"metrics": [{"name": "loss", "value": 0.5}]}
+    fake_mistral.add(Reply(tool_calls=[{"name": "wandb_log", "arguments": metrics}]))
+    fake_mistral.add(Reply(text="Logged."))
+    # As a user's shell has it: none of wandb's own switches set (conftest sets some).
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MISTRAL_", "AGENTOP_"))}
+    env = {k: v for k, v in env.items() if not k.startswith("WANDB_")}
+    env.update(_mistral_env(fake_mistral, tmp_path), WANDB_MODE="offline")
+    r = subprocess.run(
+        [*AGENTOP, "run", "log a loss of 0.5", "--tools", "wandb_log"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=180,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "✓ wandb_log" in r.stdout  # the tool did run
+    output = r.stdout + r.stderr
+    assert "Weave" not in output and "wandb:" not in output, output

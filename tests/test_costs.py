@@ -135,9 +135,13 @@ def test_merge_status_is_order_independent_over_a_sequence():
         (0.0001, PRICED, "$0.0001"),
         (0.0045, PRICED, "$0.0045"),
         (0.0123, PRICED, "$0.0123"),
-        (1.5, PRICED, "$1.5000"),
+        (1.5, PRICED, "$1.50"),  # as the cost chart writes it
+        (1.4, PRICED, "$1.40"),
+        (1234.5, PRICED, "$1,234.50"),
+        (1e308, PRICED, "> $999T"),
+        (float("nan"), PRICED, "—"),
         (0.004, PARTIAL, "≥ $0.004 (partly unpriced)"),
-        (0.05, PARTIAL, "≥ $0.0500 (partly unpriced)"),
+        (0.05, PARTIAL, "≥ $0.05 (partly unpriced)"),
         (None, PARTIAL, "≥ $0 (partly unpriced)"),
     ],
 )

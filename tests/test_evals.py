@@ -413,3 +413,42 @@ def test_dashboard_charts_runs_tokens_cost_latency(settings, keys):
         assert client.get("/?range=forever").status_code == 400
         # Nothing is drawn with inline styles (the CSP forbids them).
         assert not page.select("[style]")
+
+
+def test_without_javascript_an_evaluation_returns_to_the_run_page(page_client, fake_mistral, keys):
+    """Issue 16: a plain form post (no HX-Request) is redirected (303) to the full run page
+    at its evaluations card; a refused one gets a whole error page, never the bare fragment."""
+    client = page_client
+    run_id = finished_run(client, fake_mistral, "The answer is 42.", key=keys["admin"])
+    token = csrf(client)
+    r = client.post(
+        f"/runs/{run_id}/evals",
+        data={"thumb": "up", "_csrf_token": token},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303 and r.headers["location"] == f"/runs/{run_id}#run-evals"
+    r = client.post(
+        f"/runs/{run_id}/evals/auto",
+        data={"evaluator": "regex", "argument": r"\b42\b", "_csrf_token": token},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303 and r.headers["location"] == f"/runs/{run_id}#run-evals"
+    page = client.get(r.headers["location"])
+    assert "<html" in page.text and soup(page).select_one("link[rel=stylesheet]")
+    metrics = [c.text for c in soup(page).select("#run-evals tr.eval-row code")]
+    assert sorted(metrics) == ["regex", "thumbs"]
+
+    for path, data, message in [
+        ("evals", {"comment": "hmm"}, "pick thumbs up or down"),
+        ("evals/auto", {"evaluator": "regex", "argument": "(oops"}, "invalid pattern"),
+    ]:
+        r = client.post(f"/runs/{run_id}/{path}", data={**data, "_csrf_token": token})
+        assert r.status_code == 422 and "<html" in r.text, r.text[:200]
+        assert message in soup(r).select_one("main").text
+    # htmx still gets the fragment alone.
+    r = client.post(
+        f"/runs/{run_id}/evals",
+        data={"thumb": "down"},
+        headers={"HX-Request": "true", "x-csrftoken": token},
+    )
+    assert r.status_code == 200 and "<html" not in r.text and soup(r).select_one("#run-evals")

@@ -170,3 +170,33 @@ def test_the_form_and_the_api_refuse_the_same_input_naming_the_same_field(
     assert client.get("/api/datasets", headers=api).json()["datasets"] == [dataset]
     assert client.get("/api/experiments", headers=api).json()["experiments"] == []
     assert client.get(f"/api/evals?run_id={run_id}", headers=api).json()["evaluations"] == []
+
+
+def test_the_evaluator_shape_is_documented_and_shown_in_errors(spec, client, fake_mistral):
+    """Issue 16: typed items with the known params, an example, and an error that shows
+    the expected ``{"name", "params"}`` shape."""
+    evaluators = body_schema(spec, "/api/evals/run")["properties"]["evaluators"]
+    assert '{"name": "regex", "params": {"pattern": "..."}}' in evaluators["description"]
+    [example] = evaluators["examples"]
+    assert {"name": "latency_budget", "params": {"max_ms": 2000}} in example
+    [spec_object] = [
+        resolve(spec, v) for v in evaluators["items"]["oneOf"] if resolve(spec, v).get("properties")
+    ]
+    params = spec_object["properties"]["params"]["properties"]
+    assert params["pattern"] == {"type": "string", "description": "regex: Pattern (required)"}
+    assert params["max_ms"]["type"] == "number" and params["pass_at"]["type"] == "integer"
+
+    run_id = finished_run(client, fake_mistral)
+    for item, shape in [
+        ({"name": "regex"}, '{"name": "regex", "params": {"pattern": "^\\\\d+$"}}'),
+        (
+            {"name": "cost_budget", "params": {}},
+            '{"name": "cost_budget", "params": {"max_usd": 0.01}}',
+        ),
+    ]:
+        r = client.post("/api/evals/run", json={"run_id": run_id, "evaluators": [item]})
+        assert r.status_code == 400 and shape in r.json()["detail"], r.text
+    # The documented example is a body the API takes.
+    r = client.post("/api/evals/run", json={"run_id": run_id, "evaluators": example[:3]})
+    assert r.status_code == 201, r.text
+    assert [e["metric"] for e in r.json()["evaluations"]] == ["exact_match", "regex", "latency_ms"]

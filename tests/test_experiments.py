@@ -282,20 +282,29 @@ def test_bad_experiments_are_400(client):
     assert client.get("/api/experiments/5").status_code == 404
 
 
-def test_compare_two_experiments_item_by_item(client, fake_mistral):
+def omega_against_echo(
+    client: Any, fake_mistral: Any, evaluators: list[Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Two finished experiments on one dataset: A as the fake answers by default,
+    B answering "omega" to every item."""
     ds = make_dataset(client)
     base = {
         "dataset_id": ds["id"],
-        "evaluators": ["exact_match"],
+        "evaluators": evaluators,
         "concurrency": 1,
         "config": {"model": MISTRAL_MODEL, "tools": []},
     }
     a = client.post("/api/experiments", json={**base, "name": "A"}).json()
     wait_experiment(client, a["id"])
-    # B answers "omega" to everything: item 4 gets better, items 1 and 3 worse.
     fake_mistral.add(*[Reply(text="omega") for _ in ITEMS])
     b = client.post("/api/experiments", json={**base, "name": "B"}).json()
     wait_experiment(client, b["id"])
+    return a, b
+
+
+def test_compare_two_experiments_item_by_item(client, fake_mistral):
+    # B answers "omega" to everything: item 4 gets better, items 1 and 3 worse.
+    a, b = omega_against_echo(client, fake_mistral, ["exact_match"])
 
     body = client.get(f"/api/experiments/compare?a={a['id']}&b={b['id']}").json()
     assert [row["change"] for row in body["rows"]] == [
@@ -323,7 +332,11 @@ def test_compare_two_experiments_item_by_item(client, fake_mistral):
     # The experiment page offers the comparison; other datasets cannot be compared.
     assert soup(client.get(f"/experiments/{a['id']}")).select_one("#compare-form select option")
     other = make_dataset(client, [{"input": "z"}], name="other")
-    c = client.post("/api/experiments", json={**base, "dataset_id": other["id"]}).json()
+    config = {"model": MISTRAL_MODEL, "tools": []}
+    c = client.post(
+        "/api/experiments",
+        json={"dataset_id": other["id"], "evaluators": ["exact_match"], "config": config},
+    ).json()
     wait_experiment(client, c["id"])
     r = client.get(f"/api/experiments/compare?a={a['id']}&b={c['id']}")
     assert r.status_code == 400 and "different datasets" in r.text
@@ -473,3 +486,36 @@ def test_experiment_on_the_local_model_with_the_local_judge(tmp_path):
         assert details["provider"] == "local" and details["model"] == LOCAL_MODEL
         assert 0 < details["output_tokens"] <= 8
         assert json.dumps(details)  # stored as JSON
+
+
+def test_compare_reads_each_evaluator_so_a_flip_is_never_same(client, fake_mistral):
+    """Issue 16: with two evaluators an item can stay "fail" overall while one evaluator
+    flips from fail to pass; that is B better, not "same" (and both ways is "mixed")."""
+    evaluators = ["exact_match", {"name": "contains", "params": {"text": "omega"}}]
+    a, b = omega_against_echo(client, fake_mistral, evaluators)
+
+    body = client.get(f"/api/experiments/compare?a={a['id']}&b={b['id']}").json()
+    # alpha: exact_match pass -> fail, contains fail -> pass; beta: fail overall on both
+    # sides, but contains went from fail to pass.
+    assert [row["change"] for row in body["rows"]] == [
+        "mixed",
+        "better",
+        "mixed",
+        "better",
+        "better",
+    ]
+    beta = body["rows"][1]
+    assert beta["a"]["passed"] == 0 and beta["b"]["passed"] == 0  # the item verdict did not move
+    assert beta["flips"] == [{"metric": "contains", "a": False, "b": True}]
+    assert {f["metric"]: (f["a"], f["b"]) for f in body["rows"][0]["flips"]} == {
+        "contains": (False, True),
+        "exact_match": (True, False),
+    }
+
+    page = soup(client.get(f"/experiments/compare?a={a['id']}&b={b['id']}"))
+    rows = page.select("#compare-items tbody tr")
+    change = rows[1].select("td")[-1]
+    assert change.select_one(".change").text == "B better"
+    assert " ".join(change.select_one(".flips").text.split()) == "contains fail → pass"
+    assert rows[0].select_one(".change").text == "mixed"
+    assert "same" not in [r.select_one(".change").text for r in rows]

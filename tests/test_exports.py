@@ -300,3 +300,39 @@ def test_cli_export(settings, capsys, tmp_path):
     assert code == 0
     assert "runs.jsonl" in capsys.readouterr().out
     assert main(["export", "hf", "--repo", "bad repo", "--data-dir", str(settings.data_dir)]) == 2
+
+
+# --- the dataset card's link to the studio --------------------------------------------
+
+
+def _card(**context):
+    from app.exports.dataset_card import dataset_card, metadata
+
+    base = {
+        "metadata": metadata("parquet", {}, "n<1K"),
+        "configs": [],
+        "repo": None,
+        "fmt": "parquet",
+        "runs": 0,
+        "evaluations": 0,
+        "exported_at": "2026-01-01 00:00 UTC",
+        "models": [],
+        "statuses": [],
+        "sources": [],
+        "metrics": [],
+        "runs_schema": [],
+        "evaluations_schema": [],
+    }
+    return dataset_card({**base, **context})
+
+
+def test_dataset_card_links_to_the_repository_setting_or_to_nothing():
+    linked = _card(repo_url="https://git.example.org/team/agentop")
+    assert "[AgentOp-Studio](https://git.example.org/team/agentop)" in linked
+    unset = _card()
+    assert "recorded by AgentOp-Studio, exported" in unset
+    assert "https://github.com/" not in unset and "](" not in unset.split("## Use")[0]
+    # Not an http(s) URL: no link; one with Markdown in it cannot break out.
+    assert "](" not in _card(repo_url="javascript:alert(1)").split("## Use")[0]
+    odd = _card(repo_url="https://example.org/a b)[x](https://evil.example")
+    assert "(https://example.org/a%20b%29%5Bx%5D%28https://evil.example)" in odd

@@ -18,16 +18,28 @@ import pytest
 from agents.events import (
     Event,
     LLMCallFinished,
+    LLMCallStarted,
     MessageAdded,
     RunFailed,
     RunFinished,
     RunStarted,
     TokenDelta,
+    ToolCallDelta,
     ToolCallFinished,
     ToolCallStarted,
 )
+from agents.events import ModelLoaded as ModelLoadedEvent
+from agents.events import ModelLoading as ModelLoadingEvent
 from agents.loop import MAX_TOOL_RESULT_CHARS, RunRequest, run_agent
-from agents.providers.base import Completion, GenerationParams, ToolCallRequest, ToolSpec
+from agents.providers.base import (
+    Completion,
+    GenerationParams,
+    ModelLoaded,
+    ModelLoading,
+    ToolCallChunk,
+    ToolCallRequest,
+    ToolSpec,
+)
 from agents.tools import Tool, ToolOutput
 
 MODEL = "scripted-model"
@@ -38,7 +50,7 @@ class Turn:
 
     def __init__(
         self,
-        chunks: list[str] | None = None,
+        chunks: list[Any] | None = None,  # text, and markers such as ToolCallChunk
         calls: list[tuple[str, dict[str, Any]]] | None = None,
         raise_exc: Exception | None = None,
         usage: tuple[int, int] = (10, 5),
@@ -74,7 +86,7 @@ class ScriptedProvider:
             return
         n = len(self.calls)
         yield Completion(
-            text="".join(turn.chunks),
+            text="".join(c for c in turn.chunks if isinstance(c, str)),
             model=params.model,
             input_tokens=turn.usage[0],
             output_tokens=turn.usage[1],
@@ -132,6 +144,7 @@ def test_plain_answer_event_order():
         "run_started",
         "message",
         "memory_snapshot",  # step 0: the prompt
+        "llm_call_started",
         "token",
         "token",
         "token",
@@ -153,6 +166,9 @@ def test_plain_answer_event_order():
     tokens = sink.of(TokenDelta)
     assert [t.text for t in tokens] == ["Hel", "lo ", "world"]
     assert all(t.round == 0 for t in tokens)
+    assert [t.run_output_tokens for t in tokens] == [1, 2, 3]  # live, one per piece
+    [call] = sink.of(LLMCallStarted)
+    assert (call.model, call.round) == (MODEL, 0)
 
     [llm] = sink.of(LLMCallFinished)
     assert (llm.input_tokens, llm.output_tokens) == (12, 3)
@@ -223,6 +239,7 @@ def test_tool_round_trip_feeds_result_back():
         "run_started",
         "message",  # user
         "memory_snapshot",
+        "llm_call_started",
         "token",
         "llm_call_finished",
         "message",  # assistant asking for the tool
@@ -231,6 +248,7 @@ def test_tool_round_trip_feeds_result_back():
         "tool_call_finished",
         "message",  # tool result
         "memory_snapshot",
+        "llm_call_started",
         "token",
         "llm_call_finished",
         "message",  # final assistant answer
@@ -432,7 +450,14 @@ def test_provider_exception_fails_the_run():
     provider = ScriptedProvider(Turn(chunks=["partial "], raise_exc=ConnectionError("boom")))
     result, sink = run(provider)
     assert result is None
-    assert sink.types() == ["run_started", "message", "memory_snapshot", "token", "run_failed"]
+    assert sink.types() == [
+        "run_started",
+        "message",
+        "memory_snapshot",
+        "llm_call_started",
+        "token",
+        "run_failed",
+    ]
     [failed] = sink.of(RunFailed)
     assert failed.error == "ConnectionError: boom"
     assert not sink.of(RunFinished)
@@ -499,3 +524,63 @@ def test_tool_raising_timeout_error_is_not_reported_as_loop_timeout():
     _, sink = run(provider, [make_tool("net", fails_fast, timeout_s=30)])
     [finished] = sink.of(ToolCallFinished)
     assert finished.error == "TimeoutError: upstream connect timeout"
+
+
+# --- waits: model loading, tool calls written piece by piece -----------------------------------
+
+
+class WarmingProvider(ScriptedProvider):
+    """A provider that loads its model on first use (as the local one does)."""
+
+    def __init__(self, *turns: Turn) -> None:
+        super().__init__(*turns)
+        self.loaded = False
+
+    async def warm_up(self, model: str) -> AsyncIterator[ModelLoading | ModelLoaded]:
+        if self.loaded:
+            return
+        yield ModelLoading(model)
+        self.loaded = True
+        yield ModelLoaded(model, 1234.0)
+
+
+def test_a_model_load_is_announced_once_after_the_call_starts():
+    provider = WarmingProvider(
+        Turn(chunks=["Let me check."], calls=[("echo", {"x": "1"})]), Turn(chunks=["ok"])
+    )
+    echo = make_tool("echo", lambda args, settings: ToolOutput("1"))
+    _, sink = run(provider, [echo])
+    types = sink.types()
+    assert types[3:6] == ["llm_call_started", "model_loading", "model_loaded"]
+    assert types.count("model_loading") == 1 and types.count("llm_call_started") == 2
+    [loading] = sink.of(ModelLoadingEvent)
+    [loaded] = sink.of(ModelLoadedEvent)
+    assert loading.model == loaded.model == MODEL and loaded.latency_ms == 1234.0
+
+
+def test_tool_call_pieces_become_deltas_and_count_as_live_tokens():
+    pieces = ['{"x"', ': "4', '2"}']
+    provider = ScriptedProvider(
+        Turn(
+            chunks=[
+                "Hm. ",
+                ToolCallChunk(0, "echo", ""),
+                *(ToolCallChunk(0, "echo", p) for p in pieces),
+            ],
+            calls=[("echo", {"x": "42"})],
+            usage=(10, 9),
+        ),
+        Turn(chunks=["It ", "is ", "42."]),
+    )
+    _, sink = run(provider, [make_tool("echo", lambda args, settings: ToolOutput("42"))])
+    deltas = sink.of(ToolCallDelta)
+    # The name arrives first with no text; the pieces join to the arguments the call runs with.
+    assert [(d.round, d.index, d.name) for d in deltas] == [(0, 0, "echo")] * 4
+    assert "".join(d.text for d in deltas) == '{"x": "42"}'
+    [started] = sink.of(ToolCallStarted)
+    assert started.arguments == {"x": "42"}
+    types = sink.types()
+    assert types.index("tool_call_delta") < types.index("llm_call_finished")
+    # One token per piece with text; round 1 counts on from the 9 that round 0 reported.
+    assert [d.run_output_tokens for d in deltas] == [1, 2, 3, 4]
+    assert [t.run_output_tokens for t in sink.of(TokenDelta)] == [1, 10, 11, 12]

@@ -182,3 +182,55 @@ def test_live_stream_renders_memory_steps(client, fake_mistral):
     assert "event: memory_snapshot" in html
     assert 'hx-swap-oob="beforeend:#memory-steps"' in html
     assert f'hx-get="/runs/{run_id}/memory?step=3"' in html
+
+
+def test_memory_steps_are_linkable(client, fake_mistral):
+    """Issue 16: ``?step=N`` selects a step on the memory page and in the run page's viewer
+    (through ``run_page_extras``); picking a step pushes its URL; odd steps are handled."""
+    run_id = _tool_run(client, fake_mistral)
+    page = soup(client.get(f"/runs/{run_id}/memory?step=1"))
+    assert page.select_one("#memory-steps a[aria-current]").text == "1"
+    assert "round 1: model reply" in page.select_one(".memory-title").text
+    links = {a.text: a for a in page.select("#memory-steps a")}
+    assert links["2"]["hx-push-url"] == f"/runs/{run_id}/memory?step=2"
+    assert page.select_one(".step-next")["hx-push-url"] == f"/runs/{run_id}/memory?step=2"
+    assert page.select_one(".step-prev")["hx-push-url"] == f"/runs/{run_id}/memory?step=0"
+    assert page.select_one("#memory-missing-step") is None
+
+    # Picked on the run page (htmx says where it is): the run page's URL is pushed.
+    r = client.get(
+        f"/runs/{run_id}/memory?step=2",
+        headers={"HX-Request": "true", "HX-Current-URL": f"http://testserver.local/runs/{run_id}"},
+    )
+    frag = soup(r)
+    assert frag.select_one("#memory-steps a[aria-current]").text == "2"
+    assert frag.select_one(".step-next")["hx-push-url"] == f"/runs/{run_id}?step=3#memory"
+    assert {a["hx-push-url"] for a in frag.select("#memory-steps a")} == {
+        f"/runs/{run_id}?step={n}#memory" for n in range(4)
+    }
+    # The run page's viewer names run-page URLs too.
+    run_page = soup(client.get(f"/runs/{run_id}"))
+    assert run_page.select_one("#memory .step-prev")["hx-push-url"] == (
+        f"/runs/{run_id}?step=2#memory"
+    )
+
+    # The pushed run-page URL opens the viewer at that step.
+    at_step = soup(client.get(f"/runs/{run_id}?step=1"))
+    assert at_step.select_one("#memory #memory-steps a[aria-current]").text == "1"
+    assert client.get(f"/runs/{run_id}?step=abc").status_code == 400
+
+    # A step the run does not have: the last one, and a note that says so.
+    missing = soup(client.get(f"/runs/{run_id}/memory?step=99"))
+    assert missing.select_one("#memory-steps a[aria-current]").text == "3"
+    assert " ".join(missing.select_one("#memory-missing-step").text.split()) == (
+        "This run has no step 99; showing step 3, the last."
+    )
+    # Junk is a 400 that says what a step is, as a page for people and as the fragment's status.
+    for junk in ("abc", "-1", "1.5", "99999999999999999999", "٣"):
+        r = client.get(f"/runs/{run_id}/memory", params={"step": junk})
+        assert r.status_code == 400, junk
+        assert "step must be a whole number" in r.text, r.text[:300]
+    assert client.get(f"/runs/{run_id}/memory?step=").status_code == 200  # empty: the last
+    # Live steps jump the viewer without filling the history.
+    html = client.get(f"/runs/{run_id}/events").text
+    assert 'hx-trigger="load, click" hx-push-url="false"' in html

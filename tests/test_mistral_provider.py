@@ -14,7 +14,13 @@ from typing import Any
 
 import pytest
 
-from agents.providers.base import Completion, GenerationParams, ProviderError, ToolSpec
+from agents.providers.base import (
+    Completion,
+    GenerationParams,
+    ProviderError,
+    ToolCallChunk,
+    ToolSpec,
+)
 from agents.providers.mistral import MistralProvider, RetryPolicy
 from tests.conftest import MISTRAL_MODEL, wait_for_run
 from tests.fake_mistral import FakeMistral, Reply
@@ -93,6 +99,7 @@ def test_streamed_reply_becomes_token_events(client, fake_mistral):
         "run_started",
         "message",
         "memory_snapshot",
+        "llm_call_started",
         "llm_call_finished",
         "message",
         "memory_snapshot",
@@ -182,10 +189,15 @@ def test_tool_call_round_trip(client, fake_mistral):
     assert all(s["parent_span_id"] == agent["span_id"] for s in detail["spans"] if s != agent)
 
     events = sse_events(client, run_id)
+    # Mistral sends a tool call whole: its arguments come as one piece, before the call runs.
     assert [e["event"] for e in events if e["event"].startswith("tool_call")] == [
+        "tool_call_delta",
         "tool_call_started",
         "tool_call_finished",
     ]
+    [delta] = of_type(events, "tool_call_delta")
+    assert (delta["name"], delta["index"], delta["round"]) == ("elevenlabs_speak", 0, 0)
+    assert json.loads(delta["text"]) == {"text": "hi"}
     assert [t["round"] for t in of_type(events, "llm_call_finished")] == [0, 1]
     assert [t["finish_reason"] for t in of_type(events, "llm_call_finished")] == [
         "tool_calls",
@@ -343,10 +355,15 @@ def test_provider_streams_text_then_completion_with_tool_calls(fake_mistral):
         [SPEAK],
         GenerationParams(model="mistral-small-latest", temperature=0.3, max_tokens=99),
     )
-    *pieces, completion = items
-    assert pieces and all(isinstance(p, str) for p in pieces)
+    *streamed, completion = items
+    pieces = [p for p in streamed if isinstance(p, str)]
     assert len(pieces) == 3
     assert "".join(pieces) == "Calling two tools."
+    # Then each call's arguments, as pieces of the call they belong to.
+    chunks = [c for c in streamed if isinstance(c, ToolCallChunk)]
+    assert streamed == pieces + chunks
+    assert [(c.index, c.name) for c in chunks] == [(0, "speak"), (1, "speak")]
+    assert [json.loads(c.text) for c in chunks] == [{"text": "hello"}, {"text": "bye", "n": 2}]
     assert isinstance(completion, Completion)
     assert completion.text == "Calling two tools."
     assert completion.model == "mistral-small-latest"
@@ -395,3 +412,23 @@ def test_provider_raises_provider_error_when_retries_run_out(fake_mistral):
         )
     assert time.monotonic() - t0 < 10
     assert 2 <= len(fake_mistral.requests) < 40
+
+
+def test_provider_streams_tool_call_arguments_in_pieces(fake_mistral):
+    arguments = {"text": "a longer sentence to speak", "n": 3}
+    fake_mistral.add(
+        Reply(tool_calls=[{"name": "speak", "arguments": arguments}], args_chunk_size=5)
+    )
+    items = collect(
+        direct_provider(fake_mistral),
+        [{"role": "user", "content": "hi"}],
+        [SPEAK],
+        GenerationParams(model="mistral-small-latest"),
+    )
+    *chunks, completion = items
+    assert all(isinstance(c, ToolCallChunk) for c in chunks)
+    assert len([c for c in chunks if c.text]) >= 3
+    # The name comes first and stays known; the pieces join to what the call carries.
+    assert {(c.index, c.name) for c in chunks} == {(0, "speak")}
+    assert json.loads("".join(c.text for c in chunks)) == arguments
+    assert completion.tool_calls[0].arguments == arguments

@@ -95,6 +95,12 @@ READS: list[tuple[str, str, Callable[[], Any], Any]] = [
     ("AGENTOP_HF_REPO", "team/runs", lambda: integrations().hf_repo, "team/runs"),
     ("AGENTOP_HF_PUBLIC", "true", lambda: integrations().hf_private, False),
     (
+        "AGENTOP_REPO_URL",
+        "https://git.example/agentop",
+        lambda: integrations().repo_url,
+        "https://git.example/agentop",
+    ),
+    (
         "WANDB_API_KEY",
         "wk",
         lambda: (integrations().wandb_run_metrics, integrations().resolved_wandb_mode),

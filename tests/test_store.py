@@ -474,7 +474,13 @@ def test_events_after(db):
     assert everything[1] == {
         "seq": 2,
         "type": "token",
-        "payload": {"type": "token", "text": "t0", "round": 0, "at": T0},
+        "payload": {
+            "type": "token",
+            "text": "t0",
+            "round": 0,
+            "run_output_tokens": None,
+            "at": T0,
+        },
     }
     assert [e["seq"] for e in db.read_sync(events_after, "a", 4)] == [5, 6]
     assert db.read_sync(events_after, "a", 6) == []

@@ -161,3 +161,81 @@ def test_network_tools_give_up_within_their_time_limit(
     with pytest.raises(Exception, match="(?i)timed? ?out"):
         tool(arguments)
     assert time.monotonic() - started < 10
+
+
+# --- offline: fail at once, saying so ----------------------------------------------
+
+
+@pytest.fixture
+def refused_url():
+    """A loopback port nobody listens on (bound, then closed): connecting is refused."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+OFFLINE_CASES = [
+    ("hf_list_models", "endpoint", {}, {"search": "bert"}),
+    ("elevenlabs_speak", "base_url", {"api_key": "el-key"}, {"text": "hi"}),
+]
+
+
+@pytest.mark.parametrize(("name", "url_key", "settings", "arguments"), OFFLINE_CASES)
+def test_an_unresolvable_host_fails_at_once_saying_so(tmp_path, name, url_key, settings, arguments):
+    from agents.tools._network import Unreachable
+
+    # .invalid never resolves (RFC 6761): no network is asked for a real name.
+    url = "http://agentop-test.invalid"
+    tool = load_tool(name, {**settings, url_key: url, "timeout": 30, "data_dir": str(tmp_path)})
+    started = time.monotonic()
+    with pytest.raises(Unreachable, match="agentop-test.invalid cannot be resolved"):
+        tool(arguments)
+    assert time.monotonic() - started < 10  # not the 30 s limit
+    assert not list(tmp_path.glob("audio/*"))  # no empty audio file left behind
+
+
+@pytest.mark.parametrize(("name", "url_key", "settings", "arguments"), OFFLINE_CASES)
+def test_a_refused_connection_fails_at_once_saying_so(
+    tmp_path, refused_url, name, url_key, settings, arguments
+):
+    from agents.tools._network import Unreachable
+
+    tool = load_tool(
+        name, {**settings, url_key: refused_url, "timeout": 30, "data_dir": str(tmp_path)}
+    )
+    started = time.monotonic()
+    with pytest.raises(Unreachable, match="refused the connection"):
+        tool(arguments)
+    assert time.monotonic() - started < 5
+
+
+def test_hf_offline_mode_asks_nothing(fake_vendor, monkeypatch):
+    from huggingface_hub import constants
+
+    from agents.tools._network import Unreachable
+
+    url, seen = fake_vendor
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    tool = load_tool("hf_list_models", {"endpoint": url, "timeout": 30})
+    with pytest.raises(Unreachable, match="HF_HUB_OFFLINE"):
+        tool({"search": "bert"})
+    assert seen == []
+
+
+def test_connecting_has_a_short_limit_of_its_own():
+    import httpx
+
+    from agents.tools._network import CONNECT_TIMEOUT_S, http_timeout, short_connect
+
+    timeout = http_timeout(60)
+    assert timeout.connect == CONNECT_TIMEOUT_S and timeout.read == 60
+    assert http_timeout(0.5).connect == 0.5  # never past the whole limit
+    request = httpx.Request(
+        "GET", "http://127.0.0.1/", extensions={"timeout": httpx.Timeout(60).as_dict()}
+    )
+    short_connect(request)
+    assert request.extensions["timeout"]["connect"] == CONNECT_TIMEOUT_S
+    assert request.extensions["timeout"]["read"] == 60

@@ -10,6 +10,11 @@ generation (:mod:`agents.providers.local_engine`). Before a tool is offered
 to a model its schema is made grammar-safe (:mod:`.local_schema`) and
 compiled once by that model's worker; a schema llama.cpp still refuses
 leaves the tool out for that model, with the reason logged.
+
+A call streams the answer's text, or a tool call's arguments as
+:class:`ToolCallChunk` pieces. ``warm_up`` starts a model's worker before a
+call and says so (:class:`ModelLoading`, :class:`ModelLoaded`), unless its
+model is loaded already.
 """
 
 from __future__ import annotations
@@ -17,13 +22,18 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 from agents.providers.base import (
     Completion,
     GenerationParams,
+    ModelLoaded,
+    ModelLoading,
     ProviderError,
+    StreamItem,
+    ToolCallChunk,
     ToolCallRequest,
     ToolSpec,
 )
@@ -62,6 +72,16 @@ class LocalProvider:
         """Process id of the model's worker, if it is running."""
         worker = self._workers.get(model)
         return worker.pid if worker is not None else None
+
+    async def warm_up(self, model: str) -> AsyncIterator[ModelLoading | ModelLoaded]:
+        """Load ``model`` unless its worker has it loaded; announce the load while it lasts."""
+        worker = self.worker(model)
+        if worker.loaded:
+            return
+        yield ModelLoading(model)
+        started = time.perf_counter()
+        await worker.start()  # waits its turn if another call is loading it right now
+        yield ModelLoaded(model, (time.perf_counter() - started) * 1000)
 
     async def close(self) -> None:
         """Stop every worker process."""
@@ -124,7 +144,7 @@ class LocalProvider:
         messages: list[dict[str, Any]],
         tools: list[ToolSpec],
         params: GenerationParams,
-    ) -> AsyncIterator[str | Completion]:
+    ) -> AsyncIterator[StreamItem]:
         worker = self.worker(params.model)
         request = {
             "op": "generate",
@@ -138,6 +158,9 @@ class LocalProvider:
                 kind = reply.get("type")
                 if kind == "text":
                     yield str(reply["text"])
+                elif kind == "tool_text":
+                    # The worker writes one tool call per reply: always number 0.
+                    yield ToolCallChunk(0, str(reply.get("name") or ""), str(reply["text"]))
                 elif kind == "error":
                     raise ProviderError(f"local model failed: {reply.get('message')}")
                 elif kind == "done":

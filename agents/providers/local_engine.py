@@ -4,7 +4,7 @@
 are produced with JSON-schema-constrained generation, so they are always
 well-formed: first the model picks from an enum ("none" or one of the tool
 names), then, for a tool, it writes the arguments under that tool's own JSON
-schema. A plain answer is streamed token by token.
+schema. The arguments and a plain answer are both streamed token by token.
 
 Importing this module imports ``llama_cpp``: only
 :mod:`agents.providers.local_worker` does, never the web process.
@@ -152,6 +152,33 @@ class Engine:
             raise Cancelled()
         return out["choices"][0]["text"], out["usage"]["completion_tokens"]
 
+    def constrained_stream(
+        self,
+        tokens: list[int],
+        schema: dict[str, Any],
+        temperature: float,
+        max_tokens: int,
+        stopped: threading.Event,
+        on_text: Callable[[str], None],
+    ) -> tuple[str, int]:
+        """:meth:`constrained`, streamed: ``on_text`` gets each piece as the model writes it.
+
+        The token count is one per streamed piece (llama.cpp reports no usage
+        when streaming), as for a streamed answer.
+        """
+        grammar = LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
+        parts: list[str] = []
+        for chunk in self.llm.create_completion(
+            tokens, grammar=grammar, max_tokens=max_tokens, temperature=temperature, stream=True
+        ):
+            piece = chunk["choices"][0].get("text") or ""
+            if piece:
+                parts.append(piece)
+                on_text(piece)
+            if stopped.is_set():
+                raise Cancelled()
+        return "".join(parts), len(parts)
+
     def generate(
         self,
         messages: list[dict[str, Any]],
@@ -160,8 +187,14 @@ class Engine:
         max_tokens: int,
         on_text: Callable[[str], None],
         stopped: threading.Event,
+        on_tool_text: Callable[[str, str], None] | None = None,
     ) -> dict[str, Any]:
-        """Answer the conversation: a completion as a JSON-ready dict."""
+        """Answer the conversation: a completion as a JSON-ready dict.
+
+        ``on_text`` gets the answer's pieces; ``on_tool_text(name, piece)`` the
+        pieces of a tool call's arguments (first an empty piece, once the tool
+        is chosen).
+        """
         chat = chat_messages(messages, tools)
         # The answer prompt leaves out the tool instructions, which only confuse it.
         tokens, stop = self.prompt(chat_messages(messages, []))
@@ -185,11 +218,21 @@ class Engine:
                 action = "none"
             if action in names:
                 tool = next(t for t in tools if t["name"] == action)
-                args_tokens, _ = self.prompt(
-                    chat, f"Calling {tool['name']} with arguments (JSON): "
-                )
-                raw, used = self.constrained(
-                    args_tokens, tool["parameters"], temperature, ARGUMENTS_MAX_TOKENS, stopped
+                name = tool["name"]
+
+                def on_args(piece: str) -> None:
+                    if on_tool_text is not None:
+                        on_tool_text(name, piece)
+
+                on_args("")  # the tool is chosen: its call is being written
+                args_tokens, _ = self.prompt(chat, f"Calling {name} with arguments (JSON): ")
+                raw, used = self.constrained_stream(
+                    args_tokens,
+                    tool["parameters"],
+                    temperature,
+                    ARGUMENTS_MAX_TOKENS,
+                    stopped,
+                    on_args,
                 )
                 input_tokens += len(args_tokens)
                 output_tokens += used

@@ -66,6 +66,7 @@ class ModelWorker:
         self.spec = spec
         self.timeout_s = spec.timeout_s
         self._proc: asyncio.subprocess.Process | None = None
+        self._ready: asyncio.subprocess.Process | None = None  # the process that said "ready"
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock: asyncio.Lock | None = None
         self._stderr: deque[str] = deque(maxlen=5)
@@ -76,6 +77,12 @@ class ModelWorker:
         """The running process's id (None before first use or after it died)."""
         proc = self._proc
         return proc.pid if proc is not None and proc.returncode is None else None
+
+    @property
+    def loaded(self) -> bool:
+        """True when the process runs with its model loaded (a call need not wait for a load)."""
+        proc = self._proc
+        return proc is not None and proc is self._ready and proc.returncode is None
 
     def _turns(self) -> asyncio.Lock:
         # Processes, pipes and locks belong to one event loop; a new loop
@@ -118,6 +125,7 @@ class ModelWorker:
         if ready.get("type") != "ready":
             await self._reap(proc)
             raise ProviderError(str(ready.get("message") or "the local model did not load"))
+        self._ready = proc
         return proc
 
     async def _drain_stderr(self, proc: asyncio.subprocess.Process) -> None:

@@ -9,7 +9,9 @@ on stdin, with replies one JSON object per line on stdout:
 - ``{"op": "check", "id", "schema"}`` → ``{"id", "type": "checked", "reason"}``
   (``reason`` null when llama.cpp compiles the schema's grammar);
 - ``{"op": "generate", "id", "messages", "tools", "temperature", "max_tokens"}``
-  → ``{"id", "type": "text", "text"}`` per token, then
+  → ``{"id", "type": "text", "text"}`` per token of an answer, or
+  ``{"id", "type": "tool_text", "name", "text"}`` per token of a tool call's
+  arguments (the first with empty text, once the tool is chosen), then
   ``{"id", "type": "done", "completion"}`` or ``{"id", "type": "error", "message"}``;
 - ``{"op": "cancel", "id"}`` stops that generation at its next token.
 
@@ -110,6 +112,9 @@ def generate(
             int(message.get("max_tokens", 512)),
             lambda text: channel.send({"id": rid, "type": "text", "text": text}),
             stopped,
+            lambda name, text: channel.send(
+                {"id": rid, "type": "tool_text", "name": name, "text": text}
+            ),
         )
         channel.send({"id": rid, "type": "done", "completion": completion})
     except Cancelled:

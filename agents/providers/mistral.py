@@ -1,8 +1,9 @@
 """Mistral API provider, through the official ``mistralai`` SDK.
 
-Streams chat completions with tool calls and usage. Retries on 429 and 5xx
-(and on dropped connections) are the SDK's own exponential backoff; when
-those run out the call raises :class:`ProviderError`. The server URL is
+Streams chat completions with tool calls and usage; a tool call's arguments
+stream as :class:`ToolCallChunk` pieces, as the server sends them. Retries on
+429 and 5xx (and on dropped connections) are the SDK's own exponential
+backoff; when those run out the call raises :class:`ProviderError`. The server URL is
 configurable so Mistral-compatible servers (and the test suite's local fake)
 can stand in for api.mistral.ai.
 
@@ -34,6 +35,8 @@ from agents.providers.base import (
     Completion,
     GenerationParams,
     ProviderError,
+    StreamItem,
+    ToolCallChunk,
     ToolCallRequest,
     ToolSpec,
 )
@@ -204,7 +207,7 @@ class MistralProvider:
         messages: list[dict[str, Any]],
         tools: list[ToolSpec],
         params: GenerationParams,
-    ) -> AsyncIterator[str | Completion]:
+    ) -> AsyncIterator[StreamItem]:
         kwargs: dict[str, Any] = {
             "model": params.model,
             "messages": messages,
@@ -245,8 +248,14 @@ class MistralProvider:
                             args = call.function.arguments
                             if isinstance(args, dict):
                                 slot["args"] = args
+                                piece = json.dumps(args)
                             elif args:
                                 slot["args"] += args
+                                piece = args
+                            else:
+                                piece = ""
+                            # The arguments stream like text, so a viewer sees the call being written.
+                            yield ToolCallChunk(index=index, name=slot["name"], text=piece)
                         if choice.finish_reason:
                             finish_reason = str(choice.finish_reason)
         except ResponseValidationError as exc:

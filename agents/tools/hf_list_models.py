@@ -3,6 +3,11 @@
 Calls the Hub's model search through ``huggingface_hub``'s own HTTP session
 and headers rather than ``HfApi.list_models``, which takes no timeout (and
 ``huggingface_hub`` sets none): the tool's time limit bounds the request.
+
+Offline, it fails at once with a message saying so rather than waiting out
+that limit: with ``HF_HUB_OFFLINE`` set it asks nothing, and a host that
+cannot be resolved or refuses the connection ends the call (see
+:mod:`agents.tools._network`).
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from typing import Any
 from agents.extras import require
 from agents.providers.base import ToolSpec
 from agents.tools import ToolOutput, time_limit
+from agents.tools._network import Unreachable, http_timeout, unreachable
 
 SPEC = ToolSpec(
     name="hf_list_models",
@@ -36,13 +42,22 @@ def run(arguments: dict[str, Any], settings: dict[str, Any]) -> ToolOutput:
     if not search:
         raise ValueError("search must be a non-empty string")
     limit = max(1, min(int(arguments.get("limit") or 5), 20))
+    if constants.is_offline_mode():
+        raise Unreachable("the Hugging Face Hub is not asked: HF_HUB_OFFLINE is set (offline mode)")
     endpoint = (settings.get("endpoint") or constants.ENDPOINT).rstrip("/")
-    response = get_session().get(
-        f"{endpoint}/api/models",
-        params={"search": search, "limit": limit},
-        headers=build_hf_headers(token=settings.get("token") or None),
-        timeout=time_limit(settings),
-    )
+    url = f"{endpoint}/api/models"
+    try:
+        response = get_session().get(
+            url,
+            params={"search": search, "limit": limit},
+            headers=build_hf_headers(token=settings.get("token") or None),
+            timeout=http_timeout(time_limit(settings)),
+        )
+    except Exception as exc:
+        offline = unreachable(exc, "the Hugging Face Hub", url)
+        if offline is None:
+            raise
+        raise offline from exc
     hf_raise_for_status(response)
     models = [str(m["id"]) for m in response.json()[:limit] if isinstance(m, dict) and m.get("id")]
     if not models:

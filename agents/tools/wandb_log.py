@@ -2,6 +2,9 @@
 
 Without ``WANDB_API_KEY`` it logs in offline mode into the data directory, so
 the tool works on a machine with no network; ``wandb sync`` uploads later.
+
+wandb prints to the terminal through its own settings, not the run's: see
+:func:`quiet_wandb`.
 """
 
 from __future__ import annotations
@@ -46,6 +49,21 @@ SPEC = ToolSpec(
 )
 
 
+# wandb's own switches, read from the environment: ``WANDB_SILENT`` when it first
+# sets itself up (``silent=True`` given to one run does not quiet wandb's
+# terminal), ``WANDB_DISABLE_WEAVE`` at every init. The latter stops the
+# "Install Weave" hint, printed because a module named ``agents`` (this
+# package; also the OpenAI Agents SDK's name) is imported. A user's own value wins.
+QUIET_ENV = {"WANDB_SILENT": "true", "WANDB_DISABLE_WEAVE": "true"}
+
+
+def quiet_wandb() -> None:
+    """Keep wandb's banners and hints out of the terminal and the server log
+    (call before the first ``wandb.init`` of the process)."""
+    for name, value in QUIET_ENV.items():
+        os.environ.setdefault(name, value)
+
+
 def _metrics(raw: Any) -> dict[str, float]:
     """Accept the schema's list form, or a plain mapping some models send."""
     if isinstance(raw, dict):
@@ -69,6 +87,7 @@ def run(arguments: dict[str, Any], settings: dict[str, Any]) -> ToolOutput:
 
     # Imported here, not at the top: wandb is optional and slow to import.
     require("wandb", "wandb")
+    quiet_wandb()
     import wandb
 
     # A configured mode goes to wandb unchecked: wandb.init validates it.

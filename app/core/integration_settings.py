@@ -34,6 +34,8 @@ class IntegrationSettings(EnvSettings):
         default="", validation_alias="AGENTOP_HF_REPO"
     )  # namespace/name to push to
     hf_public: bool = Field(default=False, validation_alias="AGENTOP_HF_PUBLIC")
+    # Where the dataset card points people for the studio's code; empty: no link.
+    repo_url: str = Field(default="", validation_alias="AGENTOP_REPO_URL")
     # Weights & Biases. wandb reads its key itself; here it decides the mode and the metrics.
     wandb_api_key: str = Field(default="", repr=False, validation_alias="WANDB_API_KEY")
     wandb_project: str = Field(default="agentop", validation_alias="WANDB_PROJECT")

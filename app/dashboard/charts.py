@@ -1,7 +1,10 @@
 """Time series for the dashboards: runs, tokens, cost, latency, success and metrics.
 
 Only data lives here: buckets, values, a rounded axis maximum with its
-ticks, and each value already formatted for labels and tooltips. The SVG is
+ticks, and each value already formatted for labels and tooltips, by the same
+rules as every other number on the pages (``app.core.formats``). A bucket
+with nothing in it is None, not 0: a chart whose values are all 0 is drawn as
+such, and only one with no value at all says "No data in this range". The SVG is
 drawn by the ``chart`` macro in ``templates/partials/_charts.html``.
 Percentiles are computed here because SQLite has no percentile function.
 """
@@ -18,7 +21,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from app.core.errors import InputError
-from app.core.formats import format_ms
+from app.core.formats import format_axis, format_value, metric_unit
 from app.store.statuses import FAILED_LIKE, SUCCEEDED, TERMINAL, sql_list
 
 # range key -> (bucket seconds, bucket count, label format, title)
@@ -102,30 +105,12 @@ def nice_axis(top: float, whole: bool = False) -> tuple[float, int]:
     return best  # type: ignore[return-value]
 
 
-def fmt_value(value: float | None, unit: str) -> str:
-    if value is None:
-        return "—"
-    if unit == "pct":
-        return f"{value:.0f}%"
-    if unit == "ms":
-        return format_ms(value)
-    if unit == "usd":
-        if value == 0:
-            return "$0"
-        return f"${value:.4f}".rstrip("0").rstrip(".") if value < 1 else f"${value:,.2f}"
-    for size, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M")):
-        if abs(value) >= size:
-            return f"{value / size:.1f}".rstrip("0").rstrip(".") + suffix
-    if abs(value) >= 10_000:
-        return f"{value / 1000:.0f}k"
-    if abs(value) >= 1000:
-        return f"{value / 1000:.1f}".rstrip("0").rstrip(".") + "k"
-    return f"{value:.2f}".rstrip("0").rstrip(".") if value != int(value) else f"{int(value)}"
-
-
 @dataclass
 class Chart:
-    """One chart: ``kind`` bar (stacked) or line; series values align with ``labels``."""
+    """One chart: ``kind`` bar (stacked) or line; series values align with ``labels``.
+
+    ``unit``: ``count`` (whole numbers), ``value`` (a plain measure), ``ms``, ``usd`` or ``pct``.
+    """
 
     id: str
     title: str
@@ -158,7 +143,7 @@ class Chart:
         else:
             y_max, intervals = nice_axis(top, whole=self.unit == "count" and self.kind == "bar")
         for s in self.series:
-            s["texts"] = [fmt_value(v, self.unit) for v in s["values"]]
+            s["texts"] = [format_value(v, self.unit) for v in s["values"]]
         totals = [
             sum(v or 0 for v in col)
             for col in zip(*(s["values"] for s in self.series), strict=False)
@@ -173,13 +158,14 @@ class Chart:
             "ticks": [
                 {
                     "value": y_max * i / intervals,
-                    "text": fmt_value(y_max * i / intervals, self.unit),
+                    "text": format_axis(y_max * i / intervals, self.unit),
                 }
                 for i in range(intervals + 1)
             ],
-            "empty": not any(v for s in self.series for v in s["values"]),
+            # Zeros are data (a day of free local runs costs $0): only no value at all is empty.
+            "empty": all(v is None for s in self.series for v in s["values"]),
             "note": self.note,
-            "total_text": fmt_value(sum(totals), self.unit) if self.kind == "bar" else "",
+            "total_text": format_value(sum(totals), self.unit) if self.kind == "bar" else "",
         }
 
 
@@ -222,11 +208,16 @@ def dashboard_charts(
         if r["latency_ms"] is not None:
             latencies[i].append(r["latency_ms"])
     other = [runs[i] - ok[i] - failed[i] for i in range(n)]
+
+    def seen(values: list[float]) -> list[float | None]:
+        """A bucket without runs has no value (None), one with runs has its sum, 0 included."""
+        return [v if runs[i] else None for i, v in enumerate(values)]
+
     charts = [
         Chart("runs", "Runs", "bar", "count", w.labels)
-        .add("succeeded", ok, "ok")
-        .add("failed", failed, "bad")
-        .add("running", other, "warn"),
+        .add("succeeded", seen(ok), "ok")
+        .add("failed", seen(failed), "bad")
+        .add("running", seen(other), "warn"),
         Chart(
             "tokens",
             "Tokens",
@@ -237,8 +228,8 @@ def dashboard_charts(
             if usage_unknown
             else "",
         )
-        .add("input", tokens_in)
-        .add("output", tokens_out),
+        .add("input", seen(tokens_in))
+        .add("output", seen(tokens_out)),
         Chart(
             "cost",
             "Cost (USD)",
@@ -246,7 +237,7 @@ def dashboard_charts(
             "usd",
             w.labels,
             note="priced calls only: unpriced ones are left out",
-        ).add("cost", cost, "s1"),
+        ).add("cost", seen(cost), "s1"),
         Chart("latency", "Latency", "line", "ms", w.labels)
         .add("p50", [percentile(v, 0.5) for v in latencies])
         .add("p95", [percentile(v, 0.95) for v in latencies]),
@@ -312,7 +303,7 @@ def eval_charts(
     )
     metrics: list[dict[str, Any]] = []
     for metric in sorted(sums):
-        unit = "ms" if metric == "latency_ms" else "usd" if metric == "cost_usd" else "count"
+        unit = metric_unit(metric)
         means = [s / c if c else None for s, c in zip(sums[metric], counts[metric], strict=False)]
         # Known scales read better on their full axis: 1-5 scores, 0-1 verdicts.
         known = [v for v in means if v is not None]

@@ -63,6 +63,12 @@ class Param:
     title: str
     kind: type = str  # str | float | bool
     required: bool = False
+    example: Any = "..."  # shown in the error that says the param is missing
+
+
+def expected_shape(name: str, param: Param) -> str:
+    """The request item that gives ``param``: ``{"name": "regex", "params": {"pattern": "..."}}``."""
+    return json.dumps({"name": name, "params": {param.name: param.example}}, ensure_ascii=False)
 
 
 @dataclass(frozen=True)
@@ -108,7 +114,10 @@ def validate_params(name: str, raw: Any) -> dict[str, Any]:
         value = raw.get(p.name)
         if value is None or value == "":
             if p.required:
-                raise InputError(f"{name} needs {p.name} ({p.title})")
+                raise InputError(
+                    f"{name} needs {p.name} ({p.title}) in its params,"
+                    f" e.g. {expected_shape(name, p)}"
+                )
             continue
         if p.kind is bool:
             out[p.name] = value in (True, "true", "on", "1", 1)
@@ -193,7 +202,7 @@ def contains(subject: Subject, params: dict[str, Any]) -> Result:
 @heuristic(
     "Regex",
     "The answer matches a regular expression (searched anywhere).",
-    Param("pattern", "Pattern", required=True),
+    Param("pattern", "Pattern", required=True, example="^\\d+$"),
     Param("ignore_case", "Ignore case", bool),
     name="regex",  # the function is named apart so it does not shadow the module
 )
@@ -252,7 +261,7 @@ def tool_call_success(subject: Subject, params: dict[str, Any]) -> Result:
 @heuristic(
     "Latency budget",
     "The run finished within a time budget; the value is its latency in ms.",
-    Param("max_ms", "Budget (ms)", float, required=True),
+    Param("max_ms", "Budget (ms)", float, required=True, example=2000),
 )
 def latency_budget(subject: Subject, params: dict[str, Any]) -> Result:
     latency = subject.run.get("latency_ms")
@@ -265,7 +274,7 @@ def latency_budget(subject: Subject, params: dict[str, Any]) -> Result:
 @heuristic(
     "Cost budget",
     "The run cost at most a budget; the value is its cost in USD.",
-    Param("max_usd", "Budget (USD)", float, required=True),
+    Param("max_usd", "Budget (USD)", float, required=True, example=0.01),
 )
 def cost_budget(subject: Subject, params: dict[str, Any]) -> Result:
     status = subject.run.get("cost_status")

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from app.experiments.change import item_change
 from app.store.rows import decode_json
 from app.store.statuses import SUCCEEDED
 
@@ -222,13 +223,7 @@ def compare_experiments(db: Database, a_id: int, b_id: int) -> dict[str, Any]:
     for item_id in sorted(both, key=lambda k: both[k]["idx"]):
         left, right = items_a.get(item_id), items_b.get(item_id)
         base = both[item_id]
-        verdicts = (left or {}).get("passed"), (right or {}).get("passed")
-        if None in verdicts:
-            change = "unknown"  # a side without a verdict cannot be better or worse
-        elif verdicts[0] == verdicts[1]:
-            change = "same"
-        else:
-            change = "better" if verdicts[1] else "worse"
+        change, flips = item_change(left, right)
         rows.append(
             {
                 "idx": base["idx"],
@@ -237,6 +232,7 @@ def compare_experiments(db: Database, a_id: int, b_id: int) -> dict[str, Any]:
                 "a": left,
                 "b": right,
                 "change": change,
+                "flips": flips,
             }
         )
     summary_a = {m["metric"]: m for m in metric_summary(db, a_id)}

@@ -7,7 +7,7 @@ the declared keys, the values as stored.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -118,15 +118,25 @@ class ExperimentList(msgspec.Struct, kw_only=True):
     experiments: list[Experiment]
 
 
+class Flip(msgspec.Struct, kw_only=True):
+    """An evaluator whose verdict differs between A and B (True = pass)."""
+
+    metric: str
+    a: bool
+    b: bool
+
+
 class ComparedItem(Row):
-    """One dataset item in two experiments; ``change`` is B against A."""
+    """One dataset item in two experiments; ``change`` is B against A, read from each
+    evaluator's verdict, and ``flips`` names the evaluators that changed."""
 
     idx: int
     input: str
     expected: str | None
     a: ExperimentItem | None
     b: ExperimentItem | None
-    change: str  # better | worse | same | unknown
+    change: Literal["better", "worse", "mixed", "same", "unknown"]
+    flips: list[Flip]
 
 
 class ComparedMetric(Row):
@@ -161,7 +171,10 @@ def comparison(data: Mapping[str, Any]) -> Comparison:
         b=Experiment.of_row(data["b"]),
         rows=[
             ComparedItem.of_row(
-                r, a=_maybe(r["a"], experiment_item), b=_maybe(r["b"], experiment_item)
+                r,
+                a=_maybe(r["a"], experiment_item),
+                b=_maybe(r["b"], experiment_item),
+                flips=[Flip(**flip) for flip in r["flips"]],
             )
             for r in data["rows"]
         ],

@@ -7,11 +7,16 @@ features are declared too (``dataset_info``), so a JSONL export loads with
 the same nested types as Parquet rather than types guessed from the rows at
 hand (an export whose runs made no tool call would otherwise get a list of
 nulls).
+
+The prose names the studio and links to its repository when one is set
+(``AGENTOP_REPO_URL``, passed in the context as ``repo_url``); with none it
+links to nothing rather than to a placeholder.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, urlsplit
 
 import yaml
 from jinja2 import Environment, FileSystemLoader
@@ -85,10 +90,29 @@ def metadata(fmt: str, tables: dict[str, pa.Schema], size_category: str) -> dict
     return meta
 
 
+def repo_link(url: str | None) -> str:
+    """``url`` fit for a Markdown link, or "" when unset or not an http(s) URL.
+
+    Brackets, parentheses and spaces are percent-encoded so the URL cannot end
+    the link early or add Markdown of its own.
+    """
+    url = (url or "").strip()
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return ""
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return ""
+    return quote(url, safe=":/?#@!$&'*+,;=%~-._")
+
+
 def dataset_card(context: dict[str, Any]) -> str:
-    """The card's text; ``context["metadata"]`` is the dict from :func:`metadata`."""
+    """The card's text; ``context["metadata"]`` is the dict from :func:`metadata`,
+    ``context["repo_url"]`` the studio's repository (optional)."""
     env = Environment(
         loader=FileSystemLoader(str(TEMPLATES_DIR)), autoescape=False, keep_trailing_newline=True
     )
     header = yaml.safe_dump(context["metadata"], sort_keys=False, allow_unicode=True)
-    return env.get_template("exports/dataset_card.md").render(**context, metadata_yaml=header)
+    return env.get_template("exports/dataset_card.md").render(
+        **context, metadata_yaml=header, studio_link=repo_link(context.get("repo_url"))
+    )

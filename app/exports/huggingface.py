@@ -159,6 +159,7 @@ def write_dataset(
     fmt: str,
     repo: str | None,
     progress: Callable[[float, str], None] = lambda f, s: None,
+    repo_url: str = "",
 ) -> dict[str, Any]:
     """Write the dataset folder from ``db`` (a read connection); return what was written."""
     if fmt not in FORMATS:
@@ -194,6 +195,7 @@ def write_dataset(
         "metadata": metadata(fmt, written, size_category),
         "configs": list(written),
         "repo": repo,
+        "repo_url": repo_url,
         "fmt": fmt,
         "runs": len(runs),
         "evaluations": len(evaluations),

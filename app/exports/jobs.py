@@ -142,7 +142,9 @@ def run_export(
     record = store_recorder(store)
     if kind == "huggingface":
         progress(0.05, "reading runs")
-        result = store.read_sync(write_dataset, folder, params["format"], params["repo"], progress)
+        result = store.read_sync(
+            write_dataset, folder, params["format"], params["repo"], progress, settings.repo_url
+        )
         if params["push"]:
             progress(0.7, f"pushing to {params['repo']}")
             result["commit_url"] = push_dataset(folder, params["repo"], settings, subject, record)

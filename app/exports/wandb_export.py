@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from agents.extras import require
+from agents.tools.wandb_log import quiet_wandb
 from app.core.integration_settings import IntegrationSettings
 from app.core.outbound import Recorder, call_with_retry, store_recorder
 from app.exports.records import run_ids, run_records
@@ -74,6 +75,7 @@ def log_artifact(
 ) -> dict[str, Any]:
     """Log ``folder`` as a dataset artifact; return the W&B run id, mode and run directory."""
     require("wandb", "wandb")
+    quiet_wandb()
     import wandb
 
     mode = settings.resolved_wandb_mode
@@ -150,6 +152,7 @@ class RunMetricsLogger:
         def log() -> str:
             # Inside the retried call: a missing extra is recorded like any other failure.
             require("wandb", "wandb")
+            quiet_wandb()
             import wandb
 
             with _WANDB_LOCK:

@@ -4,14 +4,20 @@ The two are not the same view: the page shows one step at a time (loading
 only that step and the one before), the API every snapshot at once. Both
 are built here from ``app.memory.snapshots``, so a change to what a step's
 diff means reaches both.
+
+A step is linkable: ``?step=N`` selects it, on the memory page and on the run
+page, and picking a step pushes that URL (``hx-push-url``) onto the viewer's
+``home``: the run page when the viewer is part of it, else the memory page.
 """
 
 from __future__ import annotations
 
 from typing import Any, TypedDict, cast
+from urllib.parse import unquote, urlsplit
 
 import msgspec
 
+from app.core.errors import InputError
 from app.memory.snapshots import all_snapshots, diff_snapshots, memory_view
 from app.store import Store
 from app.web.deps import existing_run
@@ -69,7 +75,40 @@ async def run_memory(store: Store, run_id: str) -> RunMemory:
     return RunMemory(run_id=run_id, snapshots=out)
 
 
-async def memory_viewer(store: Store, run_id: str, step: int | None) -> dict[str, Any]:
+MAX_STEP = 1_000_000
+
+
+def parse_step(raw: str | None) -> int | None:
+    """``?step=`` as a step number; None when absent or empty; a 400 that says why otherwise."""
+    if raw is None or not raw.strip():
+        return None
+    text = raw.strip()
+    if not text.isascii() or not text.isdigit() or int(text) > MAX_STEP:
+        raise InputError(f"step must be a whole number from 0 to {MAX_STEP:,}, got {raw[:40]!r}")
+    return int(text)
+
+
+def run_page_home(run_id: str) -> str:
+    return f"/runs/{run_id}"
+
+
+def memory_page_home(run_id: str) -> str:
+    return f"/runs/{run_id}/memory"
+
+
+def viewer_home(run_id: str, current_url: str | None) -> str:
+    """Where picking a step is pushed to: the page the viewer is on (htmx's HX-Current-URL)."""
+    path = unquote(urlsplit(current_url or "").path)
+    return run_page_home(run_id) if path == run_page_home(run_id) else memory_page_home(run_id)
+
+
+async def memory_viewer(
+    store: Store, run_id: str, step: int | None, home: str | None = None
+) -> dict[str, Any]:
     """The viewer at ``step`` (default: the last); a 404 without the run."""
     run = await existing_run(store, run_id)
-    return {"run": run, "mem": await store.read(memory_view, run_id, step)}
+    return {
+        "run": run,
+        "mem": await store.read(memory_view, run_id, step),
+        "memory_home": home or memory_page_home(run_id),
+    }

@@ -94,12 +94,15 @@ def diff_snapshots(before: dict[str, Any] | None, after: dict[str, Any]) -> dict
 
 
 def memory_view(db: Database, run_id: str, step: int | None = None) -> dict[str, Any]:
-    """Context of the memory viewer: the steps, the chosen one (default: the last), its diff."""
+    """Context of the memory viewer: the steps, the chosen one (default: the last), its diff;
+    ``missing_step`` is a step asked for that the run does not have (the last is shown)."""
     steps = list_steps(db, run_id)
     if not steps:
-        return {"run_id": run_id, "steps": [], "current": None, "diff": None}
+        return {"run_id": run_id, "steps": [], "current": None, "diff": None, "missing_step": step}
     numbers = [s["step"] for s in steps]
-    chosen = numbers[-1] if step is None or step not in numbers else step
+    # A link to a step the run does not have shows the last one, and says so.
+    missing = step if step is not None and step not in numbers else None
+    chosen = numbers[-1] if step is None or missing is not None else step
     current = get_snapshot(db, run_id, chosen)
     position = numbers.index(chosen)
     previous = get_snapshot(db, run_id, numbers[position - 1]) if position > 0 else None
@@ -110,4 +113,5 @@ def memory_view(db: Database, run_id: str, step: int | None = None) -> dict[str,
         "diff": diff_snapshots(previous, current),  # type: ignore[arg-type]
         "prev_step": numbers[position - 1] if position > 0 else None,
         "next_step": numbers[position + 1] if position + 1 < len(numbers) else None,
+        "missing_step": missing,
     }

@@ -16,6 +16,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from app.core.formats import MISSING, format_usd
+
 PRICES_AS_OF = "2026-11-01"
 
 # model family -> (input, output) USD per 1M tokens
@@ -73,7 +75,8 @@ def usage_reason(row: dict[str, Any]) -> str | None:
 
 
 def format_cost(usd: float | None, status: str | None, reason: str | None = None) -> str:
-    """How a cost reads on a page: never a bare $0 for an unknown price.
+    """How a cost reads on a page: never a bare $0 for an unknown price; the amount
+    in the money format of ``app.core.formats.format_usd`` ("$1.40", "$0.0045").
 
     ``reason`` says why a cost is (partly) unknown, e.g. ``NO_USAGE``.
     """
@@ -83,9 +86,10 @@ def format_cost(usd: float | None, status: str | None, reason: str | None = None
         return "$0 (local)"
     if status == UNPRICED:
         return f"unpriced ({reason})" if reason else "unpriced"
-    amount = f"${(usd or 0):.6f}".rstrip("0").rstrip(".") if (usd or 0) < 0.01 else f"${usd:.4f}"
-    if amount == "$":
-        amount = "$0"
+    # The one money format of the pages and charts; a missing amount of a partly priced run is 0.
+    amount = format_usd(usd or 0)
+    if amount == MISSING:  # NaN or infinite in a corrupt row
+        return amount
     if status == PARTIAL:
         return f"≥ {amount} (partly unpriced{': ' + reason if reason else ''})"
     return amount

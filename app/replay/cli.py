@@ -18,6 +18,7 @@ from typing import Any
 from app.core.errors import InputError
 from app.core.settings import Settings
 from app.replay.replays import RunNotFound, ensure_diff, start_replay
+from app.runs.input import tools_from_text
 from app.runs.remote import (
     RemoteError,
     call,
@@ -45,7 +46,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     replay.add_argument("--max-tokens", type=int)
     replay.add_argument("--max-rounds", type=int)
     replay.add_argument("--system", help='system prompt ("" for none)')
-    replay.add_argument("--tools", help='comma-separated tool names ("" for none)')
+    replay.add_argument(
+        "--tools",
+        help='comma-separated tool names ("none" or "" for none); default: as the run had',
+    )
     replay.add_argument("--session", help='session name ("" for none)')
     replay.add_argument("--data-dir")
     replay.set_defaults(func=lambda a: asyncio.run(cmd_replay(a)))
@@ -61,7 +65,7 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
         "session": args.session,
     }
     if args.tools is not None:
-        overrides["tools"] = [t.strip() for t in args.tools.split(",") if t.strip()]
+        overrides["tools"] = tools_from_text(args.tools)
     return {k: v for k, v in overrides.items() if v is not None}
 
 

@@ -90,6 +90,9 @@ def replay_input(
         # Every tool ticked is what "all tools" meant for the parent: keep it unchanged.
         data["tools"] = None
     run_input = parse_run_input(data, config, known_tools)
+    if data.get("tools") is None and run_input.request.tools is not None:
+        # The parent had every tool: a model whose default is fewer must not take them away.
+        run_input = RunInput(dataclasses.replace(run_input.request, tools=None), run_input.session)
     extra = params.get("extra") if isinstance(params.get("extra"), dict) else {}
     if extra:  # e.g. the depth of an agent's child run carries over to its replays
         run_input = RunInput(

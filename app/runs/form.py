@@ -4,6 +4,13 @@ A form post is checked by the same ``RunCreate`` as the JSON API; this
 module only knows the form's own conventions: a blank field means "not
 given", and the tool checkboxes count only when the form says it shows them
 (``tools_present``), so that no box ticked means no tools rather than all.
+
+The boxes start ticked as the selected model's default tools
+(``AgentConfig.tools_by_default``) and, with JavaScript, are redrawn for the
+model picked (htmx, see templates/partials/run_form.html). Without it they
+stay as drawn, so the form says for which model (``tools_model``) and which
+were ticked then (``tools_default``): boxes left as they were for another
+model count as "not given", and that model's defaults apply.
 """
 
 from __future__ import annotations
@@ -27,6 +34,10 @@ def form_context(
     return {
         "models": runner.model_choices(),
         "tools": runner.tool_names,
+        # Model -> the boxes ticked for it before anyone touches them.
+        "model_tools": {
+            model: _default_ticks(runner, model) for model, _provider in runner.model_choices()
+        },
         "defaults": {
             "model": runner.config.resolved_default_model,
             "temperature": runner.config.temperature,
@@ -37,13 +48,35 @@ def form_context(
     }
 
 
+def _default_ticks(runner: Runner, model: str) -> list[str]:
+    default = runner.config.tools_by_default(model)
+    return runner.tool_names if default is None else list(default)
+
+
+# Form fields that describe the tool boxes rather than the run.
+TOOL_FIELDS = ("tools", "tools_present", "tools_model", "tools_default")
+
+
+def _untouched_for_another_model(form: dict[str, Any], ticked: list[str]) -> bool:
+    """Boxes drawn for one model, left as drawn, while another model was picked
+    (no JavaScript redrew them): they say nothing about the model picked."""
+    drawn_for = str(form.get("tools_model") or "")
+    model = str(form.get("model") or "").strip()
+    if not drawn_for or not model or model == drawn_for:
+        return False
+    drawn = [t for t in str(form.get("tools_default") or "").split(",") if t]
+    return sorted(ticked) == sorted(drawn)
+
+
 def form_to_input(form: dict[str, Any]) -> dict[str, Any]:
     """The form's fields under the API's names: checkboxes as a list, only with
     ``tools_present``; blank fields left out."""
-    data = {k: v for k, v in form.items() if k not in ("tools", "tools_present")}
+    data = {k: v for k, v in form.items() if k not in TOOL_FIELDS}
     if form.get("tools_present"):
         tools = form.get("tools") or []
-        data["tools"] = tools if isinstance(tools, list) else [tools]
+        tools = tools if isinstance(tools, list) else [tools]
+        if not _untouched_for_another_model(form, tools):
+            data["tools"] = tools
     for key in NUMBER_FIELDS:
         if isinstance(data.get(key), str):
             data[key] = data[key].strip()

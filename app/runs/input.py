@@ -6,6 +6,11 @@ the body of ``POST /api/runs`` (Litestar validates it there and the OpenAPI
 schema shows it), of the new-run form (``app.web.bodies.from_form``), and the
 settings a replay may override (``RunSettings``). What needs the agent
 config - defaults, which tools exist - is checked by ``to_run_input``.
+
+A run that names no tools gets its model's default tools
+(``AgentConfig.tools_by_default``: none for the small local model, every tool
+for the others), written into the request, so the run records the tools it
+really had and a replay keeps them.
 """
 
 from __future__ import annotations
@@ -72,7 +77,8 @@ class RunSettings(RunConfig, kw_only=True):
 
 class RunCreate(RunSettings, kw_only=True):
     """Body of ``POST /api/runs``; only ``prompt`` is required. ``tools``
-    unset means every tool, ``[]`` none."""
+    unset means the model's default tools (every tool, but none for the small
+    local model), ``[]`` none."""
 
     prompt: Prompt
 
@@ -92,9 +98,14 @@ def to_run_input(body: RunCreate, config: AgentConfig, known_tools: list[str]) -
             raise InputError(
                 f"unknown tool(s): {', '.join(unknown)}; available: {', '.join(known_tools)}"
             )
+    model = body.model or config.resolved_default_model
+    if tools is None:
+        # None stays "every tool" for a model without a default of its own.
+        default = config.tools_by_default(model)
+        tools = list(default) if default is not None else None
     request = RunRequest(
         prompt=body.prompt,
-        model=body.model or config.resolved_default_model,
+        model=model,
         temperature=config.temperature if body.temperature is None else body.temperature,
         max_tokens=body.max_tokens or config.max_tokens,
         system_prompt=body.system_prompt or None,
@@ -102,6 +113,12 @@ def to_run_input(body: RunCreate, config: AgentConfig, known_tools: list[str]) -
         max_rounds=body.max_rounds or config.max_rounds,
     )
     return RunInput(request=request, session=(body.session or "").strip() or None)
+
+
+def tools_from_text(text: str) -> list[str]:
+    """Tool names as typed on a command line: comma-separated; "none" or "" for none."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    return [] if [n.lower() for n in names] == ["none"] else names
 
 
 def parse_run_input(data: Any, config: AgentConfig, known_tools: list[str]) -> RunInput:

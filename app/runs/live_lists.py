@@ -8,7 +8,8 @@ run row are sent; tokens stay on the run page. A row that fails to render is
 logged and sent as a placeholder, so one odd run never ends the stream.
 
 A page reads its rows before its stream subscribes, so a run created in
-between is missed until the next load, but a row is never shown twice.
+between is missed until the next load, but a row is never shown twice. A
+browser that leaves ends its stream (``app.web.sse_disconnect``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from app.store.events import TERMINAL_EVENTS
 from app.store.live import Broker, LiveEvent
 from app.store.runs import totals
 from app.web.render import render_live
+from app.web.sse_disconnect import until_client_leaves
 
 KEEPALIVE_S = 15.0
 
@@ -83,6 +85,6 @@ class LiveListsController(Controller):
         compact: Annotated[bool, QueryParameter()] = False,
     ) -> ServerSentEvent:
         return ServerSentEvent(
-            _list_events(store, broker, jinja, compact),
+            until_client_leaves(_list_events(store, broker, jinja, compact)),
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )

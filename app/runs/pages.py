@@ -8,13 +8,15 @@ from typing import Any, cast
 from jinja2 import Environment
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, Parameter, URLEncodedBody
+from litestar.params import FromPath, FromQuery, Parameter, URLEncodedBody
 from litestar.response import ServerSentEvent, Template
 
 from app.auth.guards import requires_member
 from app.core.errors import InputError
 from app.evals.pages import run_page_extras
+from app.memory.context import parse_step
 from app.replay.lineage import run_lineage
+from app.runs.activity import current_activity
 from app.runs.context import run_detail_or_404, run_list
 from app.runs.filters import FILTER_PARAMS, parse_filters
 from app.runs.form import form_context, run_from_form
@@ -90,11 +92,20 @@ class PagesController(Controller):
         return redirect_to(request, f"/runs/{run['id']}")
 
     @get("/runs/{run_id:str}")
-    async def run_page(self, run_id: FromPath[str], store: NamedDependency[Store]) -> Template:
+    async def run_page(
+        self,
+        run_id: FromPath[str],
+        store: NamedDependency[Store],
+        step: FromQuery[str | None] = None,
+    ) -> Template:
+        # ``?step=N`` opens the memory viewer at that step (a linkable step).
+        selected_step = parse_step(step)
         detail = await run_detail_or_404(store, run_id)
         run = detail["run"]
         live = run["status"] not in TERMINAL
         draft = await store.read(draft_text, run_id) if live else ""
+        # What a live run is doing, as the stream would say it (no JavaScript needed).
+        activity = await store.read(current_activity, run_id, run["last_seq"]) if live else None
         lineage = await store.read(run_lineage, run_id)
         # The trace card is drawn with the page. Its context goes first: the run
         # it read is later than ``detail``, and the live stream must resume
@@ -110,10 +121,11 @@ class PagesController(Controller):
                 "items": thread_items(cast(dict[str, Any], detail)),
                 "live": live,
                 "draft": draft,
+                "activity": activity.view() if activity else None,
                 "nav": "runs",
                 "lineage": lineage,
                 "children": lineage["children"],
-                **(await run_page_extras(store, run_id)),
+                **(await run_page_extras(store, run_id, selected_step)),
             },
         )
 

@@ -106,6 +106,11 @@ class Runner:
         )
 
     def tools_for(self, names: tuple[str, ...] | None, run_id: str | None = None) -> list[Tool]:
+        """The tools named, bound to their settings; None: every configured tool.
+
+        A run that named no tools has its model's default tools written in
+        already (``app.runs.input.to_run_input``); None here is a run that had
+        every tool, e.g. the replay of one."""
         wanted = self.tool_names if names is None else list(names)
         base = {"data_dir": str(self.data_dir)}
         tools = []

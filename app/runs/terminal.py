@@ -1,19 +1,35 @@
 """How a run reads in a terminal: its events as they stream, then one summary line.
 
 Shared by ``agentop run`` and ``agentop replay``, whether the run executes in
-this process or on a server beside it.
+this process or on a server beside it. The answer and the tool calls go to
+``out``; why the run waits (a model loading) goes to ``status`` (stderr by
+default), so a piped answer stays clean. Pieces of tool-call arguments are
+not printed: the whole call is, when it starts.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any, TextIO
 
+from app.core.formats import format_ms
 from app.pricing.costs import format_cost, usage_reason
 
 
-def print_event(event_type: str, payload: dict[str, Any], out: TextIO) -> None:
-    if event_type == "token":
+def print_event(
+    event_type: str, payload: dict[str, Any], out: TextIO, status: TextIO | None = None
+) -> None:
+    status = status if status is not None else sys.stderr
+    if event_type == "model_loading":
+        status.write(f"… loading model {payload.get('model')}\n")
+        status.flush()
+    elif event_type == "model_loaded":
+        status.write(
+            f"… model {payload.get('model')} loaded in {format_ms(payload.get('latency_ms'))}\n"
+        )
+        status.flush()
+    elif event_type == "token":
         out.write(payload["text"])
         out.flush()
     elif event_type == "tool_call_started":

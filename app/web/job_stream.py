@@ -5,7 +5,8 @@ subscribes first, then sends the job as it is now (so an update committed in
 between is never missed), then every update, and ends after a terminal
 status with ``stream_end`` (HTML) so the htmx SSE extension stops. An update
 that fails to render is logged and sent as a comment in its place: the page
-keeps the last good state and the stream goes on to the end.
+keeps the last good state and the stream goes on to the end. A client that
+leaves ends the stream (``app.web.sse_disconnect``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 from app.core.text import safe_text
 from app.store.live import Broker
 from app.web.events import STREAM_END
+from app.web.sse_disconnect import until_client_leaves
 
 KEEPALIVE_S = 15.0
 
@@ -58,5 +60,6 @@ def job_stream(
             yield ServerSentEventMessage(data="end", event=STREAM_END)
 
     return ServerSentEvent(
-        messages(), headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+        until_client_leaves(messages()),
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

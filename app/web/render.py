@@ -25,7 +25,19 @@ from jinja2 import (
 from jinja2.filters import do_truncate
 from markupsafe import Markup
 
-from app.core.formats import MISSING, format_int, format_ms, format_ts, number
+from app.core.formats import (
+    MISSING,
+    format_exact,
+    format_int,
+    format_metric,
+    format_ms,
+    format_num,
+    format_pct,
+    format_ratio,
+    format_ts,
+    format_usd,
+    number,
+)
 from app.core.paths import TEMPLATES_DIR
 from app.core.text import safe_text
 from app.pricing.costs import format_cost, usage_reason
@@ -141,13 +153,6 @@ def run_cost(run: Any) -> str:
     return format_cost(usd, run.get("cost_status"), usage_reason(run))
 
 
-def format_usd(value: Any) -> str:
-    usd = number(value)
-    if usd is None:
-        return MISSING
-    return format_cost(usd, "priced")
-
-
 def make_environment(templates_dir: Path = TEMPLATES_DIR) -> Environment:
     env = Environment(
         loader=FileSystemLoader(str(templates_dir)),
@@ -164,12 +169,19 @@ def make_environment(templates_dir: Path = TEMPLATES_DIR) -> Environment:
         run_title=run_title,
         truncate=truncate,
         markdown=render_markdown,
+        pretty_json=pretty_json,
+        # One number format everywhere (app.core.formats): durations, timestamps,
+        # counts, money, percentages (0-100 and 0-1), plain values, metrics by name.
         ms=format_ms,
         ts=format_ts,
         int=format_int,
-        pretty_json=pretty_json,
-        run_cost=run_cost,
         usd=format_usd,
+        run_cost=run_cost,
+        pct=format_pct,
+        ratio=format_ratio,
+        num=format_num,
+        exact=format_exact,
+        metric=format_metric,
     )
     return env
 

@@ -36,7 +36,7 @@ def event_context(event: LiveEvent) -> dict[str, Any]:
     }
     if event.type == "message":
         context["m"] = payload
-    elif event.type == "token":
+    elif event.type in ("token", "tool_call_delta"):
         context["text"] = payload.get("text", "")
     elif event.type in ("tool_call_started", "tool_call_finished"):
         context["tc"] = tool_call_view(payload, event.type == "tool_call_finished")
