@@ -44,11 +44,10 @@ from app.runs.runner import Runner
 from app.store import Store
 from app.store.runs import list_runs
 from app.web.bodies import from_form
-from app.web.htmx import redirect_to
+from app.web.htmx import STREAM_END, redirect_to
 from app.web.params import QueryId, RowId
 from app.web.render import render_partial
-
-STREAM_END = "stream_end"
+from app.web.sse_disconnect import until_client_leaves
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -273,5 +272,6 @@ class ExperimentPagesController(Controller):
             yield ServerSentEventMessage(data="end", event=STREAM_END)
 
         return ServerSentEvent(
-            stream(), headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+            until_client_leaves(stream()),
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )

@@ -17,11 +17,11 @@ from app.runs.filters import parse_filters
 from app.runs.input import RunCreate, to_run_input
 from app.runs.runner import Runner
 from app.runs.source import run_source
+from app.runs.stream import resume_point, run_event_stream
 from app.store import Store
 from app.store.db import StorageUnavailable
 from app.store.live import Broker
 from app.web.deps import existing_run
-from app.web.events import resume_point, run_event_stream
 from app.web.params import MAX_ID
 
 

@@ -22,6 +22,7 @@ from app.runs.filters import FILTER_PARAMS, parse_filters
 from app.runs.form import form_context, run_from_form
 from app.runs.input import to_run_input
 from app.runs.runner import Runner
+from app.runs.stream import resume_point, run_event_stream
 from app.sessions.queries import session_names
 from app.store import Store
 from app.store.live import Broker
@@ -29,7 +30,6 @@ from app.store.runs import draft_text
 from app.store.statuses import ALL, TERMINAL
 from app.traces.context import run_trace, trace_card
 from app.web.deps import existing_run
-from app.web.events import resume_point, run_event_stream
 from app.web.htmx import is_htmx, redirect_to
 from app.web.views import thread_items
 

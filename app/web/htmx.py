@@ -5,6 +5,9 @@ from __future__ import annotations
 from litestar import Request, Response
 from litestar.response import Redirect
 
+# The SSE event after which htmx's SSE extension stops reconnecting (``sse-close``).
+STREAM_END = "stream_end"
+
 
 def is_htmx(request: Request) -> bool:
     # A history restore (back button after an htmx swap) needs the whole page.

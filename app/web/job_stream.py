@@ -20,7 +20,7 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from app.core.text import safe_text
 from app.store.live import Broker
-from app.web.events import STREAM_END
+from app.web.htmx import STREAM_END
 from app.web.sse_disconnect import until_client_leaves
 
 KEEPALIVE_S = 15.0

@@ -32,12 +32,12 @@ from app.core.text import safe_text
 from app.runs.activity import Activity, advance, current_activity
 from app.store import Store
 from app.store.live import Broker, LiveEvent, follow_run
+from app.web.htmx import STREAM_END
 from app.web.params import MAX_ID
 from app.web.render import render_live
 from app.web.sse_disconnect import until_client_leaves
 from app.web.views import event_context
 
-STREAM_END = "stream_end"
 ACTIVITY = "activity"
 # How often a wait's elapsed time is sent, and how long silence lasts before a keep-alive.
 TICK_S = 1.0
