@@ -36,8 +36,9 @@ from agents.events import ToolCallStarted as Started
 from agents.loop import RunRequest, run_agent
 from agents.providers.local import LocalModel, LocalProvider
 from agents.tools import load_tool
+from app.core.formats import format_elapsed
 from app.core.settings import Settings
-from app.runs.activity import current_activity, elapsed_text
+from app.runs.activity import current_activity
 from app.runs.terminal import print_event
 from app.store.events import record_event
 from app.store.runs import create_run
@@ -267,7 +268,7 @@ def test_current_activity_is_folded_from_the_stored_log(db):
     assert at(6) == ("tool_args", "wandb_log", '{"a": 1}', t0 + 9)  # since the first piece
     assert at(7) == ("calling", "wandb_log", "", t0 + 12)
     assert at(8) == ("writing", "", "", t0 + 20)
-    assert elapsed_text(7.9) == "7 s" and elapsed_text(125) == "2 min 05 s"
+    assert format_elapsed(7.9) == "7 s" and format_elapsed(125) == "2 min 05 s"
 
 
 class ListSink:

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 import app.store.live as live
-from app.web.sse_disconnect import until_client_leaves
+from app.web.sse import until_client_leaves
 from tests.conftest import wait_for_run
 from tests.fake_mistral import Reply
 

@@ -148,6 +148,15 @@ def format_ms(value: Any) -> str:
     return _signed(ms, text)
 
 
+def format_elapsed(seconds: float) -> str:
+    """Time on a ticking clock, in whole seconds: "7 s", "2 min 05 s" (``format_ms``
+    would show "7.00 s", whose decimals flicker once a second)."""
+    whole = int(seconds)
+    if whole < 60:
+        return f"{whole} s"
+    return f"{whole // 60} min {whole % 60:02d} s"
+
+
 def _long_duration(seconds: int) -> str:
     minutes, s = divmod(seconds, 60)
     if minutes < 60:

@@ -47,7 +47,7 @@ from app.web.bodies import from_form
 from app.web.htmx import STREAM_END, redirect_to
 from app.web.params import QueryId, RowId
 from app.web.render import render_partial
-from app.web.sse_disconnect import until_client_leaves
+from app.web.sse import sse_response
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -271,7 +271,4 @@ class ExperimentPagesController(Controller):
                 yield ServerSentEventMessage(data=html, event="experiment_progress")
             yield ServerSentEventMessage(data="end", event=STREAM_END)
 
-        return ServerSentEvent(
-            until_client_leaves(stream()),
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        )
+        return sse_response(stream())

@@ -23,7 +23,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from app.core.formats import number
+from app.core.formats import format_elapsed, number
 from app.store.events import TERMINAL_EVENTS
 from app.store.rows import json_object
 
@@ -60,16 +60,8 @@ class Activity:
             "name": self.name,
             "args": self.args,
             "ticking": self.ticking,
-            "elapsed": elapsed_text(seconds),
+            "elapsed": format_elapsed(seconds),
         }
-
-
-def elapsed_text(seconds: float) -> str:
-    """``7 s``, ``2 min 05 s``: whole seconds, as a ticking clock shows them."""
-    whole = int(seconds)
-    if whole < 60:
-        return f"{whole} s"
-    return f"{whole // 60} min {whole % 60:02d} s"
 
 
 def advance(current: Activity | None, kind: str, payload: dict[str, Any]) -> Activity | None:

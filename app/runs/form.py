@@ -31,13 +31,12 @@ def form_context(
     runner: NamedDependency[Runner], values: dict[str, Any] | None = None, error: str = ""
 ) -> dict:
     values = values or {}
+    models = runner.model_choices()
     return {
-        "models": runner.model_choices(),
+        "models": models,
         "tools": runner.tool_names,
         # Model -> the boxes ticked for it before anyone touches them.
-        "model_tools": {
-            model: _default_ticks(runner, model) for model, _provider in runner.model_choices()
-        },
+        "model_tools": {model: _default_ticks(runner, model) for model, _provider in models},
         "defaults": {
             "model": runner.config.resolved_default_model,
             "temperature": runner.config.temperature,

@@ -9,7 +9,7 @@ logged and sent as a placeholder, so one odd run never ends the stream.
 
 A page reads its rows before its stream subscribes, so a run created in
 between is missed until the next load, but a row is never shown twice. A
-browser that leaves ends its stream (``app.web.sse_disconnect``).
+browser that leaves ends its stream (``app.web.sse``).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from app.store.events import TERMINAL_EVENTS
 from app.store.live import Broker, LiveEvent
 from app.store.runs import totals
 from app.web.render import render_live
-from app.web.sse_disconnect import until_client_leaves
+from app.web.sse import sse_response
 
 KEEPALIVE_S = 15.0
 
@@ -84,7 +84,4 @@ class LiveListsController(Controller):
         jinja: NamedDependency[Environment],
         compact: Annotated[bool, QueryParameter()] = False,
     ) -> ServerSentEvent:
-        return ServerSentEvent(
-            until_client_leaves(_list_events(store, broker, jinja, compact)),
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        )
+        return sse_response(_list_events(store, broker, jinja, compact))

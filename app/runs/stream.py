@@ -35,7 +35,7 @@ from app.store.live import Broker, LiveEvent, follow_run
 from app.web.htmx import STREAM_END
 from app.web.params import MAX_ID
 from app.web.render import render_live
-from app.web.sse_disconnect import until_client_leaves
+from app.web.sse import sse_response
 from app.web.views import event_context
 
 ACTIVITY = "activity"
@@ -169,7 +169,4 @@ def run_event_stream(
         if html_env is not None
         else _json_messages(store, broker, run_id, after)
     )
-    return ServerSentEvent(
-        until_client_leaves(stream),
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    return sse_response(stream)

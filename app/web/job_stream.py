@@ -6,7 +6,7 @@ between is never missed), then every update, and ends after a terminal
 status with ``stream_end`` (HTML) so the htmx SSE extension stops. An update
 that fails to render is logged and sent as a comment in its place: the page
 keeps the last good state and the stream goes on to the end. A client that
-leaves ends the stream (``app.web.sse_disconnect``).
+leaves ends the stream (``app.web.sse``).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 from app.core.text import safe_text
 from app.store.live import Broker
 from app.web.htmx import STREAM_END
-from app.web.sse_disconnect import until_client_leaves
+from app.web.sse import sse_response
 
 KEEPALIVE_S = 15.0
 
@@ -59,7 +59,4 @@ def job_stream(
         if render:
             yield ServerSentEventMessage(data="end", event=STREAM_END)
 
-    return ServerSentEvent(
-        until_client_leaves(messages()),
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    return sse_response(messages())

@@ -1,4 +1,8 @@
-"""Server-sent event streams that stop writing once their client has gone.
+"""Server-sent event responses: unbuffered, and ending once their client has gone.
+
+Every stream of the studio (a run's events, the live lists, job and
+experiment progress) is answered by :func:`sse_response`, so each gets the
+same headers and the same handling of a client that leaves.
 
 A client leaving a stream is normal (a tab closed, a page left). Litestar
 notices it: its streaming response listens for uvicorn's ``http.disconnect``
@@ -21,8 +25,12 @@ from collections.abc import AsyncIterator
 from typing import TypeVar
 
 from anyio.lowlevel import checkpoint
+from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 T = TypeVar("T")
+
+# No caching, and no buffering by a proxy (nginx honours X-Accel-Buffering): events go out as sent.
+HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 async def until_client_leaves(messages: AsyncIterator[T]) -> AsyncIterator[T]:
@@ -37,3 +45,8 @@ async def until_client_leaves(messages: AsyncIterator[T]) -> AsyncIterator[T]:
         aclose = getattr(messages, "aclose", None)
         if aclose is not None:
             await aclose()
+
+
+def sse_response(messages: AsyncIterator[ServerSentEventMessage]) -> ServerSentEvent:
+    """The response of an SSE stream: ``messages`` until they end or the client leaves."""
+    return ServerSentEvent(until_client_leaves(messages), headers=HEADERS)
