@@ -160,3 +160,20 @@ def test_judge_prompt_holds_question_reference_and_answer():
     assert "Answer to grade:\n4" in user["content"]
     _, long = judge_messages("q" * 5000, None, None)
     assert len(long["content"]) < 2000 and "(no answer)" in long["content"]
+
+
+def test_budget_comments_read_in_the_one_number_format():
+    """A budget is written like every other duration and amount: never "1e+308"."""
+    huge = check("latency_budget", "x", run={"latency_ms": 850.0}, max_ms=1e308)
+    assert huge.comment == "budget > 999T d" and huge.passed is True
+    assert check("latency_budget", "x", run={"latency_ms": 1.0}, max_ms=2000).comment == (
+        "budget 2.00 s"
+    )
+    cost = check("cost_budget", "x", run={"cost_usd": 0.0, "cost_status": "priced"}, max_usd=1e-7)
+    assert cost.comment == "budget < $0.000001"
+    assert (
+        "e+"
+        not in check(
+            "cost_budget", "x", run={"cost_usd": 0.0, "cost_status": "priced"}, max_usd=1e300
+        ).comment
+    )

@@ -19,6 +19,7 @@ from typing import Any
 import regex
 
 from app.core.errors import InputError
+from app.core.formats import format_ms, format_usd
 
 MAX_PATTERN_CHARS = 500
 REGEX_TIMEOUT_S = 1.0  # a user's pattern must not hang the process (catastrophic backtracking)
@@ -268,7 +269,7 @@ def latency_budget(subject: Subject, params: dict[str, Any]) -> Result:
     if latency is None:
         return _skipped("latency_ms", "the run has not ended")
     ok = latency <= params["max_ms"]
-    return Result("latency_ms", float(latency), ok, comment=f"budget {params['max_ms']:g} ms")
+    return Result("latency_ms", float(latency), ok, comment=f"budget {format_ms(params['max_ms'])}")
 
 
 @heuristic(
@@ -288,4 +289,4 @@ def cost_budget(subject: Subject, params: dict[str, Any]) -> Result:
             comment="the model has no price: the cost is unknown",
         )
     ok = cost <= params["max_usd"]
-    return Result("cost_usd", cost, ok, comment=f"budget ${params['max_usd']:g}")
+    return Result("cost_usd", cost, ok, comment=f"budget {format_usd(params['max_usd'])}")
