@@ -237,3 +237,14 @@ def test_alerts_page_form(page_client):
     )
     assert r.status_code == 303
     assert page_client.get("/api/alerts").json()["rules"][0]["enabled"] == 0
+
+
+def test_a_rule_reads_without_an_exponent():
+    """The largest multiplier a rule takes (10^6) once read "1e+06×"."""
+    from app.alerts.rules import describe_rule
+
+    rule = {"kind": "baseline", "multiplier": 1e6, "baseline_runs": 5}
+    assert describe_rule(rule) == (
+        "a run costs more than 1,000,000× the average of the previous 5 runs"
+    )
+    assert "2.5×" in describe_rule({**rule, "multiplier": 2.5})

@@ -24,6 +24,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from app.alerts.bodies import MIN_BASELINE_RUNS, NEEDS, RuleCreate
+from app.core.formats import format_exact
 from app.pricing.costs import format_cost
 
 
@@ -75,7 +76,7 @@ def describe_rule(rule: dict[str, Any]) -> str:
             f" within {minutes:g} min"
         )
     return (
-        f"a run costs more than {rule['multiplier']:g}× the average of the previous"
+        f"a run costs more than {format_exact(rule['multiplier'])}× the average of the previous"
         f" {rule['baseline_runs']} runs"
     )
 
