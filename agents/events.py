@@ -9,7 +9,7 @@ a benchmark's counter).
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar, Protocol
 
 
@@ -25,9 +25,26 @@ class Event:
     at: float = field(default_factory=_now, kw_only=True)
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = {name: getattr(self, name) for name in _field_names(type(self))}
+        if not all(type(v) in _SCALARS for v in data.values()):
+            # Nested values (tool calls, messages, params) are copied deeply, as the
+            # sink may keep the dict; flat ones (every token) skip that cost.
+            data = asdict(self)
         data["type"] = self.type
         return data
+
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _field_names(cls: type) -> tuple[str, ...]:
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = tuple(f.name for f in fields(cls))
+    return names
 
 
 @dataclass(frozen=True)

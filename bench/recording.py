@@ -181,6 +181,17 @@ def pct(values: list[float], q: float) -> float:
 
 async def _overhead(runs: int, warmup: int, pieces: int, tmp: Path) -> dict[str, Any]:
     from app.runs.recorder import Recorder
+    from app.store.events import record_event
+    from app.store.live import LiveEvent
+
+    class PerEventRecorder(Recorder):
+        """The previous recorder: every event awaited alone, one transaction each."""
+
+        async def emit_dict(self, payload: dict) -> None:
+            self.seq += 1
+            stored, run = await self.store.write(record_event, self.run_id, self.seq, payload)
+            self.broker.publish(LiveEvent(self.run_id, self.seq, stored["type"], stored, run))
+
     from app.store import Store
     from app.store.live import Broker
     from app.store.runs import create_run
@@ -200,7 +211,7 @@ async def _overhead(runs: int, warmup: int, pieces: int, tmp: Path) -> dict[str,
         assert answer is not None, "bare run failed"
         return elapsed, sink.count
 
-    async def recorded() -> tuple[float, int]:
+    async def recorded(recorder_class: type = Recorder) -> tuple[float, int]:
         nonlocal counter
         counter += 1
         run_id = f"bench{counter:06d}"
@@ -216,7 +227,7 @@ async def _overhead(runs: int, warmup: int, pieces: int, tmp: Path) -> dict[str,
                 "started_at": time.time(),
             },
         )
-        recorder = Recorder(store, broker, run_id)
+        recorder = recorder_class(store, broker, run_id)
         t0 = time.perf_counter()
         answer = await run_agent(req, provider, tools, recorder)
         elapsed = time.perf_counter() - t0
@@ -227,8 +238,10 @@ async def _overhead(runs: int, warmup: int, pieces: int, tmp: Path) -> dict[str,
         for _ in range(warmup):
             await bare()
             await recorded()
+            await recorded(PerEventRecorder)
         bare_times: list[float] = []
         rec_times: list[float] = []
+        prev_times: list[float] = []
         events = set()
         # Alternate in small blocks so drift (CPU frequency, page cache) hits both alike.
         block = 5
@@ -243,6 +256,10 @@ async def _overhead(runs: int, warmup: int, pieces: int, tmp: Path) -> dict[str,
                 t, c = await recorded()
                 rec_times.append(t)
                 events.add(c)
+            for _ in range(n):
+                t, c = await recorded(PerEventRecorder)
+                prev_times.append(t)
+                events.add(c)
             done += n
         assert len(events) == 1, f"runs emitted different event counts: {events}"
         per_run = events.pop()
@@ -255,6 +272,7 @@ async def _overhead(runs: int, warmup: int, pieces: int, tmp: Path) -> dict[str,
         "events_per_run": per_run,
         "bare": bare_times,
         "recorded": rec_times,
+        "previous": prev_times,
         "db_bytes": db_bytes,
         "breakdown": breakdown,
     }
@@ -288,51 +306,61 @@ async def _breakdown(store, broker, provider, tools, req) -> dict[str, float]:  
     def noop(db):  # noqa: ANN001
         return None
 
-    loop = asyncio.get_running_loop()
-    t0 = time.perf_counter()
-    for _ in range(reps):
-        for _e in evs:
-            await loop.run_in_executor(store._writer, int)  # noqa: SLF001
-    out["thread hop alone (run_in_executor on the writer, no SQL)"] = (
-        (time.perf_counter() - t0) / (reps * len(evs)) * 1e6
-    )
-
     t0 = time.perf_counter()
     for _ in range(reps):
         for _e in evs:
             await store.write(noop)
-    out["store.write round trip, empty transaction"] = (
+    out["store.write round trip, awaited alone (one hop, one commit)"] = (
+        (time.perf_counter() - t0) / (reps * len(evs)) * 1e6
+    )
+
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        for _e in evs[:-1]:
+            store.queue(noop, wait=False)
+        await store.write(noop)
+    out["store.queue without waiting, amortised (group commit)"] = (
         (time.perf_counter() - t0) / (reps * len(evs)) * 1e6
     )
 
     # record_event on the writer thread, timed there (no event-loop hand-off).
-    def record_all(run_ids: list[str]) -> float:
-        db = store._db()  # the writer thread's connection  # noqa: SLF001
+    def record_all(db, run_ids: list[str], per_event: bool) -> float:  # noqa: ANN001
         t = time.perf_counter()
         for run_id in run_ids:
+            if not per_event:
+                db.conn.execute("BEGIN IMMEDIATE")
             for seq, d in enumerate(dicts, 1):
-                with db.atomic():
-                    record_event(db, run_id, seq, d)
+                if per_event:
+                    db.conn.execute("BEGIN IMMEDIATE")
+                record_event(db, run_id, seq, d)
+                if per_event:
+                    db.conn.execute("COMMIT")
+            if not per_event:
+                db.conn.execute("COMMIT")
         return time.perf_counter() - t
 
-    run_ids = []
-    for i in range(reps):
-        run_id = f"breakdown{i:04d}"
-        await store.write(
-            create_run,
-            {
-                "id": run_id,
-                "model": MODEL,
-                "provider": provider.name,
-                "prompt": req.prompt,
-                "params": req.params(),
-                "source": "bench",
-                "started_at": time.time(),
-            },
-        )
-        run_ids.append(run_id)
-    elapsed = await loop.run_in_executor(store._writer, record_all, run_ids)  # noqa: SLF001
-    out["record_event + commit, on the writer thread"] = elapsed / (reps * len(evs)) * 1e6
+    for per_event, label in (
+        (True, "record_event + commit per event, on the writer thread (previous)"),
+        (False, "record_event, one commit per run's events, on the writer thread"),
+    ):
+        run_ids = []
+        for i in range(reps):
+            run_id = f"breakdown{int(per_event)}{i:04d}"
+            await store.write(
+                create_run,
+                {
+                    "id": run_id,
+                    "model": MODEL,
+                    "provider": provider.name,
+                    "prompt": req.prompt,
+                    "params": req.params(),
+                    "source": "bench",
+                    "started_at": time.time(),
+                },
+            )
+            run_ids.append(run_id)
+        elapsed = await store.maintain(record_all, run_ids, per_event)
+        out[label] = elapsed / (reps * len(evs)) * 1e6
 
     sub_cm = broker.subscribe("breakdown-sub")
     sub = sub_cm.__enter__()
@@ -365,9 +393,19 @@ def report_overhead(res: dict[str, Any]) -> None:
         f"  Recorder (SQLite+Broker) mean {mr:7.1f} µs/event   median {statistics.median(rec_us):8.1f}"
         f"   p95 {pct(rec_us, 95):8.1f}   ({statistics.fmean(res['recorded']) * 1e3:.1f} ms/run)"
     )
+    prev_us = [t / n * 1e6 for t in res["previous"]]
+    mp = statistics.fmean(prev_us)
+    print(
+        f"  previous (await each)   mean {mp:8.1f} µs/event   median {statistics.median(prev_us):8.1f}"
+        f"   p95 {pct(prev_us, 95):8.1f}   ({statistics.fmean(res['previous']) * 1e3:.1f} ms/run)"
+    )
     print(
         f"  overhead per event      {mr - mb:8.1f} µs (mean), "
         f"{statistics.median(rec_us) - statistics.median(bare_us):.1f} µs (median)"
+    )
+    print(
+        f"  previous overhead       {mp - mb:8.1f} µs (mean): group commit is"
+        f" {(mp - mb) / max(mr - mb, 1e-9):.1f}x cheaper per event"
     )
     print(f"  wall time ratio         {sr / sb:8.2f}x  instrumented/bare ({sr:.2f} s / {sb:.2f} s)")
     print(f"  database after part 1   {res['db_bytes'] / 1e6:.1f} MB (incl. WAL)")

@@ -375,7 +375,7 @@ def test_a_read_only_database_degrades_the_store_until_a_write_succeeds(db):
     assert db.health.cause == "the database file is read-only" and db.health.since
     # The file becomes writable again. query_only refuses even the BEGIN IMMEDIATE of
     # a write, so it is lifted on the writer's own connection, outside a transaction.
-    db._writer.submit(lambda: db._db().execute("pragma query_only = 0")).result()
+    db.maintain_sync(lambda conn: conn.execute("pragma query_only = 0"))
     db.write_sync(lambda conn: conn.execute("select 1"))  # the next write succeeds
     assert db.health.ok
     assert db.write_sync(create_run, run)["status"] == "queued"

@@ -4,6 +4,12 @@ It implements the agent loop's ``EventSink``. Writing before publishing is
 what lets a late or reconnecting viewer replay from SQLite and then follow
 the broker without gaps or duplicates.
 
+Writes go through the store's group-commit writer. Most events are awaited
+(the loop goes on once the event is durable); streamed ones (tokens, pieces
+of tool-call arguments) are queued without waiting, since the writer
+commits in queue order: the next awaited event, at the latest, proves them
+durable. Every event is published from its commit's callback, in order.
+
 When the store cannot write an event, the run is over: the recorder ends it
 ``failed`` through writes of its own (retried with backoff, else kept by the
 store for when it can write again, or for the next start), publishes the
@@ -15,6 +21,7 @@ loop stops instead of generating into a store that cannot keep it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from typing import Any
@@ -37,13 +44,25 @@ END_ATTEMPTS = 4
 END_BACKOFF_S = (0.2, 2.0)  # first wait, longest wait
 
 
+# Events a model streams many of (a token, a piece of a tool call's arguments): the
+# recorder queues their writes without waiting for each commit, so a 500-token answer
+# costs a few group commits rather than 500 round trips to the writer thread.
+STREAMED = frozenset({"token", "tool_call_delta"})
+# Queued, uncommitted streamed writes after which the recorder waits for the writer.
+MAX_IN_FLIGHT = 1000
+
+
 class Recorder:
     def __init__(self, store: Store, broker: Broker, run_id: str, last_seq: int = 0) -> None:
         self.store = store
         self.broker = broker
         self.run_id = run_id
-        self.seq = last_seq
+        self.seq = last_seq  # the last sequence number handed out
+        self.published_seq = last_seq  # the last one durable and published
         self.storage_failure: StorageUnavailable | None = None
+        # A streamed write that failed: the next event ends the run instead.
+        self._stream_failure: StorageUnavailable | None = None
+        self._in_flight_count = 0
 
     async def emit(self, event: Event) -> None:
         await self.emit_dict(event.to_dict())
@@ -51,28 +70,51 @@ class Recorder:
     async def emit_dict(self, payload: dict) -> None:
         if self.storage_failure is not None:
             raise self.storage_failure  # the run was ended failed: nothing more is recorded
-        seq = self.seq + 1
+        if self._stream_failure is not None:
+            await self._end_failed(self._stream_failure)
+            raise self._stream_failure
+        self.seq += 1
+        seq = self.seq
+        done = functools.partial(self._written, seq)
+        if payload["type"] in STREAMED:
+            # Committed in order with the run's other writes (one writer, one queue), and
+            # published from the commit's callback: live followers see it only once durable.
+            self._in_flight_count += 1
+            if self._in_flight_count < MAX_IN_FLIGHT:
+                self.store.queue(record_event, self.run_id, seq, payload, on_done=done, wait=False)
+                return
+            self._in_flight_count = 0  # back-pressure: let the writer catch up on this one
         # Shielded: a run cancelled mid-write (server shutdown) still commits
         # the event it was writing, so the log never has a hole.
-        write = asyncio.ensure_future(self.store.write(record_event, self.run_id, seq, payload))
+        write = self.store.queue(record_event, self.run_id, seq, payload, on_done=done)
+        assert write is not None
         try:
-            stored, run = await asyncio.shield(write)
+            await asyncio.shield(write)
         except asyncio.CancelledError:
-            await self._settle(seq, write)
+            await self._settle(write)
             raise
         except StorageUnavailable as exc:
             await self._end_failed(exc)
             raise
-        self._published(seq, stored, run)
+        self._in_flight_count = 0  # every earlier queued write is committed too
 
-    async def _settle(self, seq: int, write: asyncio.Future[Any]) -> None:
-        """Finish the write a cancellation interrupted."""
+    def _written(self, seq: int, stored: Any, error: BaseException | None) -> None:
+        """A write's outcome, on the event loop once its batch committed: publish it."""
+        if error is None:
+            event, run = stored
+            self.published_seq = max(self.published_seq, seq)
+            self.broker.publish(LiveEvent(self.run_id, seq, event["type"], event, run))
+        elif isinstance(error, StorageUnavailable) and self._stream_failure is None:
+            self._stream_failure = error
+        elif not isinstance(error, StorageUnavailable):
+            log.error("run %s: event %d could not be recorded: %s", self.run_id, seq, error)
+
+    async def _settle(self, write: asyncio.Future[Any]) -> None:
+        """Finish the write a cancellation interrupted (its callback publishes it)."""
         try:
-            stored, run = await write
+            await write
         except StorageUnavailable as exc:
             await self._end_failed(exc)
-        else:
-            self._published(seq, stored, run)
 
     async def end_if_active(self, kind: str, error: str) -> None:
         """Record the terminal event ``kind`` unless the run has ended already."""
@@ -83,7 +125,8 @@ class Recorder:
             self._published(*ended)
 
     def _published(self, seq: int, stored: dict, run: dict | None) -> None:
-        self.seq = seq
+        self.seq = max(self.seq, seq)
+        self.published_seq = max(self.published_seq, seq)
         self.broker.publish(LiveEvent(self.run_id, seq, stored["type"], stored, run))
 
     async def _end_failed(self, failure: StorageUnavailable) -> None:
@@ -112,7 +155,7 @@ class Recorder:
             payload = {"type": "run_failed", "at": at, "error": error}
             run = await self._run_as_failed(at, error)
             self.broker.publish_unstored_end(
-                LiveEvent(self.run_id, self.seq + 1, "run_failed", payload, run)
+                LiveEvent(self.run_id, self.published_seq + 1, "run_failed", payload, run)
             )
             return
         if ended is not None:  # else something else ended the run meanwhile, and said so

@@ -1,10 +1,12 @@
-"""One SQLite writer thread, reads on a small thread pool, WAL mode.
+"""One SQLite writer thread with group commit, reads on a small thread pool, WAL mode.
 
 Store functions are plain synchronous functions taking a sqlite-utils
 ``Database`` first. ``await store.write(fn, ...)`` runs ``fn`` on the single
-writer thread inside a transaction; ``await store.read(fn, ...)`` runs it on a
-reader thread. Nothing here blocks the event loop, and SQLite never sees two
-writers from this process.
+writer thread, in a savepoint of a transaction shared with the other writes
+queued meanwhile (``app.store.writer``), and returns once that transaction is
+committed; ``await store.read(fn, ...)`` runs it on a reader thread. Nothing
+here blocks the event loop, and SQLite never sees two writers from this
+process.
 
 When SQLite cannot write (disk full, I/O error, read-only file) every call
 raises :class:`StorageUnavailable` naming the cause, and the store is
@@ -33,6 +35,7 @@ from sqlite_utils import Database
 
 from app.store.failures import fail_active_run, touch_probe
 from app.store.migrations import apply_migrations
+from app.store.writer import Done, GroupWriter, Write
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -124,24 +127,38 @@ def write_transaction(db: Database) -> Iterator[None]:
 
 
 class Store:
-    """Owns the database file and the threads that touch it."""
+    """Owns the database file, the group-commit writer thread and the reader threads."""
 
     def __init__(self, path: Path | str, readers: int = 4) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.health = StorageHealth()
-        # Test seam: called on the writer thread with each write function before it
-        # runs; tests make it raise the error SQLite gives on a full disk.
-        self.before_write: Callable[[Callable[..., Any]], None] | None = None
         self._local = threading.local()
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
         self._readers = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="sqlite-read")
         self._connections: list[Database] = []
         self._lock = threading.Lock()
         # Runs whose end could not be written: run id -> (at, error). Writer thread only.
         self._unended: dict[str, tuple[float, str]] = {}
-        self.migrations_applied = self._writer.submit(self._migrate).result()
-        self._writer.submit(self._load_unended).result()
+        self._writer = GroupWriter(
+            self._db, storage_error=self._failed, after_commit=self._after_commit
+        )
+        self.migrations_applied = self._writer.call(self._migrate, alone=True)
+        self._writer.call(self._load_unended, alone=True)
+
+    @property
+    def before_write(self) -> Callable[[Callable[..., Any]], None] | None:
+        """Test seam: called on the writer thread with each write function before it runs;
+        tests make it raise the error SQLite gives on a full disk."""
+        return self._writer.before_write
+
+    @before_write.setter
+    def before_write(self, hook: Callable[[Callable[..., Any]], None] | None) -> None:
+        self._writer.before_write = hook
+
+    @property
+    def commits(self) -> int:
+        """Transactions committed by the writer so far (one per batch)."""
+        return self._writer.commits
 
     def _db(self) -> Database:
         db = getattr(self._local, "db", None)
@@ -152,8 +169,8 @@ class Store:
                 self._connections.append(db)
         return db
 
-    def _migrate(self) -> list[str]:
-        return apply_migrations(self._db())
+    def _migrate(self, db: Database) -> list[str]:
+        return apply_migrations(db)
 
     def _failed(self, exc: sqlite3.Error) -> StorageUnavailable | None:
         failure = storage_failure(exc)
@@ -162,25 +179,16 @@ class Store:
             self.health = StorageHealth(failure.cause, time.time())
         return failure
 
-    def _write_call(self, fn: Callable[..., T], args: tuple, kwargs: dict) -> T:
-        try:
-            db = self._db()
-            if self.before_write is not None:
-                self.before_write(fn)
-            with write_transaction(db):
-                result = fn(db, *args, **kwargs)
-        except sqlite3.Error as exc:
-            failure = self._failed(exc)
-            if failure is None:
-                raise
-            raise failure from exc
+    def _after_commit(self, ok: bool) -> None:
+        """After each batch, on the writer thread: write pending run ends, maybe recover."""
+        if not ok:
+            return
         if self._unended:
             self._end_unended()
         # A small write may fit where a larger one did not: healthy only with nothing pending.
         if not self.health.ok and not self._unended:
             log.warning("storage recovered: writes succeed again")
             self.health = StorageHealth()
-        return result
 
     def _read_call(self, fn: Callable[..., T], args: tuple, kwargs: dict) -> T:
         try:
@@ -191,19 +199,50 @@ class Store:
                 raise
             raise failure from exc
 
-    async def write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    def queue(
+        self, fn: Callable[..., Any], *args: Any, on_done: Done | None = None, wait: bool = True
+    ) -> asyncio.Future[Any] | None:
+        """Queue ``fn(db, *args)`` for the next batch; ``on_done(result, error)`` runs on this
+        loop once the batch is committed (or failed), before the returned future settles.
+
+        With ``wait=False`` no future is made: the caller learns the outcome from
+        ``on_done`` only (the recorder's token writes, which nothing awaits one by one).
+        """
         loop = asyncio.get_running_loop()
-        call = functools.partial(self._write_call, fn, args, kwargs)
-        return await loop.run_in_executor(self._writer, call)
+        future = loop.create_future() if wait else None
+        self._writer.submit(Write(fn, args, {}, loop=loop, future=future, on_done=on_done))
+        return future
+
+    async def write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run ``fn(db, *args)`` in the next batch; return its result once it is durable."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._writer.submit(Write(fn, args, kwargs, loop=loop, future=future))
+        return await future
 
     async def read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
         call = functools.partial(self._read_call, fn, args, kwargs)
         return await loop.run_in_executor(self._readers, call)
 
+    async def maintain(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run ``fn(db, *args)`` on the writer thread between batches, no transaction open.
+
+        For what SQLite refuses inside a transaction: VACUUM, ``incremental_vacuum``,
+        ``wal_checkpoint``, some pragmas. Every write waits meanwhile: keep it short.
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._writer.submit(Write(fn, args, kwargs, loop=loop, future=future, alone=True))
+        return await future
+
     def write_sync(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Blocking write for code outside the event loop (CLI, start-up)."""
-        return self._writer.submit(self._write_call, fn, args, kwargs).result()
+        return self._writer.call(fn, *args, **kwargs)
+
+    def maintain_sync(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Blocking :meth:`maintain`, for code outside the event loop."""
+        return self._writer.call(fn, *args, alone=True, **kwargs)
 
     def read_sync(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return self._readers.submit(self._read_call, fn, args, kwargs).result()
@@ -220,14 +259,13 @@ class Store:
 
     async def remember_unended(self, run_id: str, at: float, error: str) -> None:
         """Keep a run's failed end to write once the store can write again (or at next start)."""
-        loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._writer, self._remember, run_id, at, error)
+        await self.maintain(self._remember, run_id, at, error)
 
     def unended(self) -> list[str]:
         """Ids of runs whose end is still waiting to be written."""
         return list(self._unended)
 
-    def _remember(self, run_id: str, at: float, error: str) -> None:
+    def _remember(self, db: Database, run_id: str, at: float, error: str) -> None:
         self._unended[run_id] = (at, error)
         self._save_unended()
 
@@ -247,7 +285,7 @@ class Store:
         except OSError as exc:  # the same full disk: the start-up sweep is the last resort
             log.error("could not save the list of unended runs to %s: %s", path, exc)
 
-    def _load_unended(self) -> None:
+    def _load_unended(self, db: Database) -> None:
         path = self._unended_path()
         try:
             entries = json.loads(path.read_text()) if path.exists() else []
@@ -272,7 +310,7 @@ class Store:
         self._save_unended()
 
     def close(self) -> None:
-        self._writer.shutdown(wait=True)
+        self._writer.stop()
         self._readers.shutdown(wait=True)
         with self._lock:
             for db in self._connections:
