@@ -50,7 +50,9 @@ from app.replay.pages import ReplayPagesController
 from app.runs.api import HealthController, RunsAPI
 from app.runs.live_lists import LiveListsController
 from app.runs.pages import PagesController
+from app.runs.pins import PinPages, PinsAPI
 from app.runs.process_registry import ProcessRegistration
+from app.runs.retention_task import Retention
 from app.runs.runner import Runner
 from app.runs.watchdog import RunWatchdog
 from app.services import start_integrations, stop_integrations
@@ -106,11 +108,15 @@ def create_app(
             store, app.state.broker, app.state.runner, settings.run_stall_timeout_s
         )
         app.state.watchdog.start()
+        if settings.retention_days is not None:
+            app.state.retention = Retention(store, settings.retention_days)
+            app.state.retention.start()
 
     async def stop(app: Litestar) -> None:
-        watchdog = getattr(app.state, "watchdog", None)
-        if watchdog is not None:
-            await watchdog.stop()
+        for name in ("watchdog", "retention"):
+            periodic = getattr(app.state, name, None)
+            if periodic is not None:
+                await periodic.stop()
         experiments = getattr(app.state, "experiments", None)
         if experiments is not None:  # before the runner: they wait on its runs
             await experiments.shutdown()
@@ -133,6 +139,8 @@ def create_app(
             RunsAPI,
             HealthController,
             LiveListsController,
+            PinPages,
+            PinsAPI,
             ReplayPagesController,
             ReplayAPI,
             DiffsAPI,

@@ -5,6 +5,9 @@ Run from the repository root::
     .venv/bin/python bench/ingest.py                    # HTTP then gRPC, ~30 s on 2 cores
     .venv/bin/python bench/ingest.py --transport grpc   # one of them
     .venv/bin/python bench/ingest.py --quick            # smoke test
+    .venv/bin/python bench/ingest.py --writer           # the writer alone, no HTTP
+    .venv/bin/python bench/ingest.py --old DIR          # beside an older checkout, alternately
+    .venv/bin/python bench/ingest.py --kill             # SIGKILL mid-load: acked spans lost?
 
 For each transport, the real app (``create_app`` on a fresh temporary data
 dir, API-key auth on, OTLP/gRPC on a free port) runs under uvicorn on
@@ -22,7 +25,17 @@ is a durable one; the *durable* figure checks that: after the last response
 the benchmark opens the database file with a fresh SQLite connection and
 counts what is there (one run per trace, finished, and a ``spans`` row per
 span), timed from the first request to the end of that check. Exit status 1
-if anything is missing.
+if anything is missing. *Disk per span* is the database's pages (``dbstat``,
+after a WAL checkpoint) divided by the spans, with the tables and indexes
+that hold most of them.
+
+``--writer`` times ``ingest_spans`` alone: each request's spans (decoded
+beforehand) through ``Store.write_sync``, no HTTP, no decoding.
+
+``--kill`` checks durability: the clients count the spans of every
+acknowledged request while the server is killed with SIGKILL halfway
+through the load; the studio is started again on the same data dir, and
+every acknowledged span must be in its database ("0 acked spans lost").
 
 Nothing here leaves 127.0.0.1.
 """
@@ -46,7 +59,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+# Not again in a spawned server whose parent put an older tree (--code) first.
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
 import grpc  # noqa: E402
 import httpx  # noqa: E402
@@ -186,6 +201,7 @@ class Result:
     runs: int
     rows: int
     events: int
+    disk: list[tuple[str, int]]
 
 
 def run_transport(transport: str, payloads: list[list[bytes]], args: argparse.Namespace) -> Result:
@@ -241,12 +257,22 @@ def run_transport(transport: str, payloads: list[list[bytes]], args: argparse.Na
                 rows = db.execute("select count(*) from spans").fetchone()[0] - args.spans
                 events = db.execute("select count(*) from events").fetchone()[0]
             durable_s = time.perf_counter() - start
+            disk = disk_usage(tmp / "agentop.db")
         spans = sum(len(p) for p in payloads) * args.traces * args.spans
         return Result(
-            transport, spans, accepted_s, durable_s, latencies, failures, runs, rows, events
+            transport, spans, accepted_s, durable_s, latencies, failures, runs, rows, events, disk
         )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def disk_usage(path: Path) -> list[tuple[str, int]]:
+    """Bytes of each table and index (``dbstat``), largest first, after a WAL checkpoint."""
+    with sqlite3.connect(path) as db:
+        db.execute("pragma wal_checkpoint(truncate)")
+        return db.execute(
+            "select name, sum(pgsize) from dbstat group by name order by 2 desc"
+        ).fetchall()
 
 
 def report(result: Result, traces: int) -> bool:
@@ -269,10 +295,150 @@ def report(result: Result, traces: int) -> bool:
         f"    latency       p50 {statistics.median(lat) * 1000:.0f} ms   "
         f"p95 {lat[int(len(lat) * 0.95) - 1] * 1000:.0f} ms   max {lat[-1] * 1000:.0f} ms"
     )
+    total = sum(size for _, size in result.disk)
+    stored = result.rows + result.spans // traces  # and the warm-up trace's
+    top = ", ".join(f"{name} {size / stored:.0f}" for name, size in result.disk[:6])
+    print(f"    disk per span {total / stored:8.0f} B       ({top})")
     print(f"    check         {'OK' if ok else 'MISSING DATA'}")
     for failure in result.failures[:5]:
         print(f"    failure       {failure}")
     return ok
+
+
+def run_writer(payloads: list[list[bytes]]) -> None:
+    """``ingest_spans`` alone: one transaction per request, spans decoded beforehand.
+
+    It runs in this thread on a connection of its own, so that what is timed
+    is the writer's work only, whatever ``Store`` does around it.
+    """
+    from app.ingest.decode import spans_of
+    from app.ingest.otlp import ingest_spans
+    from app.store import Store
+    from app.store.db import connect
+
+    try:  # what the pipeline's decoding thread does (older trees, under --old, only decode)
+        from app.ingest.prepare import traces_of as prepare
+    except ImportError:
+        prepare = spans_of
+    batches = [
+        prepare(ExportTraceServiceRequest.FromString(body))[0]
+        for bodies in payloads
+        for body in bodies
+    ]
+    tmp = Path(tempfile.mkdtemp(prefix="agentop-bench-writer-"))
+    try:
+        Store(tmp / "agentop.db").close()  # migrations
+        db = connect(tmp / "agentop.db")
+        elapsed = 0.0
+        for i, batch in enumerate(batches):
+            start = time.perf_counter()
+            db.conn.execute("BEGIN IMMEDIATE")
+            ingest_spans(db, batch)
+            db.conn.execute("COMMIT")
+            if i:  # the first one warms up
+                elapsed += time.perf_counter() - start
+        db.close()
+        spans = sum(len(b) for b in batches[1:])
+        print(
+            f"  writer alone    {spans / elapsed:8.0f} spans/s  ({spans} spans in {elapsed:.2f} s, "
+            f"{elapsed / spans * 1e6:.0f} µs per span, one transaction per request)"
+        )
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def compare(args: argparse.Namespace) -> None:
+    """The same benchmark on this tree and on ``--old``'s, alternately, each in a fresh process."""
+    import subprocess
+
+    argv = [a for a in sys.argv[1:] if a != "--old" and a != args.old]
+    for round_ in range(args.rounds):
+        for name, code in (("this tree", str(ROOT)), ("--old", args.old)):
+            out = subprocess.run(
+                [sys.executable, __file__, *argv, "--code", code],
+                capture_output=True,
+                text=True,
+                check=False,
+            ).stdout
+            print(f"  [{name} #{round_ + 1}: {code}]")
+            for line in out.splitlines()[3:]:  # after the title, date and machine
+                print(f"  {line}")
+
+
+def run_kill(payloads: list[list[bytes]], args: argparse.Namespace) -> bool:
+    """SIGKILL the studio mid-load, start it again: every acknowledged span must be there."""
+    import multiprocessing as mp
+    import signal
+
+    from app.auth.keys import create_key
+    from app.store import Store
+    from bench.studio_server import serve
+
+    tmp = Path(tempfile.mkdtemp(prefix="agentop-bench-kill-"))
+    try:
+        store = Store(tmp / "agentop.db")
+        _, key = store.write_sync(create_key, "bench", "member")
+        store.close()
+        port = free_port()
+        server = mp.get_context("spawn").Process(target=serve, args=(str(tmp), port), daemon=True)
+        server.start()
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{url}/api/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise SystemExit("server did not start")
+            time.sleep(0.1)
+        acked: set[str] = set()
+        sent = 0
+        lock = threading.Lock()
+        total = sum(len(p) for p in payloads)
+
+        def work(bodies: list[bytes]) -> None:
+            nonlocal sent
+            with http_client(url, "", key) as send:
+                for body in bodies:
+                    try:
+                        failure = send(body)
+                    except httpx.HTTPError:
+                        return  # the server is gone
+                    with lock:
+                        sent += 1
+                        if failure is None:
+                            request = ExportTraceServiceRequest.FromString(body)
+                            acked.update(
+                                s.span_id.hex()
+                                for rs in request.resource_spans
+                                for ss in rs.scope_spans
+                                for s in ss.spans
+                            )
+
+        threads = [threading.Thread(target=work, args=(p,)) for p in payloads]
+        for t in threads:
+            t.start()
+        while sent < total // 2 and any(t.is_alive() for t in threads):
+            time.sleep(0.005)
+        os.kill(server.pid, signal.SIGKILL)
+        killed_at = sent
+        for t in threads:
+            t.join()
+        server.join()
+        with studio_server(tmp, start_timeout_s=30):
+            with sqlite3.connect(tmp / "agentop.db") as db:
+                stored = {row[0] for row in db.execute("select span_id from spans")}
+        lost = len(acked - stored)
+        print(
+            f"  kill -9         killed after {killed_at} of {total} requests; "
+            f"{len(acked)} spans acknowledged, {len(stored)} stored after restart"
+        )
+        print(f"    check         {lost} acked spans lost")
+        return lost == 0
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def main() -> int:
@@ -283,7 +449,14 @@ def main() -> int:
     parser.add_argument("--traces", type=int, default=10, help="traces per request")
     parser.add_argument("--spans", type=int, default=10, help="spans per trace")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--writer", action="store_true", help="time the writer alone (no HTTP)")
+    parser.add_argument("--old", help="an older checkout's root: run both, alternately")
+    parser.add_argument("--rounds", type=int, default=2, help="with --old: rounds")
+    parser.add_argument("--code", help=argparse.SUPPRESS)  # the tree whose app/ is imported
+    parser.add_argument("--kill", action="store_true", help="SIGKILL check instead of speed")
     args = parser.parse_args()
+    if args.code:
+        sys.path.insert(0, args.code)
     if args.quick:
         args.requests = 5
     transports = list(CLIENTS) if args.transport == "both" else [args.transport]
@@ -309,6 +482,15 @@ def main() -> int:
         f"{args.traces} traces × {args.spans} spans = {total_traces * args.spans} spans "
         f"({len(payloads[0][0]) / 1024:.0f} KiB per request, protobuf)"
     )
+    print(f"  load average    {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
+    if args.kill:
+        return 0 if run_kill(payloads, args) else 1
+    if args.old and not args.code:
+        compare(args)
+        return 0
+    if args.writer:
+        run_writer(payloads)
+        return 0
     ok = True
     for transport in transports:
         ok = report(run_transport(transport, payloads, args), total_traces) and ok

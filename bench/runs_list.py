@@ -1,26 +1,36 @@
-"""Benchmark: runs list (with filters and search), dashboard and sessions latency at 100k runs.
+"""Benchmark: runs list (filters, search), dashboards and sessions at 100k to 1M runs; RSS.
 
 Run from the repository root::
 
     .venv/bin/python bench/runs_list.py                  # seed 100k runs, measure, clean up
     .venv/bin/python bench/runs_list.py --runs 20000     # a smaller database
     .venv/bin/python bench/runs_list.py --data-dir /tmp/agentop-bench --keep   # reuse a seed
+    .venv/bin/python bench/runs_list.py --runs 1000000 --days 1 --old-dashboard
+        # 1M runs all in the last day; also time the previous dashboard (a scan) beside it
 
 Seeding writes runs straight into a fresh database (after the app's own
 migrations, so every trigger — full-text index, session totals — fires as
 for real runs): mixed statuses, five models, 200 sessions, 90 days of start
 times, prompts and answers drawn from a 3000-word vocabulary with Zipf-like
 frequencies (the top words are in nearly every run; "zeppelin" is in one run
-in a thousand). The app then
+in a thousand), one evaluation per ten runs. Start times are spread over
+``--days`` (90 by default; ``--days 1`` puts every run in the dashboard's
+24-hour window). The rollup triggers fire for every seeded row, as for real
+runs. The app then
 serves it under uvicorn in a child process on 127.0.0.1 (``auth`` off: the
 port is loopback only), and httpx sends each request ``--requests`` times in
 a row after two warm-up calls. The figures are whole HTTP round trips:
-query, template rendering and transfer. Nothing leaves 127.0.0.1.
+query, template rendering and transfer. ``--old-dashboard`` then serves the
+same database with the dashboard's previous implementation (the scan kept in
+``tests/dashboard_scan.py``) and times it too. Last, the server's RSS is read
+from ``/proc`` idle, and its peak while clients post OTLP traces built by
+``bench/ingest.py`` for ``--ingest-seconds``. Nothing leaves 127.0.0.1.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import platform
 import random
 import shutil
@@ -47,8 +57,8 @@ STATUSES = ["succeeded"] * 85 + ["failed"] * 10 + ["interrupted"] * 5
 DAY = 86400.0
 
 
-def seed(db_path: Path, count: int, rng: random.Random) -> float:
-    """Insert ``count`` runs; return the seconds it took."""
+def seed(db_path: Path, count: int, rng: random.Random, days: float = 90) -> float:
+    """Insert ``count`` runs started over the last ``days``; return the seconds it took."""
     from app.store import Store
     from app.store.db import connect
 
@@ -59,19 +69,21 @@ def seed(db_path: Path, count: int, rng: random.Random) -> float:
     ]
     vocab[:5] = ["paris", "france", "capital", "weather", "invoice"]
     weights = [1.0 / (i + 1) for i in range(len(vocab))]  # Zipf-like, as real text is
+    cum_weights = list(itertools.accumulate(weights))  # once, not per choices() call
     now = time.time()
     started = time.perf_counter()
     conn = connect(db_path).conn
+    conn.execute("PRAGMA cache_size = -262144")  # 256 MB: the indexes being filled stay cached
     batch = []
     for i in range(count):
         status = rng.choice(STATUSES)
         model = rng.choice(MODELS)
-        t0 = now - 90 * DAY * (1 - i / count)
+        t0 = now - days * DAY * (1 - i / count)
         latency = rng.uniform(200, 8000)
-        words = rng.choices(vocab, weights, k=rng.randint(6, 30))
+        words = rng.choices(vocab, cum_weights=cum_weights, k=rng.randint(6, 30))
         if i % 1000 == 0:
             words.append("zeppelin")  # a rare word: 0.1% of runs
-        answer = rng.choices(vocab, weights, k=rng.randint(15, 80))
+        answer = rng.choices(vocab, cum_weights=cum_weights, k=rng.randint(15, 80))
         batch.append(
             (
                 f"{i:016x}",
@@ -101,6 +113,20 @@ def seed(db_path: Path, count: int, rng: random.Random) -> float:
                 " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 batch,
             )
+            conn.executemany(
+                "insert into evaluations (run_id, metric, value, passed, source, created_at)"
+                " values (?, ?, ?, ?, 'api', ?)",
+                [
+                    (
+                        r[0],
+                        rng.choice(("score", "exact_match")),
+                        rng.uniform(1, 5),
+                        rng.choice((0, 1, None)),
+                        r[8] + 1,
+                    )  # fmt: skip
+                    for r in batch[::10]
+                ],
+            )
             conn.commit()
             batch.clear()
     conn.execute("analyze")
@@ -110,12 +136,19 @@ def seed(db_path: Path, count: int, rng: random.Random) -> float:
     return time.perf_counter() - started
 
 
-def serve(data_dir: str, port: int) -> None:
+def serve(data_dir: str, port: int, old_dashboard: bool = False) -> None:
     """Child process: the app under uvicorn on 127.0.0.1."""
     import uvicorn
 
     from app.core.settings import Settings
     from app.main import create_app
+
+    if old_dashboard:  # the previous implementation: a scan of every run in the window
+        import app.dashboard.pages as pages
+        from tests import dashboard_scan
+
+        pages.dashboard_charts = dashboard_scan.dashboard_charts  # type: ignore[assignment]
+        pages.totals = dashboard_scan.totals  # type: ignore[assignment]
 
     app = create_app(Settings(data_dir=Path(data_dir), auth=False))
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
@@ -156,8 +189,7 @@ def targets(db_path: Path) -> list[tuple[str, str, dict[str, str]]]:
     week_to = time.strftime("%Y-%m-%d", time.gmtime(time.time() - 30 * DAY))
     week_from = time.strftime("%Y-%m-%d", time.gmtime(time.time() - 37 * DAY))
     htmx = {"HX-Request": "true"}
-    return [
-        ("dashboard", "/", {}),
+    return DASHBOARDS + [
         ("runs list, page 1", "/runs", {}),
         ("runs list, page 1000", "/runs?page=1000", {}),
         ("filter status=failed", "/runs?status=failed", htmx),
@@ -175,15 +207,28 @@ def targets(db_path: Path) -> list[tuple[str, str, dict[str, str]]]:
         ("API runs, status=failed", "/api/runs?status=failed", {}),
         ("sessions list", "/sessions", {}),
         ("one session page", f"/sessions/{session_id}", {}),
+        ("evals page, 7d", "/evals", {}),
+        ("evals page, 90d, one session", f"/evals?range=90d&session={session}", {}),
     ]
 
 
-def measure(url: str, db_path: Path, requests: int) -> list[tuple[str, list[float], int]]:
+DASHBOARDS: list[tuple[str, str, dict[str, str]]] = [
+    ("dashboard (7d)", "/", {}),
+    ("dashboard 24h", "/?range=24h", {}),
+    ("dashboard 30d", "/?range=30d", {}),
+    ("dashboard 90d", "/?range=90d", {}),
+]
+
+
+Timings = list[tuple[str, list[float], int]]
+
+
+def measure(url: str, pages: list[tuple[str, str, dict[str, str]]], requests: int) -> Timings:
     import httpx
 
     out = []
-    with httpx.Client(base_url=url, timeout=60) as client:
-        for label, path, headers in targets(db_path):
+    with httpx.Client(base_url=url, timeout=600) as client:
+        for label, path, headers in pages:
             for _ in range(2):
                 r = client.get(path, headers=headers)
                 r.raise_for_status()
@@ -204,11 +249,19 @@ def main() -> int:
     parser.add_argument("--data-dir", help="use (and seed if empty) this directory")
     parser.add_argument("--keep", action="store_true", help="keep the data directory")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--days", type=float, default=90, help="spread start times over")
+    parser.add_argument(
+        "--old-dashboard", action="store_true", help="also time the previous dashboard (a scan)"
+    )
+    parser.add_argument("--old-requests", type=int, default=10)
+    parser.add_argument(
+        "--ingest-seconds", type=float, default=15, help="RSS under OTLP ingest (0: skip)"
+    )
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(args.data_dir, args.port)
+        serve(args.data_dir, args.port, args.old_dashboard)
         return 0
 
     data_dir = Path(args.data_dir or tempfile.mkdtemp(prefix="agentop-bench-"))
@@ -229,14 +282,89 @@ def main() -> int:
         conn.close()
         print(f"  database      reusing {db_path} ({have:,} runs)")
     else:
-        took = seed(db_path, args.runs, random.Random(args.seed))
+        took = seed(db_path, args.runs, random.Random(args.seed), args.days)
         print(
-            f"  seeding       {args.runs:,} runs in {took:.1f} s ({args.runs / took:,.0f} runs/s,"
-            " triggers and full-text index included)"
+            f"  seeding       {args.runs:,} runs over {args.days:g} day(s) in {took:.1f} s"
+            f" ({args.runs / took:,.0f} runs/s, triggers: rollups, sessions, full-text index)"
         )
     size = sum(p.stat().st_size for p in data_dir.glob("agentop.db*")) / 1e6
     print(f"  database      {size:.0f} MB (incl. WAL)")
 
+    results = serve_and_measure(data_dir, targets(db_path), args.requests, rss=args.ingest_seconds)
+    print_table("page (server in a child process, 127.0.0.1)", results[0])
+    print(f"  ({args.requests} timed requests each, after 2 warm-up requests)")
+    if results[1]:
+        idle, peak, spans = results[1]
+        print(f"\n  server RSS    idle {idle:.0f} MB after the pages above;")
+        print(
+            f"                peak {peak:.0f} MB while 2 clients posted OTLP for"
+            f" {args.ingest_seconds:.0f} s ({spans:,} spans accepted, {spans / args.ingest_seconds:,.0f}/s)"
+        )
+    if args.old_dashboard:
+        old = serve_and_measure(data_dir, DASHBOARDS, args.old_requests, old_dashboard=True)
+        print_table("previous dashboard (a scan of the window)", old[0])
+        print(f"  ({args.old_requests} timed requests each, after 2 warm-up requests)")
+    if not args.keep and not args.data_dir:
+        shutil.rmtree(data_dir, ignore_errors=True)
+    print(f"  load average  {open('/proc/loadavg').read().split()[:3]}")
+    return 0
+
+
+def print_table(title: str, results: Timings) -> None:
+    print(f"\n  {title:46} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8} {'KB':>6}")
+    for label, times, size_bytes in results:
+        print(
+            f"  {label:46} {statistics.median(times):8.1f} {percentile(times, 95):8.1f}"
+            f" {max(times):8.1f} {size_bytes / 1024:6.0f}"
+        )
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def ingest_rss(url: str, pid: int, seconds: float) -> tuple[float, int]:
+    """Post OTLP traces (bench/ingest.py's requests) from 2 clients; peak RSS and spans sent."""
+    import threading
+
+    import httpx
+
+    from bench.ingest import build_request
+
+    stop = time.monotonic() + seconds
+    sent = [0, 0]
+
+    def client(n: int) -> None:
+        headers = {"Content-Type": "application/x-protobuf"}
+        with httpx.Client(base_url=url, headers=headers, timeout=60) as c:
+            i = 0
+            while time.monotonic() < stop:
+                body = build_request(n, i, 10, 10).SerializeToString()
+                r = c.post("/v1/traces", content=body)
+                r.raise_for_status()
+                sent[n] += 100
+                i += 1
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(2)]
+    for t in threads:
+        t.start()
+    peak = rss_mb(pid)
+    while any(t.is_alive() for t in threads):
+        peak = max(peak, rss_mb(pid))
+        time.sleep(0.1)  # a sampling interval, not a wait for work
+    return peak, sum(sent)
+
+
+def serve_and_measure(
+    data_dir: Path,
+    pages: list[tuple[str, str, dict[str, str]]],
+    requests: int,
+    old_dashboard: bool = False,
+    rss: float = 0,
+) -> tuple[Timings, tuple[float, float, int] | None]:
     port = free_port()
     cmd = [
         sys.executable,
@@ -246,27 +374,21 @@ def main() -> int:
         str(port),
         "--data-dir",
         str(data_dir),
-    ]
+    ] + (["--old-dashboard"] if old_dashboard else [])
     proc = subprocess.Popen(cmd, cwd=str(ROOT))
+    url = f"http://127.0.0.1:{port}"
+    memory = None
     try:
-        wait_up(f"http://127.0.0.1:{port}", proc)
-        results = measure(f"http://127.0.0.1:{port}", db_path, args.requests)
+        wait_up(url, proc)
+        results = measure(url, pages, requests)
+        if rss:
+            idle = rss_mb(proc.pid)
+            peak, spans = ingest_rss(url, proc.pid, rss)
+            memory = (idle, peak, spans)
     finally:
         proc.terminate()
-        proc.wait(timeout=15)
-        if not args.keep and not args.data_dir:
-            shutil.rmtree(data_dir, ignore_errors=True)
-    print(
-        f"\n  {'page (server in a child process, 127.0.0.1)':46} {'p50 ms':>8} {'p95 ms':>8}"
-        f" {'max ms':>8} {'KB':>6}"
-    )
-    for label, times, size_bytes in results:
-        print(
-            f"  {label:46} {statistics.median(times):8.1f} {percentile(times, 95):8.1f}"
-            f" {max(times):8.1f} {size_bytes / 1024:6.0f}"
-        )
-    print(f"  ({args.requests} timed requests each, after 2 warm-up requests)")
-    return 0
+        proc.wait(timeout=30)
+    return results, memory
 
 
 if __name__ == "__main__":

@@ -115,26 +115,33 @@ def test_maintenance_runs_with_no_transaction_open(store: Store):
 
 CHILD = textwrap.dedent(
     """
-    import asyncio, sys
+    import asyncio, itertools, sys
     from app.store import Store
 
     def insert(db, k):
         db.execute("insert into t (k, v) values (?, ?)", [k, "x" * 200])
 
+    def acked(k):
+        def done(result, error):
+            if error is None:
+                print(k, flush=True)
+        return done
+
+    async def writer(store, keys):
+        # Like a recorder: pieces queued without waiting, then one awaited write.
+        while True:
+            for _ in range(9):
+                k = next(keys)
+                store.queue(insert, k, on_done=acked(k), wait=False)
+            k = next(keys)
+            await store.queue(insert, k, on_done=acked(k))
+
     async def main():
         store = Store(sys.argv[1])
-        store.write_sync(lambda db: db.execute("create table if not exists t (k integer primary key, v text)"))
-        def acked(k):
-            def done(result, error):
-                if error is None:
-                    print(k, flush=True)
-            return done
-        k = 0
-        while True:
-            for _ in range(50):
-                k += 1
-                store.queue(insert, k, on_done=acked(k), wait=False)
-            await asyncio.sleep(0)
+        store.write_sync(lambda db: db.execute(
+            "create table if not exists t (k integer primary key, v text)"))
+        keys = itertools.count(1)
+        await asyncio.gather(*(writer(store, keys) for _ in range(20)))
 
     asyncio.run(main())
     """
@@ -146,6 +153,7 @@ def test_a_process_killed_mid_burst_keeps_every_acknowledged_write(tmp_path: Pat
     child = subprocess.Popen(
         [sys.executable, "-c", CHILD, str(path)],
         stdout=subprocess.PIPE,
+        stderr=(tmp_path / "child.err").open("w"),
         text=True,
         cwd=Path(__file__).resolve().parent.parent,
     )
@@ -159,6 +167,6 @@ def test_a_process_killed_mid_burst_keeps_every_acknowledged_write(tmp_path: Pat
         acked.append(int(line))
     os.kill(child.pid, signal.SIGKILL)
     child.wait(10)
-    assert len(acked) >= 5000, "the child acknowledged too few writes"
+    assert len(acked) >= 5000, (tmp_path / "child.err").read_text()[-2000:]
     stored = set(rows(path))
     assert not set(acked) - stored, "acknowledged writes were lost"

@@ -22,6 +22,7 @@ import httpx
 
 from app.main import create_app
 from app.store import Store
+from app.store.event_log import events_after
 from app.store.processes import CLI, SERVE, heartbeat, register_process
 from app.store.runs import create_run
 from tests.conftest import MISTRAL_MODEL, LiveServer, api_client, free_port
@@ -56,8 +57,13 @@ def read_run(settings: Any, run_id: str) -> dict[str, Any]:
 
 
 def assert_whole_log(settings: Any, run_id: str) -> None:
-    """One writer: the events are numbered 1..n without a gap, ending with the run's end."""
-    events = query(settings, "select seq, type from events where run_id = ? order by seq", [run_id])
+    """One writer: the events are numbered 1..n without a gap, ending with the run's end
+    (read as the stream replays them: a model call's tokens are stored as one row)."""
+    store = Store(settings.db_path)
+    try:
+        events = store.read_sync(events_after, run_id, 0, 100_000)
+    finally:
+        store.close()
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
     assert events[-1]["type"] == "run_finished"
     assert read_run(settings, run_id)["last_seq"] == len(events)

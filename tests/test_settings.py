@@ -81,6 +81,7 @@ READS: list[tuple[str, str, Callable[[], Any], Any]] = [
         ("10.0.0.0/24", "::1"),
     ),
     ("AGENTOP_OTLP_GRPC_PORT", "0", lambda: Settings.from_env().otlp_grpc_port, 0),
+    ("AGENTOP_RETENTION_DAYS", "30", lambda: Settings.from_env().retention_days, 30.0),
     ("AGENTOP_RETRY_ATTEMPTS", "7", lambda: integrations().retry_attempts, 7),
     ("AGENTOP_RETRY_INITIAL_S", "0.25", lambda: integrations().retry_initial_s, 0.25),
     ("AGENTOP_RETRY_MAX_S", "3", lambda: integrations().retry_max_s, 3.0),
@@ -147,6 +148,7 @@ def test_defaults():
     assert (s.tool_threads, s.run_stall_timeout_s, s.login_attempts_per_minute) == (8, 900.0, 10)
     assert s.trusted_proxies == () and s.auth is True and s.server_url is None
     assert s.otlp_grpc_port == 4317 and s.host == "127.0.0.1"
+    assert s.retention_days is None  # keep everything
     i = s.integrations
     assert (i.retry_attempts, i.retry_initial_s, i.retry_max_s, i.http_timeout_s) == (
         4,
@@ -190,6 +192,8 @@ def test_an_empty_variable_is_unset_and_arguments_win(monkeypatch):
         ("AGENTOP_SMTP_PORT", "70000", "less than or equal to 65535"),
         ("AGENTOP_OTLP_GRPC_PORT", "70000", "less than or equal to 65535"),
         ("AGENTOP_OTLP_GRPC_PORT", "grpc", "Input should be a valid integer"),
+        ("AGENTOP_RETENTION_DAYS", "0", "greater than 0"),
+        ("AGENTOP_RETENTION_DAYS", "forever", "Input should be a valid number"),
         ("AGENTOP_SMTP_PORT", "0", "greater than or equal to 1"),
         ("AGENTOP_SMTP_STARTTLS", "maybe", "Input should be a valid boolean"),
         ("AGENTOP_HTTP_TIMEOUT_S", "0", "greater than 0"),

@@ -82,6 +82,10 @@ class Settings(EnvSettings):
     trusted_proxies: Annotated[tuple[str, ...], NoDecode] = Field(
         default=(), validation_alias="AGENTOP_TRUSTED_PROXIES"
     )
+    # Delete runs that ended more than this many days ago (unset = keep everything)
+    retention_days: float | None = Field(
+        default=None, gt=0, validation_alias="AGENTOP_RETENTION_DAYS"
+    )
     # OTLP/gRPC ingest, on the host the web server binds (0 = off; needs the otel-grpc extra)
     otlp_grpc_port: int = Field(
         default=4317, ge=0, le=65535, validation_alias="AGENTOP_OTLP_GRPC_PORT"

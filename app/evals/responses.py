@@ -38,9 +38,10 @@ class Evaluation(Row):
     created_at: float
     experiment_id: int | None
     details: dict[str, Any] | None
+    pinned_at: float | None = None  # keeps its run whatever AGENTOP_RETENTION_DAYS says
 
 
-class ListedEvaluation(Evaluation):
+class ListedEvaluation(Evaluation, kw_only=True):
     """An evaluation in a list, with its run's model, session and prompt."""
 
     run_model: str | None

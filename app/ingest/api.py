@@ -13,6 +13,7 @@ through the one pipeline the gRPC services use too (``pipeline``).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
@@ -46,11 +47,26 @@ def _is_json(request: Request) -> bool:
     return media_type(request.headers.get("content-type", "")) in JSON_TYPES
 
 
+def _parse(body: bytes, encoding: str, content_type: str, message: type[Message]) -> Any:
+    return parse_request(inflate(body, encoding), content_type, message)
+
+
 async def _decode(request: Request, message: type[Message]) -> Any:
     """The request's export message; a body that does not decode raises :class:`OTLPError`,
-    which the app answers as a ``google.rpc.Status`` (``app.web.errors``)."""
-    body = inflate(await request.body(), request.headers.get("content-encoding", ""))
-    return parse_request(body, request.headers.get("content-type", ""), message)
+    which the app answers as a ``google.rpc.Status`` (``app.web.errors``).
+
+    Inflating and parsing (up to 64 MiB inflated) run on a worker thread, not on
+    the event loop, which keeps its turns at serving pages and live streams.
+    """
+    body = await request.body()
+    headers = request.headers
+    return await asyncio.to_thread(
+        _parse,
+        body,
+        headers.get("content-encoding", ""),
+        headers.get("content-type", ""),
+        message,
+    )
 
 
 def _answer(request: Request, response: Message, result: IngestResult | None = None) -> Response:

@@ -16,7 +16,7 @@ import time
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError, Message
@@ -27,6 +27,9 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 from app.ingest import normalize, otlp_json
 from app.ingest.errors import OTLPError
 from app.ingest.jsonbody import JSONBodyError, load_json
+
+if TYPE_CHECKING:
+    from app.ingest.facts import SpanFacts
 
 PROTOBUF_TYPES = {"application/x-protobuf", "application/protobuf"}
 JSON_TYPES = {"application/json"}
@@ -64,6 +67,10 @@ class SpanRecord:
     span_kind: str = "internal"
     status_code: str = "unset"  # unset | ok | error, as OTLP says
     links: list[dict[str, Any]] = field(default_factory=list)
+    # Filled off the writer thread by ``prepare.traces_of``: the JSON columns as stored
+    # (``app.store.spans.stored_cell``) and what the span says (``facts.SpanFacts``).
+    cells: dict[str, Any] | None = None
+    facts: SpanFacts | None = None
 
     @property
     def is_root(self) -> bool:
@@ -127,10 +134,10 @@ def parse_request(
 def any_value(value: AnyValue) -> Any:
     """An attribute value as a plain, storable JSON value (normalised, see ``normalize``)."""
     kind = value.WhichOneof("value")
+    if kind == "string_value":  # by far the most common
+        return normalize.text(value.string_value)
     if kind is None:
         return None
-    if kind == "string_value":
-        return normalize.text(value.string_value)
     if kind == "double_value":
         return normalize.number(value.double_value)
     if kind == "array_value":
@@ -143,7 +150,8 @@ def any_value(value: AnyValue) -> Any:
 
 
 def attributes(kvs: Any) -> dict[str, Any]:
-    return {normalize.name(kv.key): any_value(kv.value) for kv in kvs}
+    # Keys are always text in protobuf: ``normalize.text`` directly (per attribute, it counts).
+    return {normalize.text(kv.key, normalize.MAX_NAME): any_value(kv.value) for kv in kvs}
 
 
 def scope_of(scope: InstrumentationScope) -> dict[str, Any]:
@@ -182,20 +190,25 @@ def _times(start_ns: int, end_ns: int) -> tuple[float, float]:
     return start, max(start, (end_ns or start_ns) / 1e9)
 
 
+def _invalid_ids(span: Span) -> str | None:
+    """Which id of ``span`` is invalid (none: None)."""
+    if len(span.trace_id) != 16 or not any(span.trace_id):
+        return "trace_id"
+    if len(span.span_id) != 8 or not any(span.span_id):
+        return "span_id"
+    if span.parent_span_id and len(span.parent_span_id) != 8:
+        return "parent_span_id"
+    return None
+
+
 def spans_of(request: ExportTraceServiceRequest) -> tuple[list[SpanRecord], list[str]]:
     """The valid spans of a request, and a reason for each rejected one."""
     spans: list[SpanRecord] = []
     rejected: list[str] = []
     for resource, scope, span in scoped(request.resource_spans, "scope_spans", "spans"):
-        label = normalize.name(span.name, 100)
-        if len(span.trace_id) != 16 or not any(span.trace_id):
-            rejected.append(f"span {label!r}: invalid trace_id")
-            continue
-        if len(span.span_id) != 8 or not any(span.span_id):
-            rejected.append(f"span {label!r}: invalid span_id")
-            continue
-        if span.parent_span_id and len(span.parent_span_id) != 8:
-            rejected.append(f"span {label!r}: invalid parent_span_id")
+        invalid = _invalid_ids(span)
+        if invalid:
+            rejected.append(f"span {normalize.name(span.name, 100)!r}: invalid {invalid}")
             continue
         start, end = _times(span.start_time_unix_nano, span.end_time_unix_nano)
         spans.append(

@@ -120,6 +120,7 @@ def ingest_log_records(db: Database, records: list[LogRecord]) -> IngestResult:
         trace = find_trace(db, trace_id, result)
         if trace is None:
             continue
+        trace.waiting_logs = set(span_ids)
         result.runs.append(trace.run_id)
         stored = db.execute(
             "select span_id, start_at, end_at from spans where run_id = ? and span_id in"

@@ -13,7 +13,7 @@ import math
 import re
 from typing import Any
 
-from app.core.text import safe_text
+from app.core.text import REPLACEMENT, safe_text
 
 # A million million tokens is far beyond any real run; summing ~9 million of
 # them still fits in SQLite's 64-bit integers.
@@ -31,6 +31,8 @@ def text(value: str, limit: int = MAX_TEXT) -> str:
     """``value`` as storable text: lone surrogates and NUL replaced, cut at ``limit`` chars."""
     if len(value) > limit:
         value = value[:limit] + TRUNCATED
+    if value.isascii():  # most values (ids, names, keys), at C speed: no surrogate can be there
+        return value.replace("\x00", REPLACEMENT) if "\x00" in value else value
     return safe_text(value)
 
 

@@ -15,9 +15,12 @@ conversation shared by several traces becomes a session in ``sessions``. An
 LLM span with no usage records unknown tokens (None), and a span with status
 ERROR a failed call, with its message.
 
-A whole export request is one transaction on the writer thread: the
-response is sent only after it committed, so an accepted span is a durable
-span. Exporters retry, so a span already recorded is skipped.
+A whole export request is one write function on the group-commit writer
+(``Store.write``): it shares a transaction with whatever else was waiting,
+and the response is sent only after that committed, so an accepted span is a
+durable span. Its spans are stored in one ``executemany`` per trace, and the
+batch's traces are looked up in one query. Exporters retry, so a span
+already recorded is skipped.
 """
 
 from __future__ import annotations
@@ -28,98 +31,111 @@ from sqlite_utils import Database
 
 from app.ingest import messages, semconv
 from app.ingest.decode import SpanRecord
+from app.ingest.facts import SpanFacts, facts_of
 from app.ingest.sessions import join_conversation
 from app.ingest.thread import pending_logs, record_messages, tool_from_thread
 from app.ingest.trace_runs import (
     LABEL_CHARS,
     IngestResult,
     TraceRun,
+    adopt_logs,
     announce,
+    find_traces,
     open_trace,
-    set_prompt,
+    placeholders,
+    waiting_logs,
 )
-from app.store.rows import encode_json, json_object
-from app.store.spans import insert_span
+from app.store.spans import insert_spans
 
 
-def _store(trace: TraceRun, span: SpanRecord, kind: str) -> bool:
-    """Store ``span`` whole; False when the run has it already (exporters retry).
+def _row(trace: TraceRun, span: SpanRecord, kind: str) -> dict:
+    """The ``spans`` row of ``span``, stored whole.
 
     A model call's tokens and cost are added by the projection of its
     ``llm_call_finished`` event (``app.store.events``), as for a native call.
     """
-    return insert_span(
-        trace.db,
-        {
-            "run_id": trace.run_id,
-            "trace_id": span.trace_id,
-            "span_id": span.span_id,
-            "parent_span_id": span.parent_span_id or None,
-            "kind": kind,
-            "span_kind": span.span_kind,
-            "name": span.name,
-            "start_at": span.start,
-            "end_at": span.end,
-            "status": span.status_code,
-            "status_message": span.status_message or None,
-            "attributes": span.attributes,
-            "events": span.events,
-            "links": span.links,
-            "resource": span.resource,
-            "scope": span.scope,
-        },
-    )
+    return {
+        "run_id": trace.run_id,
+        "trace_id": span.trace_id,
+        "span_id": span.span_id,
+        "parent_span_id": span.parent_span_id or None,
+        "kind": kind,
+        "span_kind": span.span_kind,
+        "name": span.name,
+        "start_at": span.start,
+        "end_at": span.end,
+        "status": span.status_code,
+        "status_message": span.status_message or None,
+        # Encoded off the writer when the pipeline prepared them (``decode.with_cells``).
+        **(
+            span.cells
+            or {
+                "attributes": span.attributes,
+                "events": span.events,
+                "links": span.links,
+                "resource": span.resource,
+                "scope": span.scope,
+            }
+        ),
+    }
 
 
-def _merge_params(db: Database, trace: TraceRun, span: SpanRecord, kind: str) -> None:
-    """Fill the run's parameters from the first span that has each (temperature, agent name…)."""
-    learned = semconv.params_of(span) if kind == semconv.LLM else {}
-    agent = semconv.agent_name_of(span)
-    if agent:
-        learned["agent"] = agent
-    tools = semconv.tool_definitions_of(span)
-    if tools:
-        learned["tool_definitions"] = tools
-    if not learned:
-        return
-    row = db.execute("select params from runs where id = ?", [trace.run_id]).fetchone()
-    params = json_object(row[0] if row else None)
-    merged = {**learned, **params}
-    if merged != params:
-        db.execute("update runs set params = ? where id = ?", [encode_json(merged), trace.run_id])
+def _fresh(db: Database, trace: TraceRun, spans: list[SpanRecord]) -> list[SpanRecord]:
+    """The spans the run does not have yet (exporters retry), each once, in batch order."""
+    stored: set[str] = set()
+    # A run opened by this batch has no spans yet: only older runs are asked.
+    if trace.created_event is None:
+        ids = list({s.span_id for s in spans})
+        stored = {
+            row[0]
+            for row in db.execute(
+                f"select span_id from spans where run_id = ? and span_id in ({placeholders(ids)})",
+                [trace.run_id, *ids],
+            )
+        }
+    fresh = []
+    for span in spans:
+        if span.span_id not in stored:
+            stored.add(span.span_id)
+            fresh.append(span)
+    return fresh
 
 
-def _llm(db: Database, trace: TraceRun, span: SpanRecord) -> None:
-    inputs, outputs = messages.messages_of(span, pending_logs(db, trace, span.span_id))
+def _llm(db: Database, trace: TraceRun, span: SpanRecord, facts: SpanFacts) -> None:
+    inputs, outputs = facts.inputs, facts.outputs
+    logs = pending_logs(db, trace, span.span_id)
+    if logs:  # log records that came before the span may carry its messages
+        inputs, outputs = messages.messages_of(span, logs)
     record_messages(db, trace, span.start, span.end, inputs, outputs)
-    model, provider = semconv.model_of(span), semconv.provider_of(span)
-    # A run opened by a non-LLM span learns its model from the first LLM span.
-    db.execute(
-        "update runs set model = ?, provider = ? where id = ? and provider = 'otlp'",
-        [model, provider, trace.run_id],
-    )
-    inp, out = semconv.usage_of(span)
+    if trace.provider == "otlp":
+        # A run opened by a non-LLM span learns its model from the first LLM span.
+        db.execute(
+            "update runs set model = ?, provider = ? where id = ? and provider = 'otlp'",
+            [facts.model, facts.provider, trace.run_id],
+        )
+        trace.provider = facts.provider
+    inp, out = facts.usage
     # Contract C1: None tokens mean "no usage reported"; a failed call says so.
-    failure = {"status": "error", "error": semconv.error_of(span)} if span.error else {}
+    failure = {"status": "error", "error": facts.error} if span.error else {}
     trace.emit(
         {
             "type": "llm_call_finished",
             "at": span.end,
-            "model": model,
-            "provider": provider,
+            "model": facts.model,
+            "provider": facts.provider,
             "input_tokens": inp,
             "output_tokens": out,
             "latency_ms": (span.end - span.start) * 1000,
             "round": 0,
-            "finish_reason": semconv.finish_reason_of(span),
+            "finish_reason": facts.finish_reason,
             "span_id": span.span_id,
             **failure,
         }
     )
 
 
-def _tool(db: Database, trace: TraceRun, span: SpanRecord) -> None:
-    tool = tool_from_thread(db, trace.run_id, semconv.tool_of(span))
+def _tool(db: Database, trace: TraceRun, span: SpanRecord, facts: SpanFacts) -> None:
+    tool = tool_from_thread(db, trace.run_id, dict(facts.tool or semconv.tool_of(span)))
     trace.emit(
         {
             "type": "tool_call_started",
@@ -141,16 +157,14 @@ def _tool(db: Database, trace: TraceRun, span: SpanRecord) -> None:
     )
 
 
-def _finish(db: Database, trace: TraceRun, span: SpanRecord) -> None:
+def _finish(db: Database, trace: TraceRun, span: SpanRecord, facts: SpanFacts) -> None:
     trace.root_span_id = span.span_id
-    db.execute(
-        "update runs set started_at = min(started_at, ?), label = ? where id = ?",
-        [span.start, span.name[:LABEL_CHARS], trace.run_id],
-    )
-    inp, out = semconv.io_of(span)
-    set_prompt(db, trace.run_id, inp)
+    db.execute("update runs set label = ? where id = ?", [span.name[:LABEL_CHARS], trace.run_id])
+    inp, out = facts.io
+    trace.set_prompt(inp)
+    trace.ended = True
     if span.error:
-        trace.emit({"type": "run_failed", "at": span.end, "error": semconv.error_of(span)})
+        trace.emit({"type": "run_failed", "at": span.end, "error": facts.error})
         return
     last = db.execute(
         "select content from messages where run_id = ? and role = 'assistant'"
@@ -166,41 +180,62 @@ def _finish(db: Database, trace: TraceRun, span: SpanRecord) -> None:
     )
 
 
+def _record(db: Database, trace: TraceRun, spans: list[SpanRecord], result: IngestResult) -> None:
+    """Store the new spans of one trace whole, then derive the run's events from them."""
+    # Children end before their root; the root closes the run, so it goes last.
+    ordered = sorted(spans, key=lambda s: (s.is_root, s.end, s.start))
+    fresh = _fresh(db, trace, ordered)
+    result.duplicates += len(ordered) - len(fresh)
+    if not fresh:
+        return
+    # Read on the decoding thread by the pipeline (``prepare``); here for other callers.
+    facts = [span.facts or facts_of(span) for span in fresh]
+    insert_spans(db, [_row(trace, s, f.kind) for s, f in zip(fresh, facts, strict=True)])
+    # Before any event: the run's end computes its latency from its start.
+    db.execute(
+        "update runs set started_at = min(started_at, ?) where id = ?",
+        [min(s.start for s in fresh), trace.run_id],
+    )
+    for span, fact in zip(fresh, facts, strict=True):
+        if fact.session:
+            join_conversation(db, trace, fact.session)
+        if fact.learned:
+            trace.merge_params(fact.learned)
+        if fact.kind == semconv.LLM:
+            _llm(db, trace, span, fact)
+        else:
+            if fact.kind == semconv.TOOL:
+                _tool(db, trace, span, fact)
+            # GenAI events logged on a span that is not a model call still carry messages.
+            logs = pending_logs(db, trace, span.span_id)
+            if logs:
+                record_messages(db, trace, span.start, span.end, *messages.event_messages(logs))
+        if span.is_root:
+            _finish(db, trace, span, fact)
+        result.accepted += 1
+
+
 def ingest_spans(db: Database, spans: list[SpanRecord]) -> IngestResult:
-    """Record a batch of spans (on the writer thread, in one transaction)."""
+    """Record a batch of spans (on the writer thread, in the batch's transaction).
+
+    The batch's traces are looked up together (their runs and their waiting
+    log records, one query each), then each trace is written in turn.
+    """
     result = IngestResult()
     by_trace: dict[str, list[SpanRecord]] = defaultdict(list)
     for span in spans:
         by_trace[span.trace_id].append(span)
-    for trace_spans in by_trace.values():
-        trace = open_trace(db, trace_spans, result)
+    traces = find_traces(db, list(by_trace), result)
+    for trace_id, trace_spans in by_trace.items():
+        if trace_id not in traces:
+            traces[trace_id] = open_trace(db, trace_spans, result)
+    waiting_logs(db, traces)
+    for trace_id, trace_spans in by_trace.items():
+        trace = traces[trace_id]
+        adopt_logs(db, trace)
         if trace.run_id not in result.runs:
             result.runs.append(trace.run_id)
-        # Children end before their root; the root closes the run, so it goes last.
-        for span in sorted(trace_spans, key=lambda s: (s.is_root, s.end, s.start)):
-            kind = semconv.kind_of(span)
-            if not _store(trace, span, kind):
-                result.duplicates += 1
-                continue
-            db.execute(
-                "update runs set started_at = min(started_at, ?) where id = ?",
-                [span.start, trace.run_id],
-            )
-            conversation = semconv.session_of(span)
-            if conversation:
-                join_conversation(db, trace, conversation)
-            _merge_params(db, trace, span, kind)
-            if kind == semconv.LLM:
-                _llm(db, trace, span)
-            else:
-                if kind == semconv.TOOL:
-                    _tool(db, trace, span)
-                # GenAI events logged on a span that is not a model call still carry messages.
-                logged = messages.event_messages(pending_logs(db, trace, span.span_id))
-                record_messages(db, trace, span.start, span.end, *logged)
-            if span.is_root:
-                _finish(db, trace, span)
-            result.accepted += 1
+        _record(db, trace, trace_spans, result)
         trace.save()
         announce(db, trace)
     return result

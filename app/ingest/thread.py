@@ -14,7 +14,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from app.ingest import messages, semconv
-from app.ingest.trace_runs import TraceRun, set_prompt
+from app.ingest.trace_runs import TraceRun
 from app.store.rows import encode_json
 from app.store.statuses import TERMINAL, sql_list
 
@@ -36,9 +36,11 @@ def record_messages(
         return
     _complete_tool_calls(db, trace.run_id, [*new, *outputs])
     trace.messages_seen = max(trace.messages_seen, len(inputs)) + len(outputs)
-    set_prompt(db, trace.run_id, next((m["content"] for m in inputs if m["role"] == "user"), None))
+    trace.set_prompt(next((m["content"] for m in inputs if m["role"] == "user"), None))
     answer = next((m["content"] for m in reversed(outputs) if m["content"]), None)
-    if answer:  # content that came (in logs) after the run ended is still its answer
+    # Content that came (in logs) after the run ended is still its answer; before the
+    # end, ``run_finished`` takes the last assistant message itself.
+    if answer and trace.ended:
         db.execute(
             f"update runs set response = ? where id = ? and status in {sql_list(TERMINAL)}"
             " and (response is null or response = '')",
@@ -98,7 +100,14 @@ def tool_from_thread(db: Database, run_id: str, tool: dict[str, Any]) -> dict[st
 
 
 def pending_logs(db: Database, trace: TraceRun, span_id: str) -> list[dict[str, Any]]:
-    """The log records of a span not yet read for messages, oldest first; now they are."""
+    """The log records of a span not yet read for messages, oldest first; now they are.
+
+    Only spans the batch found waiting records for (``waiting_logs``, one query per
+    batch) are looked up: most spans have none.
+    """
+    if span_id not in trace.waiting_logs:
+        return []
+    trace.waiting_logs.discard(span_id)
     rows = [
         dict(row)
         for row in db.execute(

@@ -1,8 +1,9 @@
 """Memory snapshots of a run: read them back and say what changed between steps.
 
 The loop snapshots its memory (messages + scratch state) after every step;
-``app.store.events`` projects each snapshot into ``memory_snapshots``. Here
-we list the steps, load one with its predecessor, and diff the two: which
+``app.store.events`` projects each snapshot into ``memory_snapshots``, as
+what changed since the step before (``app.store.snapshot_deltas``). Here we
+list the steps, rebuild one with its predecessor, and diff the two: which
 messages were added, changed or dropped, and which scratch values moved.
 """
 
@@ -12,11 +13,16 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from app.store.rows import decode_json
+from app.store.snapshot_deltas import fold_run
 
 
-def _decode(row: Any) -> dict[str, Any]:
-    return decode_json(row, "messages", "scratch")
+def _snapshots_upto(db: Database, run_id: str, step: int | None = None) -> list[dict[str, Any]]:
+    """The run's snapshots (up to ``step``), each rebuilt whole from the stored deltas."""
+    rows = db.query(
+        "select * from memory_snapshots where run_id = ? and step <= ? order by step",
+        [run_id, 2**63 - 1 if step is None else step],
+    )
+    return fold_run(db, run_id, rows)
 
 
 def list_steps(db: Database, run_id: str) -> list[dict[str, Any]]:
@@ -30,15 +36,12 @@ def list_steps(db: Database, run_id: str) -> list[dict[str, Any]]:
 
 
 def get_snapshot(db: Database, run_id: str, step: int) -> dict[str, Any] | None:
-    rows = list(
-        db.query("select * from memory_snapshots where run_id = ? and step = ?", [run_id, step])
-    )
-    return _decode(rows[0]) if rows else None
+    snaps = _snapshots_upto(db, run_id, step)
+    return snaps[-1] if snaps and snaps[-1]["step"] == step else None
 
 
 def all_snapshots(db: Database, run_id: str) -> list[dict[str, Any]]:
-    rows = db.query("select * from memory_snapshots where run_id = ? order by step", [run_id])
-    return [_decode(r) for r in rows]
+    return _snapshots_upto(db, run_id)
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -103,14 +106,16 @@ def memory_view(db: Database, run_id: str, step: int | None = None) -> dict[str,
     # A link to a step the run does not have shows the last one, and says so.
     missing = step if step is not None and step not in numbers else None
     chosen = numbers[-1] if step is None or missing is not None else step
-    current = get_snapshot(db, run_id, chosen)
+    # One pass rebuilds the chosen step and the one before it from the stored deltas.
+    upto = _snapshots_upto(db, run_id, chosen)
+    current = upto[-1]
     position = numbers.index(chosen)
-    previous = get_snapshot(db, run_id, numbers[position - 1]) if position > 0 else None
+    previous = upto[-2] if position > 0 and len(upto) > 1 else None
     return {
         "run_id": run_id,
         "steps": steps,
         "current": current,
-        "diff": diff_snapshots(previous, current),  # type: ignore[arg-type]
+        "diff": diff_snapshots(previous, current),
         "prev_step": numbers[position - 1] if position > 0 else None,
         "next_step": numbers[position + 1] if position + 1 < len(numbers) else None,
         "missing_step": missing,

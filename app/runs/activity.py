@@ -24,8 +24,8 @@ from typing import Any
 from sqlite_utils import Database
 
 from app.core.formats import format_elapsed, number
+from app.store.event_log import read_events
 from app.store.events import TERMINAL_EVENTS
-from app.store.rows import json_object
 
 WAITS = frozenset({"loading", "waiting", "tool_args", "calling"})
 # Events that end whatever the run was doing.
@@ -104,9 +104,8 @@ def current_activity(db: Database, run_id: str, upto: int | None = None) -> Acti
     if anchor is None:
         return None
     state: Activity | None = None
-    for row in db.query(
-        "select type, payload from events where run_id = ? and seq >= ? and seq <= ? order by seq",
-        [run_id, anchor[0], bound],
-    ):
-        state = advance(state, row["type"], json_object(row["payload"]))
+    # Pieces may be stored one row each or folded into one row (event_log gives them back).
+    for event in read_events(db, run_id, anchor[0] - 1, bound):
+        payload = event["payload"]
+        state = advance(state, event["type"], payload if isinstance(payload, dict) else {})
     return state

@@ -51,6 +51,7 @@ class RunRow(TypedDict):
     owner: str | None
     label: str | None
     trace_id: str | None
+    pinned_at: float | None  # kept whatever AGENTOP_RETENTION_DAYS says
 
 
 class MessageRow(TypedDict):

@@ -31,7 +31,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt,
 from agents.events import Event
 from app.store import Store
 from app.store.db import StorageUnavailable
-from app.store.events import end_active_run, record_event
+from app.store.events import STREAMED_EVENTS, end_active_run, record_event, record_streamed
 from app.store.failures import as_failed, fail_active_run
 from app.store.live import Broker, LiveEvent
 from app.store.runs import get_run
@@ -44,12 +44,13 @@ END_ATTEMPTS = 4
 END_BACKOFF_S = (0.2, 2.0)  # first wait, longest wait
 
 
-# Events a model streams many of (a token, a piece of a tool call's arguments): the
-# recorder queues their writes without waiting for each commit, so a 500-token answer
-# costs a few group commits rather than 500 round trips to the writer thread.
-STREAMED = frozenset({"token", "tool_call_delta"})
-# Queued, uncommitted streamed writes after which the recorder waits for the writer.
+# Streamed events after which the recorder waits for the writer (back-pressure: a
+# model faster than the disk is slowed down rather than buffered without bound).
 MAX_IN_FLIGHT = 1000
+
+
+def _nothing(db: Any) -> None:
+    """An empty write: awaited, it says every write queued before it is committed."""
 
 
 class Recorder:
@@ -63,6 +64,9 @@ class Recorder:
         # A streamed write that failed: the next event ends the run instead.
         self._stream_failure: StorageUnavailable | None = None
         self._in_flight_count = 0
+        # Streamed pieces not yet queued, and streamed writes queued but not yet committed.
+        self._streamed: list[tuple[int, dict]] = []
+        self._streaming = 0
 
     async def emit(self, event: Event) -> None:
         await self.emit_dict(event.to_dict())
@@ -75,15 +79,24 @@ class Recorder:
             raise self._stream_failure
         self.seq += 1
         seq = self.seq
-        done = functools.partial(self._written, seq)
-        if payload["type"] in STREAMED:
-            # Committed in order with the run's other writes (one writer, one queue), and
-            # published from the commit's callback: live followers see it only once durable.
+        if payload["type"] in STREAMED_EVENTS:
+            # Pieces wait in a buffer while the run's previous write is being committed,
+            # then go as one write (app.store.events.record_streamed): one write per
+            # commit however fast the model is. Committed in order with the run's other
+            # writes (one writer, one queue), published from the commit's callback.
+            self._streamed.append((seq, payload))
             self._in_flight_count += 1
             if self._in_flight_count < MAX_IN_FLIGHT:
-                self.store.queue(record_event, self.run_id, seq, payload, on_done=done, wait=False)
+                if not self._streaming:
+                    self._flush_streamed()
                 return
-            self._in_flight_count = 0  # back-pressure: let the writer catch up on this one
+            self._in_flight_count = 0
+            self._flush_streamed()
+            # Back-pressure: wait for the writer to catch up.
+            await asyncio.shield(self._wait_written())
+            return
+        self._flush_streamed()  # earlier pieces first: the writer keeps queue order
+        done = functools.partial(self._written, seq)
         # Shielded: a run cancelled mid-write (server shutdown) still commits
         # the event it was writing, so the log never has a hole.
         write = self.store.queue(record_event, self.run_id, seq, payload, on_done=done)
@@ -97,6 +110,32 @@ class Recorder:
             await self._end_failed(exc)
             raise
         self._in_flight_count = 0  # every earlier queued write is committed too
+
+    def _flush_streamed(self) -> None:
+        """Queue the buffered pieces as one write."""
+        if not self._streamed:
+            return
+        batch, self._streamed = self._streamed, []
+        self._streaming += 1
+        self.store.queue(
+            record_streamed,
+            self.run_id,
+            batch,
+            on_done=functools.partial(self._streamed_written, batch),
+            wait=False,
+        )
+
+    def _streamed_written(
+        self, batch: list[tuple[int, dict]], _: Any, error: BaseException | None
+    ) -> None:
+        self._streaming -= 1
+        for seq, payload in batch:
+            self._written(seq, (payload, None), error)
+        if not self._streaming:
+            self._flush_streamed()  # what streamed meanwhile goes with the next commit
+
+    async def _wait_written(self) -> None:
+        await self.store.write(_nothing)
 
     def _written(self, seq: int, stored: Any, error: BaseException | None) -> None:
         """A write's outcome, on the event loop once its batch committed: publish it."""
@@ -120,6 +159,7 @@ class Recorder:
         """Record the terminal event ``kind`` unless the run has ended already."""
         if self.storage_failure is not None:
             return  # ended failed already, or kept to be written failed when the store can
+        self._flush_streamed()  # pieces still buffered come before the end
         ended = await self.store.write(end_active_run, self.run_id, kind, time.time(), error)
         if ended is not None:
             self._published(*ended)

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from app.store.statuses import FAILED_LIKE, TERMINAL, sql_list
+from app.store import rollups
 
 
 def _with_rates(row: dict[str, Any]) -> dict[str, Any]:
@@ -56,17 +56,5 @@ def session_names(db: Database, limit: int = 200) -> list[str]:
 
 
 def session_models(db: Database, name: str) -> list[dict[str, Any]]:
-    """Per-model breakdown of one session (its runs only, through the session index)."""
-    rows = db.query(
-        f"""
-        select model, count(*) as runs,
-               sum(status in {sql_list(FAILED_LIKE)}) as failed,
-               sum(status in {sql_list(TERMINAL)}) as finished,
-               coalesce(sum(input_tokens + output_tokens), 0) as tokens,
-               coalesce(sum(cost_usd), 0) as cost_usd,
-               avg(latency_ms) as avg_latency_ms
-        from runs where session_id = ? group by model order by runs desc
-        """,
-        [name],
-    )
-    return [dict(r) for r in rows]
+    """Per-model breakdown of one session, from its per-hour rollups (migration 0013)."""
+    return rollups.session_models(db, name)

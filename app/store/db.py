@@ -98,6 +98,10 @@ def connect(path: Path | str) -> Database:
     """Open a connection with the pragmas every connection here needs."""
     conn = sqlite3.connect(str(path), check_same_thread=False, timeout=10)
     conn.row_factory = sqlite3.Row
+    # Deleted runs (retention) give their pages back a few at a time. It must come
+    # before WAL: it only takes effect on a file that has no tables yet (or after a
+    # VACUUM, which app.store.retention does once for an older studio).
+    conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
     conn.execute("PRAGMA journal_mode=WAL")
     # NORMAL is durable across application crashes in WAL mode; only an OS
     # crash can lose the last transactions, and it keeps commits cheap.

@@ -8,6 +8,11 @@ A native run's spans are built here from its events (``app.store.spans``).
 An ingested run's spans are stored whole by ingest before its events are
 recorded (their payloads name the ``span_id``): the projection then only
 adds what pricing computed.
+
+Stored compactly (``app.store.event_log`` reads it back whole): a model
+call's token rows are folded into one when the call ends, values kept by a
+projection's table are not repeated in the event row, and memory snapshots
+are kept as deltas.
 """
 
 from __future__ import annotations
@@ -18,40 +23,83 @@ from sqlite_utils import Database
 
 from app.pricing.costs import merge_status
 from app.pricing.tables import price_event
+from app.store.event_log import stored_payload
 from app.store.processes import LEASE_S, forget_dead_processes, orphaned_runs
 from app.store.rows import encode_json, json_object
 from app.store.runs import get_run
+from app.store.snapshot_deltas import insert_snapshot
 from app.store.spans import agent_span, insert_span, llm_span, span_id_of, tool_span, trace_id_of
 from app.store.statuses import ACTIVE, FAILED, INTERRUPTED, RUNNING, SUCCEEDED
+from app.store.token_runs import coalesce_before
 
 # The last event of every run, whatever its outcome.
 TERMINAL_EVENTS = frozenset({"run_finished", "run_failed", "run_interrupted"})
 # Events after which the run row's totals or status changed.
 TOTALS_EVENTS = TERMINAL_EVENTS | {"run_started", "llm_call_finished", "tool_call_finished"}
+# Events after which a model call's streamed pieces are folded into one row
+# (app.store.token_runs): the message with the call's answer, and the run's end
+# (a cut-off stream: a failed run does not keep a row per token either).
+COALESCE_AT = TERMINAL_EVENTS | {"message"}
 
 
 def record_event(
-    db: Database, run_id: str, seq: int, event: dict[str, Any]
+    db: Database,
+    run_id: str,
+    seq: int,
+    event: dict[str, Any],
+    *,
+    run_row: bool = True,
+    last_seq: bool = True,
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """Store ``event`` as number ``seq`` of ``run_id``.
 
     Returns the payload as stored (LLM calls and tool calls with cost lines
     gain their cost, from the dated price tables) and the run row when its
     totals or status changed, else None.
+
+    A caller that records many events of a run in one write (OTLP ingest)
+    passes ``run_row=False`` and ``last_seq=False``, then reads the row and
+    sets ``runs.last_seq`` once for all of them.
     """
     kind = event["type"]
     at = float(event["at"])
     if kind in ("llm_call_finished", "tool_call_finished"):
         event = price_event(db, event)
+    project = _PROJECTIONS.get(kind)
+    stored = event
+    if project is not None:
+        # First, so the event row can leave out what the projection stored (event_log).
+        project(db, run_id, seq, at, event)
+        stored = stored_payload(db, run_id, kind, event)
     db.execute(
         "insert into events (run_id, seq, type, at, payload) values (?, ?, ?, ?, ?)",
-        [run_id, seq, kind, at, encode_json(event)],
+        [run_id, seq, kind, at, encode_json(stored)],
     )
-    db.execute("update runs set last_seq = ? where id = ?", [seq, run_id])
-    project = _PROJECTIONS.get(kind)
-    if project is not None:
-        project(db, run_id, seq, at, event)
-    return event, (get_run(db, run_id) if kind in TOTALS_EVENTS else None)
+    if last_seq:
+        db.execute("update runs set last_seq = ? where id = ?", [seq, run_id])
+    if kind in COALESCE_AT:
+        coalesce_before(db, run_id, seq, event.get("content") if kind == "message" else None)
+    return event, (get_run(db, run_id) if run_row and kind in TOTALS_EVENTS else None)
+
+
+# Events a model streams many of; they have no projection and no price.
+STREAMED_EVENTS = frozenset({"token", "tool_call_delta"})
+_INSERT_EVENT = "insert into events (run_id, seq, type, at, payload) values (?, ?, ?, ?, ?)"
+
+
+def record_streamed(
+    db: Database, run_id: str, events: list[tuple[int, dict[str, Any]]]
+) -> list[tuple[int, dict[str, Any]]]:
+    """Store consecutive streamed events (tokens, tool-call pieces) of ``run_id`` at once.
+
+    What :func:`record_event` does for each of them, with one statement for
+    all: the recorder hands over every piece that streamed while its last
+    write was being committed, so a fast model costs one write per commit.
+    """
+    rows = [(run_id, seq, e["type"], float(e["at"]), encode_json(e)) for seq, e in events]
+    db.conn.executemany(_INSERT_EVENT, rows)
+    db.conn.execute("update runs set last_seq = ? where id = ?", [events[-1][0], run_id])
+    return events
 
 
 def _run_started(db: Database, run_id: str, seq: int, at: float, e: dict[str, Any]) -> None:
@@ -120,11 +168,13 @@ def _tool_finished(db: Database, run_id: str, seq: int, at: float, e: dict[str, 
         ).rowcount
     ):
         insert_span(db, tool_span(run_id, at, e))
-    if e.get("cost_status"):
-        _add_cost(db, run_id, e.get("cost_usd"), e["cost_status"], extra=True)
-    db.execute(
-        "update runs set tool_calls = tool_calls + 1, tool_errors = tool_errors + ? where id = ?",
-        [0 if status == "ok" else 1, run_id],
+    _add_to_run(
+        db,
+        run_id,
+        tool_calls=1,
+        tool_errors=0 if status == "ok" else 1,
+        cost=(e.get("cost_usd"), e["cost_status"]) if e.get("cost_status") else None,
+        extra=True,
     )
 
 
@@ -144,28 +194,52 @@ def _llm_finished(db: Database, run_id: str, seq: int, at: float, e: dict[str, A
         row = db.execute("select params from runs where id = ?", [run_id]).fetchone()
         insert_span(db, llm_span(run_id, seq, at, e, json_object(row[0] if row else None)))
     # Run totals keep the tokens that were reported and count the calls that reported none.
-    db.execute(
-        "update runs set input_tokens = input_tokens + ?, output_tokens = output_tokens + ?,"
-        " usage_unknown_calls = usage_unknown_calls + ? where id = ?",
-        [
-            tokens_in or 0,
-            tokens_out or 0,
-            1 if tokens_in is None or tokens_out is None else 0,
-            run_id,
-        ],
+    _add_to_run(
+        db,
+        run_id,
+        input_tokens=tokens_in or 0,
+        output_tokens=tokens_out or 0,
+        usage_unknown=1 if tokens_in is None or tokens_out is None else 0,
+        cost=(e["cost_usd"], e["cost_status"]),
     )
-    _add_cost(db, run_id, e["cost_usd"], e["cost_status"])
 
 
-def _add_cost(
-    db: Database, run_id: str, usd: float | None, status: str, extra: bool = False
+def _add_to_run(
+    db: Database,
+    run_id: str,
+    *,
+    cost: tuple[float | None, str] | None,
+    extra: bool = False,
+    input_tokens: int = 0,
+    output_tokens: int = 0,
+    usage_unknown: int = 0,
+    tool_calls: int = 0,
+    tool_errors: int = 0,
 ) -> None:
-    """Add one priced (or unpriced) call to the run's running cost; ``extra``: not tokens."""
+    """Add one call to the run's running totals, in ONE update of the run row: each update
+    of a total fires the rollup triggers (m0013), so two would do their work twice.
+
+    ``cost``: the call's (usd, cost status), or None when it has no cost line;
+    ``extra``: a cost that is not for tokens (a tool's, e.g. text-to-speech).
+    """
+    usd, status = cost if cost is not None else (None, None)
     current = db.execute("select cost_status from runs where id = ?", [run_id]).fetchone()[0]
     db.execute(
-        "update runs set cost_usd = cost_usd + ?, cost_status = ?,"
+        "update runs set input_tokens = input_tokens + ?, output_tokens = output_tokens + ?,"
+        " usage_unknown_calls = usage_unknown_calls + ?, tool_calls = tool_calls + ?,"
+        " tool_errors = tool_errors + ?, cost_usd = cost_usd + ?, cost_status = ?,"
         " extra_cost_usd = extra_cost_usd + ? where id = ?",
-        [usd or 0.0, merge_status(current, status), (usd or 0.0) if extra else 0.0, run_id],
+        [
+            input_tokens,
+            output_tokens,
+            usage_unknown,
+            tool_calls,
+            tool_errors,
+            usd or 0.0,
+            current if status is None else merge_status(current, status),
+            (usd or 0.0) if extra else 0.0,
+            run_id,
+        ],
     )
 
 
@@ -193,21 +267,7 @@ def _ended(status: str):
 
 
 def _memory_snapshot(db: Database, run_id: str, seq: int, at: float, e: dict[str, Any]) -> None:
-    messages = list(e.get("messages") or [])
-    db.execute(
-        "insert into memory_snapshots (run_id, seq, step, label, messages, scratch,"
-        " message_count, at) values (?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            run_id,
-            seq,
-            e["step"],
-            e.get("label"),
-            encode_json(messages),
-            encode_json(e.get("scratch") or {}),
-            len(messages),
-            at,
-        ],
-    )
+    insert_snapshot(db, run_id, seq, at, e)
 
 
 _PROJECTIONS = {

@@ -45,6 +45,11 @@ class Subscription:
 
     async def next(self, timeout: float) -> LiveEvent | None:
         """The next event, or None after ``timeout`` seconds of silence (time for a keep-alive)."""
+        # A commit publishes a burst at once: take what is queued without arming a timer each.
+        try:
+            return self.queue.get_nowait()
+        except asyncio.QueueEmpty:
+            pass
         try:
             return await asyncio.wait_for(self.queue.get(), timeout)
         except TimeoutError:

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from app.core.text import map_strings, replace_surrogates
+from app.store.packed_cells import unpack
 
 
 def encode_json(value: Any) -> str:
@@ -45,6 +46,9 @@ def decode_json(row: Mapping[str, Any], *fields: str, corrupt: Any = AS_STORED) 
     out = dict(row)
     for name in fields:
         value = out.get(name)
+        if isinstance(value, bytes):
+            # A packed JSON cell (ingested spans); anything else is no JSON text: None.
+            value = unpack(value)
         if isinstance(value, str):
             try:
                 decoded = json.loads(value)

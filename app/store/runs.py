@@ -8,8 +8,9 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from app.store import rollups
 from app.store.rows import decode_json
-from app.store.statuses import ACTIVE, FAILED_LIKE, QUEUED, sql_list
+from app.store.statuses import QUEUED
 
 
 def run_params(run: dict[str, Any]) -> dict[str, Any]:
@@ -71,46 +72,21 @@ def count_runs(db: Database) -> int:
 
 
 def totals(db: Database) -> dict[str, Any]:
-    """Dashboard KPIs, from the running totals kept on each run row."""
-    row = db.execute(
-        f"""
-        select count(*) as runs,
-               -- total() sums in floating point: rows written before ingest clamped
-               -- numbers cannot overflow it; the cast saturates at 64 bits.
-               cast(total(input_tokens) as integer) as input_tokens,
-               cast(total(output_tokens) as integer) as output_tokens,
-               total(cost_usd) as cost_usd,
-               total(extra_cost_usd) as extra_cost_usd,
-               sum(case when cost_status in ('unpriced', 'partial') then 1 else 0 end)
-                   as unpriced_runs,
-               sum(case when usage_unknown_calls > 0 then 1 else 0 end) as usage_unknown_runs,
-               sum(case when status in {sql_list(FAILED_LIKE)} then 1 else 0 end) as failed,
-               sum(case when status in {sql_list(ACTIVE)} then 1 else 0 end) as active,
-               avg(latency_ms) as avg_latency_ms
-        from runs
-        """
-    ).fetchone()
-    return dict(row)
+    """Dashboard KPIs, from the per-hour rollups (constant time in the number of runs)."""
+    return rollups.kpis(db)
 
 
 def events_after(
     db: Database, run_id: str, after_seq: int, limit: int = 1000
 ) -> list[dict[str, Any]]:
-    rows = db.query(
-        "select seq, type, payload from events where run_id = ? and seq > ? order by seq limit ?",
-        [run_id, after_seq, limit],
-    )
-    return [{"seq": r["seq"], "type": r["type"], "payload": json.loads(r["payload"])} for r in rows]
+    """Moved to ``app.store.event_log`` (the log is stored compactly); kept here for callers."""
+    from app.store.event_log import events_after as read
+
+    return read(db, run_id, after_seq, limit)
 
 
 def draft_text(db: Database, run_id: str) -> str:
-    """Assistant text streamed since the last complete message (for a page opened mid-run)."""
-    last_message = db.execute(
-        "select coalesce(max(seq), 0) from events where run_id = ? and type = 'message'",
-        [run_id],
-    ).fetchone()[0]
-    rows = db.query(
-        "select payload from events where run_id = ? and type = 'token' and seq > ? order by seq",
-        [run_id, last_message],
-    )
-    return "".join(json.loads(r["payload"])["text"] for r in rows)
+    """Moved to ``app.store.event_log``; kept here for callers."""
+    from app.store.event_log import draft_text as read
+
+    return read(db, run_id)

@@ -17,8 +17,10 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+import msgspec
 from sqlite_utils import Database
 
+from app.store import packed_cells
 from app.store.rows import encode_json
 
 AGENT_SERVICE = "agentop-studio"
@@ -52,19 +54,57 @@ COLUMNS = (
     "scope",
 )
 _JSON_COLUMNS = {"attributes", "events", "links", "resource", "scope"}
+_JSON = msgspec.json.Encoder()
+# Packed cells need readers that unpack them (``app.store.rows.decode_json``).
+PACK_CELLS = True
 _INSERT = (
     f"insert into spans ({', '.join(COLUMNS)}) values ({', '.join('?' * len(COLUMNS))})"
     " on conflict (run_id, span_id) do nothing"
 )
 
 
-def insert_span(db: Database, row: dict[str, Any]) -> bool:
-    """Store one span (JSON columns given as values); False when the run has it already."""
-    values = [
+def _values(row: dict[str, Any]) -> list[Any]:
+    return [
         encode_json(row.get(c)) if c in _JSON_COLUMNS and row.get(c) is not None else row.get(c)
         for c in COLUMNS
     ]
-    return db.execute(_INSERT, values).rowcount > 0
+
+
+def insert_span(db: Database, row: dict[str, Any]) -> bool:
+    """Store one span (JSON columns given as values); False when the run has it already."""
+    return db.execute(_INSERT, _values(row)).rowcount > 0
+
+
+def insert_spans(db: Database, rows: list[dict[str, Any]]) -> None:
+    """Store many spans with one prepared statement (ingest); those already stored are skipped.
+
+    JSON cells come as values, or already as stored (``stored_cell``: ingest
+    prepares them on its decoding thread, off the writer).
+    """
+    db.conn.executemany(_INSERT, [_stored_values(row) for row in rows])
+
+
+def _stored_values(row: dict[str, Any]) -> list[Any]:
+    values = []
+    for c in COLUMNS:
+        value = row.get(c)
+        if c in _JSON_COLUMNS and not isinstance(value, str | bytes):
+            value = stored_cell(value)
+        values.append(value)
+    return values
+
+
+def stored_cell(value: Any) -> str | bytes | None:
+    """A JSON column's cell as ingest stores it: compact JSON (no spaces after separators),
+    packed (``packed_cells``) once readers unpack (``PACK_CELLS``).
+
+    msgspec encodes several times faster than ``json.dumps``; the values are
+    plain JSON already (ingest normalised them, ``app.ingest.normalize``).
+    """
+    if value is None:
+        return None
+    text = _JSON.encode(value).decode()
+    return packed_cells.pack(text) if PACK_CELLS else text
 
 
 def trace_id_of(run_id: str) -> str:

@@ -82,12 +82,16 @@ class GroupWriter:
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._carry: Any = None  # taken from the queue, left for the next batch
         self.commits = 0  # batches committed (benchmarks and tests count them)
+        self._stopped = False
         self._thread = threading.Thread(target=self._loop, name="sqlite-writer", daemon=True)
         self._thread.start()
 
     # --- the callers' side ---------------------------------------------------------------
 
     def submit(self, write: Write) -> None:
+        if self._stopped:
+            # As a closed executor does: a caller after close() must not wait forever.
+            raise RuntimeError("the store is closed")
         self._queue.put(write)
 
     def call(self, fn: Callable[..., Any], *args: Any, alone: bool = False, **kwargs: Any) -> Any:
@@ -97,8 +101,13 @@ class GroupWriter:
         return future.result()
 
     def stop(self) -> None:
+        self._stopped = True
         self._queue.put(_STOP)
         self._thread.join()
+        # Writes queued by another thread between the flag and the stop are refused too.
+        while (item := self._next(block=False)) is not None:
+            if item is not _STOP:
+                _deliver([(item, None, RuntimeError("the store is closed"))])
 
     # --- the writer thread ----------------------------------------------------------------
 

@@ -1,0 +1,195 @@
+"""A run's event log as stored, and as every reader sees it: each event whole, in order.
+
+The ``events`` table is compact (migration m0014 converted older rows):
+
+- a model call's streamed pieces become one ``deltas`` row once the call is
+  over (``app.store.token_runs``);
+- what another table keeps already is not written twice: a ``message``
+  event's ``content`` is in ``messages``, a ``tool_call_finished`` event's
+  ``result`` in ``tool_calls``, a ``run_finished`` event's (non-empty)
+  ``response`` on the run row, a ``memory_snapshot`` event's ``messages``
+  and ``scratch`` in ``memory_snapshots`` (as deltas,
+  ``app.store.snapshot_deltas``). The stored payload keeps the key, set to
+  null (so the order of keys survives), and lists it under ``_moved``.
+
+:func:`events_after` puts it all back, so the live stream, a resumed stream
+and a page opened later get exactly the events that were published.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlite_utils import Database
+
+from app.store import token_runs
+from app.store.snapshot_deltas import fold_run
+
+MOVED = "_moved"
+Row = dict[str, Any]
+
+
+def stored_payload(db: Database, run_id: str, kind: str, event: dict[str, Any]) -> dict[str, Any]:
+    """``event`` as its row keeps it: without what the projection stored elsewhere.
+
+    Called after the event's projection ran, so the rows it names exist. A
+    value is moved out only when the other table gives it back as it is.
+    """
+    moved: tuple[str, ...] = ()
+    if kind == "message" and isinstance(event.get("content"), str):
+        moved = ("content",)
+    elif (
+        kind == "memory_snapshot"
+        and isinstance(event.get("messages"), list | tuple)
+        and isinstance(event.get("scratch"), dict)
+    ):
+        moved = ("messages", "scratch")
+    elif kind == "run_finished" and isinstance(event.get("response"), str) and event["response"]:
+        kept = db.execute(
+            "select 1 from runs where id = ? and response = ?", [run_id, event["response"]]
+        ).fetchone()
+        moved = ("response",) if kept else ()
+    elif kind == "tool_call_finished" and isinstance(event.get("result"), str):
+        kept = db.execute(
+            "select 1 from tool_calls where run_id = ? and call_id = ? and result = ?",
+            [run_id, event.get("call_id"), event["result"]],
+        ).fetchone()
+        moved = ("result",) if kept else ()
+    if not moved:
+        return event
+    return {**{k: (None if k in moved else v) for k, v in event.items()}, MOVED: list(moved)}
+
+
+def _decode(text: Any) -> Any:
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError):
+        return text  # a corrupt row reads as the text it is (the partials cope)
+
+
+def _rows_from(db: Database, run_id: str, first_seq: int, last_seq: int, limit: int) -> list[Row]:
+    """Stored rows of a run from ``first_seq`` on (and the row that may straddle it), as one
+    read: a call's pieces coalesced meanwhile are either all pieces or all compact here."""
+    cursor = db.execute(
+        "select e.seq, e.type, e.payload,"
+        " case when e.type = 'message' then (select m.content from messages m"
+        "   where m.run_id = e.run_id and m.seq = e.seq order by m.id limit 1) end as content"
+        " from events e where e.run_id = ?"
+        " and e.seq >= coalesce((select max(seq) from events where run_id = ? and seq <= ?), ?)"
+        " and e.seq <= ? order by e.seq limit ?",
+        [run_id, run_id, first_seq, first_seq, last_seq, limit],
+    )
+    return [
+        {"seq": seq, "type": kind, "payload": _decode(payload), "content": content}
+        for seq, kind, payload, content in cursor
+    ]
+
+
+def _put_back(db: Database, run_id: str, rows: list[Row]) -> None:
+    """Fill the values moved to other tables back into the payloads of ``rows``."""
+    moved = [r for r in rows if isinstance(r["payload"], dict) and MOVED in r["payload"]]
+    if not moved:
+        return
+    snapshots: dict[int, Row] = {}
+    upto = max((r["seq"] for r in moved if r["type"] == "memory_snapshot"), default=None)
+    if upto is not None:
+        stored = db.query(
+            "select seq, step, messages, scratch, kept, scratch_removed, refs"
+            " from memory_snapshots where run_id = ? order by step",
+            [run_id],
+        )
+        snapshots = {s["seq"]: s for s in fold_run(db, run_id, stored) if s["seq"] is not None}
+    results: dict[Any, Any] = {}
+    calls = [r["payload"].get("call_id") for r in moved if r["type"] == "tool_call_finished"]
+    if calls:
+        marks = ", ".join("?" * len(calls))
+        results = dict(
+            db.execute(
+                f"select call_id, result from tool_calls where run_id = ? and call_id in ({marks})",
+                [run_id, *calls],
+            ).fetchall()
+        )
+    response = None
+    if any(r["type"] == "run_finished" for r in moved):
+        found = db.execute("select response from runs where id = ?", [run_id]).fetchone()
+        response = found[0] if found else None
+    for row in moved:
+        payload = row["payload"]
+        payload.pop(MOVED)
+        if row["type"] == "run_finished":
+            payload["response"] = response
+        if row["type"] == "message":
+            payload["content"] = row["content"]
+        elif row["type"] == "tool_call_finished":
+            payload["result"] = results.get(payload.get("call_id"))
+        elif row["type"] == "memory_snapshot" and row["seq"] in snapshots:
+            snap = snapshots[row["seq"]]
+            payload["messages"], payload["scratch"] = snap["messages"], snap["scratch"]
+
+
+def _answers(db: Database, run_id: str, compacts: list[Any]) -> dict[Any, Any]:
+    """The contents of the messages that compact rows keep their token texts in, by seq."""
+    seqs = [c["msg"] for c in compacts if isinstance(c, dict) and type(c.get("msg")) is int]
+    if not seqs:
+        return {}
+    marks = ", ".join("?" * len(seqs))
+    return dict(
+        db.execute(
+            f"select seq, content from messages where run_id = ? and seq in ({marks})"
+            " order by id desc",  # the first row of a seq wins, as in _rows_from
+            [run_id, *seqs],
+        ).fetchall()
+    )
+
+
+def read_events(
+    db: Database, run_id: str, after_seq: int, upto: int = 2**62, limit: int = 2**62
+) -> list[Row]:
+    """Events of a run with ``after_seq < seq <= upto`` (from at least ``limit`` stored rows,
+    when there are that many): ``{"seq", "type", "payload"}`` each, as published."""
+    rows = _rows_from(db, run_id, after_seq, upto, limit + 1)
+    _put_back(db, run_id, rows)
+    answers = _answers(db, run_id, [r["payload"] for r in rows if r["type"] == token_runs.COMPACT])
+    out: list[Row] = []
+    for row in rows:
+        if row["type"] == token_runs.COMPACT and isinstance(row["payload"], dict):
+            content = answers.get(row["payload"].get("msg"))
+            pieces = token_runs.expand(row["seq"], row["payload"], content)
+        else:
+            pieces = [{"seq": row["seq"], "type": row["type"], "payload": row["payload"]}]
+        out.extend(p for p in pieces if after_seq < p["seq"] <= upto)
+    return out
+
+
+def events_after(
+    db: Database, run_id: str, after_seq: int, limit: int = 1000
+) -> list[dict[str, Any]]:
+    """The events after ``after_seq``: at least ``limit`` of them when there are that many
+    (a compact row gives all its pieces), so a caller stops when it gets fewer."""
+    return read_events(db, run_id, after_seq, limit=limit)
+
+
+def draft_text(db: Database, run_id: str) -> str:
+    """Assistant text streamed since the last complete message (for a page opened mid-run)."""
+    last_message = db.execute(
+        "select coalesce(max(seq), 0) from events where run_id = ? and type = 'message'",
+        [run_id],
+    ).fetchone()[0]
+    rows = db.query(
+        "select seq, type, payload from events where run_id = ? and seq > ?"
+        " and type in ('token', ?) order by seq",
+        [run_id, last_message, token_runs.COMPACT],
+    )
+    texts: list[str] = []
+    for row in rows:
+        payload = _decode(row["payload"])
+        if not isinstance(payload, dict):
+            continue
+        if row["type"] == token_runs.COMPACT:
+            content = _answers(db, run_id, [payload]).get(payload.get("msg"))
+            pieces = [p["payload"] for p in token_runs.expand(row["seq"], payload, content)]
+        else:
+            pieces = [payload]
+        texts.extend(str(p.get("text") or "") for p in pieces if p.get("type") == "token")
+    return "".join(texts)
