@@ -170,3 +170,44 @@ def test_a_process_killed_mid_burst_keeps_every_acknowledged_write(tmp_path: Pat
     assert len(acked) >= 5000, (tmp_path / "child.err").read_text()[-2000:]
     stored = set(rows(path))
     assert not set(acked) - stored, "acknowledged writes were lost"
+
+
+def test_the_recorder_folds_a_call_s_tokens_once_the_writer_is_quiet(store: Store):
+    """Tokens are written one row each as they stream; after the answer, a deferrable
+    write folds them into one row, and the log still reads back every token."""
+    from agents.events import MessageAdded, RunFinished, RunStarted, TokenDelta
+    from app.runs.recorder import Recorder
+    from app.store.event_log import events_after
+    from app.store.live import Broker
+    from app.store.runs import create_run
+
+    store.write_sync(create_run, {"id": "run1", "model": "m", "provider": "p", "prompt": "hi"})
+
+    async def run() -> None:
+        recorder = Recorder(store, Broker(), "run1")
+        await recorder.emit(RunStarted(model="m", provider="p", params={}))
+        for i in range(50):
+            await recorder.emit(TokenDelta(text=f"t{i} ", run_output_tokens=i + 1))
+        await recorder.emit(
+            MessageAdded(role="assistant", content="".join(f"t{i} " for i in range(50)))
+        )
+        await recorder.emit(RunFinished(response="done"))
+        for _ in range(200):  # the fold waits for a quiet writer: a few ms here
+            if not store.read_sync(
+                lambda db: db.execute(
+                    "select count(*) from events where run_id = 'run1' and type = 'token'"
+                ).fetchone()[0]
+            ):
+                return
+            await asyncio.sleep(0.02)
+
+    asyncio.run(run())
+    kinds = store.read_sync(
+        lambda db: [r[0] for r in db.execute("select type from events where run_id = 'run1'")]
+    )
+    assert kinds.count("deltas") == 1 and "token" not in kinds
+    events = store.read_sync(events_after, "run1", 0, 1000)
+    assert [e["seq"] for e in events] == list(range(1, 54))
+    assert "".join(e["payload"]["text"] for e in events if e["type"] == "token").startswith(
+        "t0 t1 "
+    )

@@ -21,7 +21,7 @@ from agents.events import (
     ToolCallStarted,
 )
 from app.store import Store
-from app.store.events import interrupt_unfinished, record_event
+from app.store.events import fold_call, interrupt_unfinished, record_event
 from app.store.migrations import MIGRATIONS, apply_migrations
 from app.store.runs import (
     count_runs,
@@ -62,7 +62,11 @@ class Feed:
     def __call__(self, event: Event | dict[str, Any]):
         payload = event.to_dict() if isinstance(event, Event) else event
         self.seq += 1
-        return self.store.write_sync(record_event, self.run_id, self.seq, payload)
+        result = self.store.write_sync(record_event, self.run_id, self.seq, payload)
+        if payload["type"] == "message":
+            # The recorder then folds the call's pieces (as a deferrable write of its own).
+            self.store.write_sync(fold_call, self.run_id, self.seq, payload.get("content"))
+        return result
 
 
 def q(store: Store, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:

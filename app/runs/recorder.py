@@ -31,7 +31,13 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt,
 from agents.events import Event
 from app.store import Store
 from app.store.db import StorageUnavailable
-from app.store.events import STREAMED_EVENTS, end_active_run, record_event, record_streamed
+from app.store.events import (
+    STREAMED_EVENTS,
+    end_active_run,
+    fold_call,
+    record_event,
+    record_streamed,
+)
 from app.store.failures import as_failed, fail_active_run
 from app.store.live import Broker, LiveEvent
 from app.store.runs import get_run
@@ -67,6 +73,7 @@ class Recorder:
         # Streamed pieces not yet queued, and streamed writes queued but not yet committed.
         self._streamed: list[tuple[int, dict]] = []
         self._streaming = 0
+        self._pieces = 0  # streamed since the last message: the call to fold at the next
 
     async def emit(self, event: Event) -> None:
         await self.emit_dict(event.to_dict())
@@ -85,6 +92,7 @@ class Recorder:
             # commit however fast the model is. Committed in order with the run's other
             # writes (one writer, one queue), published from the commit's callback.
             self._streamed.append((seq, payload))
+            self._pieces += 1
             self._in_flight_count += 1
             if self._in_flight_count < MAX_IN_FLIGHT:
                 if not self._streaming:
@@ -110,6 +118,14 @@ class Recorder:
             await self._end_failed(exc)
             raise
         self._in_flight_count = 0  # every earlier queued write is committed too
+        if payload["type"] == "message" and self._pieces > 1:
+            # The call's answer is stored: its pieces can become one row. Deferrable, so
+            # a burst of calls ending together does not stall the others' live writes.
+            self.store.queue(
+                fold_call, self.run_id, seq, payload.get("content"), wait=False, idle=True
+            )
+        if payload["type"] == "message":
+            self._pieces = 0
 
     def _flush_streamed(self) -> None:
         """Queue the buffered pieces as one write."""

@@ -106,6 +106,9 @@ def connect(path: Path | str) -> Database:
     # NORMAL is durable across application crashes in WAL mode; only an OS
     # crash can lose the last transactions, and it keeps commits cheap.
     conn.execute("PRAGMA synchronous=NORMAL")
+    # The writer checkpoints the WAL itself when it is quiet (app.store.writer), not
+    # inside whichever commit crosses 1,000 pages: a checkpoint syncs the file.
+    conn.execute("PRAGMA wal_autocheckpoint=0")
     conn.execute("PRAGMA foreign_keys=ON")
     conn.execute("PRAGMA busy_timeout=10000")
     return Database(conn)
@@ -204,17 +207,25 @@ class Store:
             raise failure from exc
 
     def queue(
-        self, fn: Callable[..., Any], *args: Any, on_done: Done | None = None, wait: bool = True
+        self,
+        fn: Callable[..., Any],
+        *args: Any,
+        on_done: Done | None = None,
+        wait: bool = True,
+        idle: bool = False,
     ) -> asyncio.Future[Any] | None:
         """Queue ``fn(db, *args)`` for the next batch; ``on_done(result, error)`` runs on this
         loop once the batch is committed (or failed), before the returned future settles.
 
         With ``wait=False`` no future is made: the caller learns the outcome from
         ``on_done`` only (the recorder's token writes, which nothing awaits one by one).
+        With ``idle=True`` the write may wait for a moment when nothing else is queued
+        (compaction, which no caller waits for).
         """
         loop = asyncio.get_running_loop()
         future = loop.create_future() if wait else None
-        self._writer.submit(Write(fn, args, {}, loop=loop, future=future, on_done=on_done))
+        write = Write(fn, args, {}, loop=loop, future=future, on_done=on_done, idle=idle)
+        self._writer.submit(write)
         return future
 
     async def write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

@@ -36,10 +36,11 @@ from app.store.token_runs import coalesce_before
 TERMINAL_EVENTS = frozenset({"run_finished", "run_failed", "run_interrupted"})
 # Events after which the run row's totals or status changed.
 TOTALS_EVENTS = TERMINAL_EVENTS | {"run_started", "llm_call_finished", "tool_call_finished"}
-# Events after which a model call's streamed pieces are folded into one row
-# (app.store.token_runs): the message with the call's answer, and the run's end
-# (a cut-off stream: a failed run does not keep a row per token either).
-COALESCE_AT = TERMINAL_EVENTS | {"message"}
+# Events after which a model call's streamed pieces are folded into one row here
+# (app.store.token_runs): the run's end, for a cut-off stream. A call that ends
+# with its message is folded by the recorder, as a deferrable write of its own
+# (fold_call), so the folding never holds up the live writes of other runs.
+COALESCE_AT = TERMINAL_EVENTS
 
 
 def record_event(
@@ -100,6 +101,11 @@ def record_streamed(
     db.conn.executemany(_INSERT_EVENT, rows)
     db.conn.execute("update runs set last_seq = ? where id = ?", [events[-1][0], run_id])
     return events
+
+
+def fold_call(db: Database, run_id: str, message_seq: int, content: Any) -> int:
+    """Fold the streamed pieces of the model call whose answer is message ``message_seq``."""
+    return coalesce_before(db, run_id, message_seq, content)
 
 
 def _run_started(db: Database, run_id: str, seq: int, at: float, e: dict[str, Any]) -> None:

@@ -16,6 +16,11 @@ goes on. A storage failure (disk full, I/O error) is the store's, not the
 function's: it is reported through ``on_failure`` so the store can say it is
 degraded.
 
+A write queued as ``idle`` (compaction: folding a model call's token rows)
+is set aside and runs alone once the writer has been quiet for ``QUIET_S``,
+or after ``MAX_IDLE_WAIT_S`` under constant load: compaction never competes
+with the live writes of runs that are streaming.
+
 Why a thread and one queue rather than ``run_in_executor`` per write: the
 hop to a thread and back costs 50-100 µs on a small VM, more than the SQL of
 a token's row. Here a burst of writes costs one hop and one commit.
@@ -24,6 +29,7 @@ a token's row. Here a burst of writes costs one hop and one commit.
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import logging
 import queue
@@ -42,6 +48,14 @@ log = logging.getLogger(__name__)
 # (so a write queued behind a burst waits a few ms at most for its commit).
 MAX_BATCH = 2000
 MAX_BATCH_S = 0.005
+# A deferrable write waits until the writer has had nothing else to do for QUIET_S,
+# but not longer than MAX_IDLE_WAIT_S (under constant load).
+QUIET_S = 0.005
+MAX_IDLE_WAIT_S = 0.25
+# The WAL is checkpointed by the writer when quiet after this many commits, and
+# whatever the load after CHECKPOINT_FORCED (so the WAL cannot grow without bound).
+CHECKPOINT_EVERY = 50
+CHECKPOINT_FORCED = 2000
 
 # on_done(result, error): exactly one of them is set (result may be None).
 Done = Callable[[Any, BaseException | None], None]
@@ -58,6 +72,7 @@ class Write:
     future: asyncio.Future[Any] | concurrent.futures.Future[Any] | None = None
     on_done: Done | None = None
     alone: bool = False  # maintenance: runs with no transaction open (VACUUM, pragmas)
+    idle: bool = False  # deferrable (compaction): runs alone when nothing else waits
 
 
 _STOP = object()
@@ -81,6 +96,9 @@ class GroupWriter:
         self._after_commit = after_commit
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._carry: Any = None  # taken from the queue, left for the next batch
+        self._deferred: collections.deque[tuple[float, Write]] = collections.deque()
+        self._last_live = 0.0  # when the last write that is not deferrable was taken
+        self._checkpointed_at = 0  # self.commits at the last WAL checkpoint
         self.commits = 0  # batches committed (benchmarks and tests count them)
         self._stopped = False
         self._thread = threading.Thread(target=self._loop, name="sqlite-writer", daemon=True)
@@ -111,19 +129,62 @@ class GroupWriter:
 
     # --- the writer thread ----------------------------------------------------------------
 
-    def _next(self, block: bool) -> Any:
+    def _next(self, block: bool, timeout: float | None = None) -> Any:
+        """The next write to run now; deferrable ones are set aside on the way."""
         if self._carry is not None:
             item, self._carry = self._carry, None
             return item
+        while True:
+            try:
+                item = self._queue.get(block=block, timeout=timeout if block else None)
+            except queue.Empty:
+                return None
+            if item is _STOP or not item.idle:
+                self._last_live = time.monotonic()
+                return item
+            self._deferred.append((time.monotonic(), item))
+
+    def _idle_turn(self) -> bool:
+        """Whether a deferred write runs now: the writer has been quiet, or it waited too long."""
+        if not self._deferred:
+            return False
+        now = time.monotonic()
+        if self._carry is None and self._queue.empty() and now - self._last_live > QUIET_S:
+            return True
+        return now - self._deferred[0][0] > MAX_IDLE_WAIT_S
+
+    def _checkpoint_due(self) -> bool:
+        since = self.commits - self._checkpointed_at
+        if since >= CHECKPOINT_FORCED:
+            return True
+        quiet = time.monotonic() - self._last_live > QUIET_S
+        return since >= CHECKPOINT_EVERY and quiet and self._queue.empty() and self._carry is None
+
+    def _checkpoint(self) -> None:
+        self._checkpointed_at = self.commits
         try:
-            return self._queue.get(block=block)
-        except queue.Empty:
-            return None
+            self._connection().conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error as exc:  # the next one tries again; the WAL keeps everything
+            log.warning("WAL checkpoint failed: %s", exc)
 
     def _loop(self) -> None:
         while True:
-            item = self._next(block=True)
+            if self._checkpoint_due():
+                self._checkpoint()
+                continue
+            if self._idle_turn():
+                # Alone in its batch: a burst of them never delays a live write by more
+                # than one of them.
+                self._batch(self._deferred.popleft()[1], more=False)
+                continue
+            # With deferred writes waiting, wake up in time to see the writer quiet.
+            waiting = self._deferred or self.commits > self._checkpointed_at
+            item = self._next(block=True, timeout=QUIET_S if waiting else None)
+            if item is None:
+                continue
             if item is _STOP:
+                while self._deferred:  # compaction queued before the stop is still done
+                    self._batch(self._deferred.popleft()[1], more=False)
                 return
             if item.alone:
                 self._alone(item)
@@ -143,7 +204,7 @@ class GroupWriter:
             return self._storage_error(exc) or exc
         return exc
 
-    def _batch(self, first: Write) -> None:
+    def _batch(self, first: Write, more: bool = True) -> None:
         db = self._connection()
         conn = db.conn
         try:
@@ -169,7 +230,7 @@ class GroupWriter:
                 return
             done.append(outcome)
             storage_failed |= storage
-            if len(done) >= MAX_BATCH or time.perf_counter() - started > MAX_BATCH_S:
+            if not more or len(done) >= MAX_BATCH or time.perf_counter() - started > MAX_BATCH_S:
                 break
             item = self._next(block=False)
             if item is None:
