@@ -128,6 +128,7 @@ async def record_runs(store: Store, runs: int, pieces: int, distinct: bool) -> l
             request, ScriptedProvider(pieces, distinct), [], Recorder(store, broker, run_id)
         )
         ids.append(run_id)
+    await store.settle()  # the folding of each call's pieces waits for a quiet writer
     return ids
 
 

@@ -192,14 +192,7 @@ def test_the_recorder_folds_a_call_s_tokens_once_the_writer_is_quiet(store: Stor
             MessageAdded(role="assistant", content="".join(f"t{i} " for i in range(50)))
         )
         await recorder.emit(RunFinished(response="done"))
-        for _ in range(200):  # the fold waits for a quiet writer: a few ms here
-            if not store.read_sync(
-                lambda db: db.execute(
-                    "select count(*) from events where run_id = 'run1' and type = 'token'"
-                ).fetchone()[0]
-            ):
-                return
-            await asyncio.sleep(0.02)
+        await store.settle()  # the fold waits for a quiet writer: a few ms here
 
     asyncio.run(run())
     kinds = store.read_sync(

@@ -133,6 +133,10 @@ def write_transaction(db: Database) -> Iterator[None]:
         raise
 
 
+def _nothing(db: Database) -> None:
+    """An empty write."""
+
+
 class Store:
     """Owns the database file, the group-commit writer thread and the reader threads."""
 
@@ -234,6 +238,10 @@ class Store:
         future: asyncio.Future[T] = loop.create_future()
         self._writer.submit(Write(fn, args, kwargs, loop=loop, future=future))
         return await future
+
+    async def settle(self) -> None:
+        """Wait until every write queued so far, deferrable ones included, is done."""
+        await self.queue(_nothing, idle=True)  # deferred writes run in queue order
 
     async def read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
