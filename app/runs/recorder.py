@@ -73,7 +73,8 @@ class Recorder:
         # Streamed pieces not yet queued, and streamed writes queued but not yet committed.
         self._streamed: list[tuple[int, dict]] = []
         self._streaming = 0
-        self._pieces = 0  # streamed since the last message: the call to fold at the next
+        # Streamed since the last message: the call to fold once its answer is stored.
+        self._pieces: list[tuple[int, dict]] = []
 
     async def emit(self, event: Event) -> None:
         await self.emit_dict(event.to_dict())
@@ -92,7 +93,7 @@ class Recorder:
             # commit however fast the model is. Committed in order with the run's other
             # writes (one writer, one queue), published from the commit's callback.
             self._streamed.append((seq, payload))
-            self._pieces += 1
+            self._pieces.append((seq, payload))
             self._in_flight_count += 1
             if self._in_flight_count < MAX_IN_FLIGHT:
                 if not self._streaming:
@@ -118,14 +119,20 @@ class Recorder:
             await self._end_failed(exc)
             raise
         self._in_flight_count = 0  # every earlier queued write is committed too
-        if payload["type"] == "message" and self._pieces > 1:
+        if payload["type"] == "message" and len(self._pieces) > 1:
             # The call's answer is stored: its pieces can become one row. Deferrable, so
             # a burst of calls ending together does not stall the others' live writes.
             self.store.queue(
-                fold_call, self.run_id, seq, payload.get("content"), wait=False, idle=True
+                fold_call,
+                self.run_id,
+                seq,
+                payload.get("content"),
+                self._pieces,
+                wait=False,
+                idle=True,
             )
         if payload["type"] == "message":
-            self._pieces = 0
+            self._pieces = []
 
     def _flush_streamed(self) -> None:
         """Queue the buffered pieces as one write."""

@@ -109,6 +109,8 @@ def connect(path: Path | str) -> Database:
     # The writer checkpoints the WAL itself when it is quiet (app.store.writer), not
     # inside whichever commit crosses 1,000 pages: a checkpoint syncs the file.
     conn.execute("PRAGMA wal_autocheckpoint=0")
+    # ... and the WAL file is cut back to this size once a checkpoint let it restart.
+    conn.execute("PRAGMA journal_size_limit=16777216")
     conn.execute("PRAGMA foreign_keys=ON")
     conn.execute("PRAGMA busy_timeout=10000")
     return Database(conn)
@@ -241,7 +243,9 @@ class Store:
 
     async def settle(self) -> None:
         """Wait until every write queued so far, deferrable ones included, is done."""
-        await self.queue(_nothing, idle=True)  # deferred writes run in queue order
+        barrier = self.queue(_nothing, idle=True)  # deferred writes run in queue order
+        assert barrier is not None  # wait=True: there is a future
+        await barrier
 
     async def read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()

@@ -30,7 +30,7 @@ from app.store.runs import get_run
 from app.store.snapshot_deltas import insert_snapshot
 from app.store.spans import agent_span, insert_span, llm_span, span_id_of, tool_span, trace_id_of
 from app.store.statuses import ACTIVE, FAILED, INTERRUPTED, RUNNING, SUCCEEDED
-from app.store.token_runs import coalesce_before
+from app.store.token_runs import coalesce_before, compactable, fold_group
 
 # The last event of every run, whatever its outcome.
 TERMINAL_EVENTS = frozenset({"run_finished", "run_failed", "run_interrupted"})
@@ -103,8 +103,30 @@ def record_streamed(
     return events
 
 
-def fold_call(db: Database, run_id: str, message_seq: int, content: Any) -> int:
-    """Fold the streamed pieces of the model call whose answer is message ``message_seq``."""
+def fold_call(
+    db: Database,
+    run_id: str,
+    message_seq: int,
+    content: Any,
+    pieces: list[tuple[int, dict[str, Any]]] | None = None,
+) -> int:
+    """Fold the streamed pieces of the model call whose answer is message ``message_seq``.
+
+    ``pieces``: the call's pieces as the recorder wrote them, ``(seq, payload)``.
+    When they are still the rows stored (consecutive, none folded or missing),
+    they are folded as they are, without reading 200 rows back and parsing
+    them; otherwise the rows are read (``coalesce_before``).
+    """
+    if pieces and all(compactable(p["type"], p) for _, p in pieces):
+        first, last = pieces[0][0], pieces[-1][0]
+        if last - first + 1 == len(pieces):
+            stored = db.execute(
+                "select count(*) from events where run_id = ? and seq between ? and ?"
+                " and type in ('token', 'tool_call_delta')",
+                [run_id, first, last],
+            ).fetchone()[0]
+            if stored == len(pieces):
+                return fold_group(db, run_id, pieces, content, message_seq)
     return coalesce_before(db, run_id, message_seq, content)
 
 

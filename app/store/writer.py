@@ -55,7 +55,7 @@ MAX_IDLE_WAIT_S = 0.25
 # The WAL is checkpointed by the writer when quiet after this many commits, and
 # whatever the load after CHECKPOINT_FORCED (so the WAL cannot grow without bound).
 CHECKPOINT_EVERY = 50
-CHECKPOINT_FORCED = 2000
+CHECKPOINT_FORCED = 1000
 
 # on_done(result, error): exactly one of them is set (result may be None).
 Done = Callable[[Any, BaseException | None], None]
