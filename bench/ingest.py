@@ -72,7 +72,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (  # noqa: 
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue  # noqa: E402
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span  # noqa: E402
 
-from bench.studio_server import free_port, studio_server  # noqa: E402
+from bench.studio_server import free_port, start_studio, studio_server  # noqa: E402
 
 EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 # A client sends bodies (serialised requests), gets back None or why it failed.
@@ -367,32 +367,17 @@ def compare(args: argparse.Namespace) -> None:
 
 def run_kill(payloads: list[list[bytes]], args: argparse.Namespace) -> bool:
     """SIGKILL the studio mid-load, start it again: every acknowledged span must be there."""
-    import multiprocessing as mp
     import signal
 
     from app.auth.keys import create_key
     from app.store import Store
-    from bench.studio_server import serve
 
     tmp = Path(tempfile.mkdtemp(prefix="agentop-bench-kill-"))
     try:
         store = Store(tmp / "agentop.db")
         _, key = store.write_sync(create_key, "bench", "member")
         store.close()
-        port = free_port()
-        server = mp.get_context("spawn").Process(target=serve, args=(str(tmp), port), daemon=True)
-        server.start()
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/api/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit("server did not start")
-            time.sleep(0.1)
+        server, url = start_studio(tmp, start_timeout_s=30)
         acked: set[str] = set()
         sent = 0
         lock = threading.Lock()

@@ -164,6 +164,19 @@ def request(max_rounds: int = 4) -> RunRequest:
 # --------------------------------------------------------------------------- part 1
 
 
+def bench_run(run_id: str, provider: Any, req: Any) -> dict[str, Any]:
+    """The runs row a recorded benchmark run starts from."""
+    return {
+        "id": run_id,
+        "model": MODEL,
+        "provider": provider.name,
+        "prompt": req.prompt,
+        "params": req.params(),
+        "source": "bench",
+        "started_at": time.time(),
+    }
+
+
 class CountingSink:
     def __init__(self) -> None:
         self.count = 0
@@ -215,18 +228,7 @@ async def _overhead(runs: int, warmup: int, pieces: int, tmp: Path) -> dict[str,
         nonlocal counter
         counter += 1
         run_id = f"bench{counter:06d}"
-        await store.write(
-            create_run,
-            {
-                "id": run_id,
-                "model": MODEL,
-                "provider": provider.name,
-                "prompt": req.prompt,
-                "params": req.params(),
-                "source": "bench",
-                "started_at": time.time(),
-            },
-        )
+        await store.write(create_run, bench_run(run_id, provider, req))
         recorder = recorder_class(store, broker, run_id)
         t0 = time.perf_counter()
         answer = await run_agent(req, provider, tools, recorder)
@@ -346,18 +348,7 @@ async def _breakdown(store, broker, provider, tools, req) -> dict[str, float]:  
         run_ids = []
         for i in range(reps):
             run_id = f"breakdown{int(per_event)}{i:04d}"
-            await store.write(
-                create_run,
-                {
-                    "id": run_id,
-                    "model": MODEL,
-                    "provider": provider.name,
-                    "prompt": req.prompt,
-                    "params": req.params(),
-                    "source": "bench",
-                    "started_at": time.time(),
-                },
-            )
+            await store.write(create_run, bench_run(run_id, provider, req))
             run_ids.append(run_id)
         elapsed = await store.maintain(record_all, run_ids, per_event)
         out[label] = elapsed / (reps * len(evs)) * 1e6

@@ -45,8 +45,8 @@ from agents.providers.base import Completion  # noqa: E402
 from app.runs.recorder import Recorder  # noqa: E402
 from app.store import Store  # noqa: E402
 from app.store.live import Broker  # noqa: E402
-from app.store.rows import encode_json  # noqa: E402
 from app.store.runs import create_run, events_after  # noqa: E402
+from tests.old_layout import old_shape  # noqa: E402
 
 MODEL = "scripted"
 WORDS = (
@@ -92,27 +92,6 @@ def vacuumed_size(store: Store, target: Path) -> int:
 
     store.read_sync(vacuum)
     return target.stat().st_size
-
-
-def old_shape(db: Any, run_id: str, published: list[dict[str, Any]]) -> None:
-    """A run's rows as stored before m0014: one row per event, whole payloads and snapshots."""
-    db.execute("delete from events where run_id = ?", [run_id])
-    for e in published:
-        db.execute(
-            "insert into events (run_id, seq, type, at, payload) values (?, ?, ?, ?, ?)",
-            [run_id, e["seq"], e["type"], e["payload"]["at"], encode_json(e["payload"])],
-        )
-        if e["type"] == "memory_snapshot":
-            db.execute(
-                "update memory_snapshots set messages = ?, scratch = ?, kept = null,"
-                " scratch_removed = null, refs = null where run_id = ? and seq = ?",
-                [
-                    encode_json(e["payload"]["messages"]),
-                    encode_json(e["payload"]["scratch"]),
-                    run_id,
-                    e["seq"],
-                ],
-            )
 
 
 async def record_runs(store: Store, runs: int, pieces: int, distinct: bool) -> list[str]:

@@ -14,6 +14,7 @@ import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 import httpx
@@ -42,28 +43,37 @@ def serve(data_dir: str, port: int, unset: tuple[str, ...] = ()) -> None:
     uvicorn.run(create_app(settings), host="127.0.0.1", port=port, log_level="error")
 
 
-@contextmanager
-def studio_server(
+def start_studio(
     data_dir: Path, unset: tuple[str, ...] = (), start_timeout_s: float = 60.0
-) -> Iterator[str]:
-    """The URL of a studio serving ``data_dir`` for the duration of the block."""
+) -> tuple[BaseProcess, str]:
+    """Start a studio serving ``data_dir`` in a child process; its process and URL once
+    it answers ``/api/health``."""
     port = free_port()
     server = mp.get_context("spawn").Process(
         target=serve, args=(str(data_dir), port, unset), daemon=True
     )
     server.start()
     url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + start_timeout_s
+    while True:
+        try:
+            if httpx.get(f"{url}/api/health", timeout=1).status_code == 200:
+                return server, url
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            server.terminate()
+            raise SystemExit("server did not start")
+        time.sleep(0.1)
+
+
+@contextmanager
+def studio_server(
+    data_dir: Path, unset: tuple[str, ...] = (), start_timeout_s: float = 60.0
+) -> Iterator[str]:
+    """The URL of a studio serving ``data_dir`` for the duration of the block."""
+    server, url = start_studio(data_dir, unset, start_timeout_s)
     try:
-        deadline = time.monotonic() + start_timeout_s
-        while True:
-            try:
-                if httpx.get(f"{url}/api/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit("server did not start")
-            time.sleep(0.1)
         yield url
     finally:
         server.terminate()

@@ -27,9 +27,9 @@ from app.store import Store
 from app.store.event_log import draft_text, events_after
 from app.store.events import end_active_run
 from app.store.migrations.m0014_compact_log import compact_log
-from app.store.rows import encode_json
 from tests.conftest import MISTRAL_MODEL, wait_for_run
 from tests.fake_mistral import Reply
+from tests.old_layout import old_shape
 from tests.test_store import Feed, make_run, q
 
 T0 = 1_765_000_000.123456
@@ -231,28 +231,6 @@ def test_memory_snapshots_are_deltas_and_rebuild_whole(db):
     assert "kept" not in whole[0] and "scratch_removed" not in whole[0]
     assert db.read_sync(get_snapshot, "m", 1)["scratch"]["new"] is True
     assert "new" not in db.read_sync(get_snapshot, "m", 2)["scratch"]  # a removed key
-
-
-def old_shape(db: Any, run_id: str, published: list[dict[str, Any]]) -> None:
-    """Rewrite a run's rows as the studio stored them before m0014 (one row per event,
-    whole payloads, whole snapshots)."""
-    db.execute("delete from events where run_id = ?", [run_id])
-    for e in published:
-        db.execute(
-            "insert into events (run_id, seq, type, at, payload) values (?, ?, ?, ?, ?)",
-            [run_id, e["seq"], e["type"], e["payload"]["at"], encode_json(e["payload"])],
-        )
-        if e["type"] == "memory_snapshot":
-            db.execute(
-                "update memory_snapshots set messages = ?, scratch = ?, kept = null,"
-                " scratch_removed = null, refs = null where run_id = ? and seq = ?",
-                [
-                    encode_json(e["payload"]["messages"]),
-                    encode_json(e["payload"]["scratch"]),
-                    run_id,
-                    e["seq"],
-                ],
-            )
 
 
 def test_migration_converts_old_rows(db):

@@ -55,10 +55,6 @@ END_BACKOFF_S = (0.2, 2.0)  # first wait, longest wait
 MAX_IN_FLIGHT = 1000
 
 
-def _nothing(db: Any) -> None:
-    """An empty write: awaited, it says every write queued before it is committed."""
-
-
 class Recorder:
     def __init__(self, store: Store, broker: Broker, run_id: str, last_seq: int = 0) -> None:
         self.store = store
@@ -102,7 +98,7 @@ class Recorder:
             self._in_flight_count = 0
             self._flush_streamed()
             # Back-pressure: wait for the writer to catch up.
-            await asyncio.shield(self._wait_written())
+            await asyncio.shield(self.store.flush())
             return
         self._flush_streamed()  # earlier pieces first: the writer keeps queue order
         done = functools.partial(self._written, seq)
@@ -156,9 +152,6 @@ class Recorder:
             self._written(seq, (payload, None), error)
         if not self._streaming:
             self._flush_streamed()  # what streamed meanwhile goes with the next commit
-
-    async def _wait_written(self) -> None:
-        await self.store.write(_nothing)
 
     def _written(self, seq: int, stored: Any, error: BaseException | None) -> None:
         """A write's outcome, on the event loop once its batch committed: publish it."""

@@ -241,6 +241,10 @@ class Store:
         self._writer.submit(Write(fn, args, kwargs, loop=loop, future=future))
         return await future
 
+    async def flush(self) -> None:
+        """Wait until every write queued so far is committed (deferrable ones aside)."""
+        await self.write(_nothing)  # the writer commits in queue order
+
     async def settle(self) -> None:
         """Wait until every write queued so far, deferrable ones included, is done."""
         barrier = self.queue(_nothing, idle=True)  # deferred writes run in queue order

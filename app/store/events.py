@@ -30,7 +30,13 @@ from app.store.runs import get_run
 from app.store.snapshot_deltas import insert_snapshot
 from app.store.spans import agent_span, insert_span, llm_span, span_id_of, tool_span, trace_id_of
 from app.store.statuses import ACTIVE, FAILED, INTERRUPTED, RUNNING, SUCCEEDED
-from app.store.token_runs import coalesce_before, compactable, fold_group
+from app.store.token_runs import (
+    INSERT_EVENT,
+    PIECES,
+    coalesce_before,
+    compactable,
+    fold_group,
+)
 
 # The last event of every run, whatever its outcome.
 TERMINAL_EVENTS = frozenset({"run_finished", "run_failed", "run_interrupted"})
@@ -72,10 +78,7 @@ def record_event(
         # First, so the event row can leave out what the projection stored (event_log).
         project(db, run_id, seq, at, event)
         stored = stored_payload(db, run_id, kind, event)
-    db.execute(
-        "insert into events (run_id, seq, type, at, payload) values (?, ?, ?, ?, ?)",
-        [run_id, seq, kind, at, encode_json(stored)],
-    )
+    db.execute(INSERT_EVENT, [run_id, seq, kind, at, encode_json(stored)])
     if last_seq:
         db.execute("update runs set last_seq = ? where id = ?", [seq, run_id])
     if kind in COALESCE_AT:
@@ -83,9 +86,9 @@ def record_event(
     return event, (get_run(db, run_id) if run_row and kind in TOTALS_EVENTS else None)
 
 
-# Events a model streams many of; they have no projection and no price.
-STREAMED_EVENTS = frozenset({"token", "tool_call_delta"})
-_INSERT_EVENT = "insert into events (run_id, seq, type, at, payload) values (?, ?, ?, ?, ?)"
+# Events a model streams many of (the pieces that app.store.token_runs folds);
+# they have no projection and no price.
+STREAMED_EVENTS = PIECES
 
 
 def record_streamed(
@@ -98,7 +101,7 @@ def record_streamed(
     write was being committed, so a fast model costs one write per commit.
     """
     rows = [(run_id, seq, e["type"], float(e["at"]), encode_json(e)) for seq, e in events]
-    db.conn.executemany(_INSERT_EVENT, rows)
+    db.conn.executemany(INSERT_EVENT, rows)
     db.conn.execute("update runs set last_seq = ? where id = ?", [events[-1][0], run_id])
     return events
 

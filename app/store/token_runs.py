@@ -38,6 +38,8 @@ from sqlite_utils import Database
 from app.store.rows import encode_json
 
 PIECES = frozenset({"token", "tool_call_delta"})
+# One event row (app.store.events writes the others with it).
+INSERT_EVENT = "insert into events (run_id, seq, type, at, payload) values (?, ?, ?, ?, ?)"
 COMPACT = "deltas"
 # Fields that vary piece by piece, kept in columns of their own.
 _VARYING = ("at", "text", "run_output_tokens")
@@ -216,7 +218,7 @@ def fold_group(
         [run_id, first, group[-1][0]],
     )
     db.execute(
-        "insert into events (run_id, seq, type, at, payload) values (?, ?, ?, ?, ?)",
+        INSERT_EVENT,
         [
             run_id,
             first,
