@@ -202,6 +202,7 @@ class Result:
     rows: int
     events: int
     disk: list[tuple[str, int]]
+    server_cpu_s: float  # user + system CPU time of the studio process during the load
 
 
 def run_transport(transport: str, payloads: list[list[bytes]], args: argparse.Namespace) -> Result:
@@ -218,7 +219,8 @@ def run_transport(transport: str, payloads: list[list[bytes]], args: argparse.Na
         grpc_port = free_port()
         # Read by the spawned studio (it inherits this environment).
         os.environ["AGENTOP_OTLP_GRPC_PORT"] = str(grpc_port)
-        with studio_server(tmp, start_timeout_s=30) as url:
+        server, url = start_studio(tmp, start_timeout_s=30)
+        try:
             target = f"127.0.0.1:{grpc_port}"
             latencies: list[float] = []
             failures: list[str] = []
@@ -239,6 +241,7 @@ def run_transport(transport: str, payloads: list[list[bytes]], args: argparse.Na
             with client(url, target, key) as send:
                 if failure := send(warm_up):
                     raise SystemExit(f"{transport} warm-up failed: {failure}")
+            cpu_before = process_cpu_s(server.pid)
             start = time.perf_counter()
             threads = [threading.Thread(target=work, args=(p,)) for p in payloads]
             for t in threads:
@@ -246,6 +249,7 @@ def run_transport(transport: str, payloads: list[list[bytes]], args: argparse.Na
             for t in threads:
                 t.join()
             accepted_s = time.perf_counter() - start
+            server_cpu_s = process_cpu_s(server.pid) - cpu_before
 
             with sqlite3.connect(tmp / "agentop.db") as db:
                 runs = (
@@ -258,9 +262,22 @@ def run_transport(transport: str, payloads: list[list[bytes]], args: argparse.Na
                 events = db.execute("select count(*) from events").fetchone()[0]
             durable_s = time.perf_counter() - start
             disk = disk_usage(tmp / "agentop.db")
+        finally:
+            server.terminate()
+            server.join(timeout=15)
         spans = sum(len(p) for p in payloads) * args.traces * args.spans
         return Result(
-            transport, spans, accepted_s, durable_s, latencies, failures, runs, rows, events, disk
+            transport,
+            spans,
+            accepted_s,
+            durable_s,
+            latencies,
+            failures,
+            runs,
+            rows,
+            events,
+            disk,
+            server_cpu_s,
         )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -273,6 +290,15 @@ def disk_usage(path: Path) -> list[tuple[str, int]]:
         return db.execute(
             "select name, sum(pgsize) from dbstat group by name order by 2 desc"
         ).fetchall()
+
+
+def process_cpu_s(pid: int | None) -> float:
+    """User + system CPU seconds a process has used so far (Linux ``/proc``; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def report(result: Result, traces: int) -> bool:
@@ -294,6 +320,11 @@ def report(result: Result, traces: int) -> bool:
     print(
         f"    latency       p50 {statistics.median(lat) * 1000:.0f} ms   "
         f"p95 {lat[int(len(lat) * 0.95) - 1] * 1000:.0f} ms   max {lat[-1] * 1000:.0f} ms"
+    )
+    print(
+        f"    server CPU    {result.server_cpu_s / result.spans * 1e6:8.0f} µs per span "
+        f"({result.server_cpu_s:.2f} s of CPU in {result.accepted_s:.2f} s: "
+        f"{result.server_cpu_s / result.accepted_s:.2f} cores busy)"
     )
     total = sum(size for _, size in result.disk)
     stored = result.rows + result.spans // traces  # and the warm-up trace's

@@ -163,6 +163,10 @@ def request(max_rounds: int = 4) -> RunRequest:
 
 # --------------------------------------------------------------------------- part 1
 
+# Pieces per record_streamed write in the breakdown: about what part 1's unpaced model
+# hands the writer at once (a call's 200 pieces in two or three writes).
+RECORDER_BATCH = 100
+
 
 def bench_run(run_id: str, provider: Any, req: Any) -> dict[str, Any]:
     """The runs row a recorded benchmark run starts from."""
@@ -282,7 +286,7 @@ async def _overhead(runs: int, warmup: int, pieces: int, tmp: Path) -> dict[str,
 
 async def _breakdown(store, broker, provider, tools, req) -> dict[str, float]:  # noqa: ANN001
     """Time the parts of one recorded event in isolation (µs per event)."""
-    from app.store.events import record_event
+    from app.store.events import STREAMED_EVENTS, fold_call, record_event, record_streamed
     from app.store.live import LiveEvent
     from app.store.runs import create_run
 
@@ -341,16 +345,48 @@ async def _breakdown(store, broker, provider, tools, req) -> dict[str, float]:  
                 db.conn.execute("COMMIT")
         return time.perf_counter() - t
 
-    for per_event, label in (
-        (True, "record_event + commit per event, on the writer thread (previous)"),
-        (False, "record_event, one commit per run's events, on the writer thread"),
+    # The writes the Recorder makes (pieces handed over RECORDER_BATCH at a time, as an
+    # unpaced model's are in part 1; each call folded after its message), one commit a run.
+    def record_as_recorder(db, run_ids: list[str], _: bool) -> float:  # noqa: ANN001
+        t = time.perf_counter()
+        for run_id in run_ids:
+            db.conn.execute("BEGIN IMMEDIATE")
+            batch: list[tuple[int, dict]] = []
+            call: list[tuple[int, dict]] = []
+            for seq, d in enumerate(dicts, 1):
+                if d["type"] in STREAMED_EVENTS:
+                    batch.append((seq, d))
+                    call.append((seq, d))
+                    if len(batch) == RECORDER_BATCH:
+                        record_streamed(db, run_id, batch)
+                        batch = []
+                    continue
+                if batch:
+                    record_streamed(db, run_id, batch)
+                    batch = []
+                record_event(db, run_id, seq, d)
+                if d["type"] == "message" and len(call) > 1:
+                    fold_call(db, run_id, seq, d.get("content"), call)
+                if d["type"] == "message":
+                    call = []
+            db.conn.execute("COMMIT")
+        return time.perf_counter() - t
+
+    for per_event, label, fn in (
+        (True, "record_event + commit per event, on the writer thread (previous)", record_all),
+        (False, "record_event, one commit per run's events, on the writer thread", record_all),
+        (
+            False,
+            f"the Recorder's writes (pieces {RECORDER_BATCH} a write, folds), one commit per run",
+            record_as_recorder,
+        ),
     ):
         run_ids = []
         for i in range(reps):
-            run_id = f"breakdown{int(per_event)}{i:04d}"
+            run_id = f"breakdown{int(per_event)}{fn.__name__}{i:04d}"
             await store.write(create_run, bench_run(run_id, provider, req))
             run_ids.append(run_id)
-        elapsed = await store.maintain(record_all, run_ids, per_event)
+        elapsed = await store.maintain(fn, run_ids, per_event)
         out[label] = elapsed / (reps * len(evs)) * 1e6
 
     sub_cm = broker.subscribe("breakdown-sub")
@@ -406,6 +442,11 @@ def report_overhead(res: dict[str, Any]) -> None:
 
 
 # --------------------------------------------------------------------------- part 2: server
+
+
+def load() -> str:
+    """The load averages (1, 5, 15 minutes)."""
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def free_port() -> int:
@@ -768,6 +809,8 @@ def main() -> int:
         f"part 2: {args.runs} runs, {args.clients} clients (+{args.late_clients} late joiners), "
         f"pace {args.pace * 1000:g} ms/piece"
     )
+    # Other work on a 2-core machine moves every figure here: print the load with them.
+    print(f"  load average            {load()} (1, 5, 15 min) at the start")
     print(flush=True)
 
     ok = True
@@ -778,7 +821,10 @@ def main() -> int:
             t0 = time.perf_counter()
             res = asyncio.run(_overhead(runs, warmup, args.pieces, tmp))
             report_overhead(res)
-            print(f"  (part 1 took {time.perf_counter() - t0:.1f} s)\n", flush=True)
+            print(
+                f"  (part 1 took {time.perf_counter() - t0:.1f} s; load then {load()})\n",
+                flush=True,
+            )
         if not args.skip_sse:
             print(
                 f"2. SSE delivery latency ({args.runs} concurrent runs, {args.clients} clients, "
@@ -790,7 +836,9 @@ def main() -> int:
             ok = report_sse(res2)
             if args.profile_server and not args.inproc:
                 print(f"  server profile written to {args.profile_server}")
-            print(f"  (part 2 took {time.perf_counter() - t0:.1f} s)", flush=True)
+            print(
+                f"  (part 2 took {time.perf_counter() - t0:.1f} s; load then {load()})", flush=True
+            )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0 if ok else 1

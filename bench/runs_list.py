@@ -7,6 +7,8 @@ Run from the repository root::
     .venv/bin/python bench/runs_list.py --data-dir /tmp/agentop-bench --keep   # reuse a seed
     .venv/bin/python bench/runs_list.py --runs 1000000 --days 1 --old-dashboard
         # 1M runs all in the last day; also time the previous dashboard (a scan) beside it
+    .venv/bin/python bench/runs_list.py --data-dir /tmp/agentop-1m --keep --malloc glibc
+        # the server's RSS without app.store.memory's remedies, to compare
 
 Seeding writes runs straight into a fresh database (after the app's own
 migrations, so every trigger — full-text index, session totals — fires as
@@ -22,9 +24,14 @@ port is loopback only), and httpx sends each request ``--requests`` times in
 a row after two warm-up calls. The figures are whole HTTP round trips:
 query, template rendering and transfer. ``--old-dashboard`` then serves the
 same database with the dashboard's previous implementation (the scan kept in
-``tests/dashboard_scan.py``) and times it too. Last, the server's RSS is read
-from ``/proc`` idle, and its peak while clients post OTLP traces built by
-``bench/ingest.py`` for ``--ingest-seconds``. Nothing leaves 127.0.0.1.
+``tests/dashboard_scan.py``) and times it too. The server's RSS is read from
+``/proc`` right after start, after each page's requests (the table's last
+column), idle ``--idle-seconds`` after the pages (the idle trim of
+``app.store.memory`` waits for a quiet second), and at its peak while clients
+post OTLP traces built by ``bench/ingest.py`` for ``--ingest-seconds``.
+``--malloc`` serves without one or both of ``app.store.memory``'s remedies
+(``glibc``: neither, the app before them) and ``--no-pandas`` without pandas
+importable, as in the Docker image. Nothing leaves 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -136,9 +144,27 @@ def seed(db_path: Path, count: int, rng: random.Random, days: float = 90) -> flo
     return time.perf_counter() - started
 
 
-def serve(data_dir: str, port: int, old_dashboard: bool = False) -> None:
+def serve(
+    data_dir: str,
+    port: int,
+    old_dashboard: bool = False,
+    malloc: str = "both",
+    no_pandas: bool = False,
+) -> None:
     """Child process: the app under uvicorn on 127.0.0.1."""
+    if no_pandas:
+        # As in the Docker image: pandas comes only with the test extra (datasets),
+        # and sqlite-utils imports it whenever it is installed (~65 MB of RSS).
+        sys.modules["pandas"] = None  # type: ignore[assignment]
     import uvicorn
+
+    from app.store import memory
+
+    # Switch off what --malloc leaves out (app.store.memory): "glibc" is the app before.
+    if malloc in ("trim", "glibc"):
+        memory._MALLOPT = None
+    if malloc in ("threshold", "glibc"):
+        memory._TRIM = None
 
     from app.core.settings import Settings
     from app.main import create_app
@@ -147,10 +173,12 @@ def serve(data_dir: str, port: int, old_dashboard: bool = False) -> None:
         import app.dashboard.pages as pages
         from tests import dashboard_scan
 
-        pages.dashboard_charts = dashboard_scan.dashboard_charts  # type: ignore[assignment]
-        pages.totals = dashboard_scan.totals  # type: ignore[assignment]
+        pages.dashboard_charts = dashboard_scan.dashboard_charts
+        pages.totals = dashboard_scan.totals
 
-    app = create_app(Settings(data_dir=Path(data_dir), auth=False))
+    # OTLP/gRPC on as by default, but on a free port: another studio may hold 4317.
+    settings = Settings(data_dir=Path(data_dir), auth=False, otlp_grpc_port=free_port())
+    app = create_app(settings)
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
@@ -220,10 +248,13 @@ DASHBOARDS: list[tuple[str, str, dict[str, str]]] = [
 ]
 
 
-Timings = list[tuple[str, list[float], int]]
+# label, request times (ms), response bytes, server RSS (MB) after that page's requests
+Timings = list[tuple[str, list[float], int, float]]
 
 
-def measure(url: str, pages: list[tuple[str, str, dict[str, str]]], requests: int) -> Timings:
+def measure(
+    url: str, pages: list[tuple[str, str, dict[str, str]]], requests: int, pid: int
+) -> Timings:
     import httpx
 
     out = []
@@ -238,7 +269,7 @@ def measure(url: str, pages: list[tuple[str, str, dict[str, str]]], requests: in
                 r = client.get(path, headers=headers)
                 times.append((time.perf_counter() - t) * 1000)
                 r.raise_for_status()
-            out.append((label, times, len(r.content)))
+            out.append((label, times, len(r.content), rss_mb(pid)))
     return out
 
 
@@ -257,11 +288,29 @@ def main() -> int:
     parser.add_argument(
         "--ingest-seconds", type=float, default=15, help="RSS under OTLP ingest (0: skip)"
     )
+    parser.add_argument(
+        "--idle-seconds",
+        type=float,
+        default=3,
+        help="wait this long after the pages before reading the idle RSS",
+    )
+    parser.add_argument(
+        "--malloc",
+        choices=("both", "threshold", "trim", "glibc"),
+        default="both",
+        help="what of app.store.memory the server uses: both remedies (as shipped), the"
+        " pinned mmap threshold or the idle trim alone, or neither (glibc's defaults)",
+    )
+    parser.add_argument(
+        "--no-pandas",
+        action="store_true",
+        help="serve as the Docker image would: without pandas (test extra) importable",
+    )
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(args.data_dir, args.port, args.old_dashboard)
+        serve(args.data_dir, args.port, args.old_dashboard, args.malloc, args.no_pandas)
         return 0
 
     data_dir = Path(args.data_dir or tempfile.mkdtemp(prefix="agentop-bench-"))
@@ -289,16 +338,31 @@ def main() -> int:
         )
     size = sum(p.stat().st_size for p in data_dir.glob("agentop.db*")) / 1e6
     print(f"  database      {size:.0f} MB (incl. WAL)")
+    print(f"  malloc        {args.malloc} (app.store.memory; glibc: its defaults, as before)")
+    if args.no_pandas:
+        print("  pandas        not importable by the server (as in the Docker image)")
 
-    results = serve_and_measure(data_dir, targets(db_path), args.requests, rss=args.ingest_seconds)
+    results = serve_and_measure(
+        data_dir,
+        targets(db_path),
+        args.requests,
+        args.ingest_seconds,
+        args.idle_seconds,
+        malloc=args.malloc,
+        no_pandas=args.no_pandas,
+    )
     print_table("page (server in a child process, 127.0.0.1)", results[0])
-    print(f"  ({args.requests} timed requests each, after 2 warm-up requests)")
-    if results[1]:
-        idle, peak, spans = results[1]
-        print(f"\n  server RSS    idle {idle:.0f} MB after the pages above;")
+    print(f"  ({args.requests} timed requests each, after 2 warm-up requests;")
+    print("   RSS: the server's after that page's requests)")
+    memory = results[1]
+    print(f"\n  server RSS    {memory.start} right after start;")
+    print(f"                {memory.idle} idle {args.idle_seconds:g} s after the pages above")
+    if memory.ingest_peak:
+        spans = memory.spans
         print(
-            f"                peak {peak:.0f} MB while 2 clients posted OTLP for"
-            f" {args.ingest_seconds:.0f} s ({spans:,} spans accepted, {spans / args.ingest_seconds:,.0f}/s)"
+            f"                peak {memory.ingest_peak:.0f} MB while 2 clients posted OTLP for"
+            f" {args.ingest_seconds:.0f} s ({spans:,} spans accepted,"
+            f" {spans / args.ingest_seconds:,.0f}/s)"
         )
     if args.old_dashboard:
         old = serve_and_measure(data_dir, DASHBOARDS, args.old_requests, old_dashboard=True)
@@ -311,19 +375,46 @@ def main() -> int:
 
 
 def print_table(title: str, results: Timings) -> None:
-    print(f"\n  {title:46} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8} {'KB':>6}")
-    for label, times, size_bytes in results:
+    print(f"\n  {title:46} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8} {'KB':>6} {'RSS MB':>7}")
+    for label, times, size_bytes, rss in results:
         print(
             f"  {label:46} {statistics.median(times):8.1f} {percentile(times, 95):8.1f}"
-            f" {max(times):8.1f} {size_bytes / 1024:6.0f}"
+            f" {max(times):8.1f} {size_bytes / 1024:6.0f} {rss:7.0f}"
         )
 
 
-def rss_mb(pid: int) -> float:
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    """``field`` of /proc/PID/status in MB: VmRSS, RssAnon (heap), RssFile (libraries)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+@dataclass
+class Rss:
+    """One RSS reading with its split: anonymous memory (heaps) and mapped files (libraries)."""
+
+    total: float
+    anon: float
+    file: float
+
+    @classmethod
+    def of(cls, pid: int) -> Rss:
+        return cls(rss_mb(pid), rss_mb(pid, "RssAnon"), rss_mb(pid, "RssFile"))
+
+    def __str__(self) -> str:
+        return f"{self.total:.0f} MB ({self.anon:.0f} anonymous, {self.file:.0f} files)"
+
+
+@dataclass
+class Memory:
+    """The server's RSS over one benchmark: at start, idle after the pages, under ingest."""
+
+    start: Rss
+    idle: Rss | None = None
+    ingest_peak: float = 0.0
+    spans: int = 0
 
 
 def ingest_rss(url: str, pid: int, seconds: float) -> tuple[float, int]:
@@ -362,9 +453,12 @@ def serve_and_measure(
     data_dir: Path,
     pages: list[tuple[str, str, dict[str, str]]],
     requests: int,
+    ingest_seconds: float = 0,
+    idle_seconds: float = 0,
     old_dashboard: bool = False,
-    rss: float = 0,
-) -> tuple[Timings, tuple[float, float, int] | None]:
+    malloc: str = "both",
+    no_pandas: bool = False,
+) -> tuple[Timings, Memory]:
     port = free_port()
     cmd = [
         sys.executable,
@@ -374,17 +468,21 @@ def serve_and_measure(
         str(port),
         "--data-dir",
         str(data_dir),
-    ] + (["--old-dashboard"] if old_dashboard else [])
+    ]
+    cmd += ["--old-dashboard"] if old_dashboard else []
+    cmd += ["--malloc", malloc] + (["--no-pandas"] if no_pandas else [])
     proc = subprocess.Popen(cmd, cwd=str(ROOT))
     url = f"http://127.0.0.1:{port}"
-    memory = None
     try:
         wait_up(url, proc)
-        results = measure(url, pages, requests)
-        if rss:
-            idle = rss_mb(proc.pid)
-            peak, spans = ingest_rss(url, proc.pid, rss)
-            memory = (idle, peak, spans)
+        memory = Memory(start=Rss.of(proc.pid))
+        results = measure(url, pages, requests, proc.pid)
+        # Idle means no request for a while: memory handed back when the server is
+        # quiet (app.store.memory) counts, memory it keeps for good does too.
+        time.sleep(idle_seconds)
+        memory.idle = Rss.of(proc.pid)
+        if ingest_seconds:
+            memory.ingest_peak, memory.spans = ingest_rss(url, proc.pid, ingest_seconds)
     finally:
         proc.terminate()
         proc.wait(timeout=30)

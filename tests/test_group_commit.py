@@ -4,13 +4,16 @@ The store's writer (``app/store/writer.py``) commits whatever was queued in
 one transaction. These tests hold it to what its callers rely on: a burst is
 a few commits, not one per write; one write's error rolls back that write
 only; a callback or an answer comes only after the commit, in queue order;
-maintenance runs outside any transaction; and a process killed with SIGKILL
-keeps every write it had acknowledged.
+maintenance runs outside any transaction, and WAL checkpoints beside the
+writer; a process killed with SIGKILL keeps every write it had acknowledged.
+The recorder's streamed pieces are a few rows while they stream, one once
+their call is folded (or the run cut off), and read back exactly either way.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sqlite3
@@ -19,6 +22,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlite_utils import Database
@@ -65,7 +69,7 @@ def test_one_failing_write_rolls_back_only_itself(store: Store):
 
     async def batch() -> list[object]:
         futures = [store.queue(insert, 1), store.queue(half_then_fail), store.queue(insert, 2)]
-        return await asyncio.gather(*futures, return_exceptions=True)
+        return await asyncio.gather(*[f for f in futures if f is not None], return_exceptions=True)
 
     one, failed, two = asyncio.run(batch())
     assert (one, two) == (1, 2)
@@ -204,3 +208,122 @@ def test_the_recorder_folds_a_call_s_tokens_once_the_writer_is_quiet(store: Stor
     assert "".join(e["payload"]["text"] for e in events if e["type"] == "token").startswith(
         "t0 t1 "
     )
+
+
+def _stream(store: Store, run_id: str, tokens: int, end: bool, broker: Any = None) -> list[dict]:
+    """Record a run whose model streams ``tokens`` pieces faster than the writer commits;
+    ``end``: with its answer's message and the run's end. The events published, in order."""
+    from agents.events import MessageAdded, RunFinished, RunStarted, TokenDelta, ToolCallDelta
+    from app.runs.recorder import Recorder
+    from app.store.live import Broker
+    from app.store.runs import create_run
+
+    store.write_sync(create_run, {"id": run_id, "model": "m", "provider": "p", "prompt": "hi"})
+    broker = broker or Broker()
+    published: list[dict] = []
+
+    async def run() -> None:
+        with broker.subscribe(run_id) as sub:
+            await record(sub)
+
+    async def record(sub: Any) -> None:
+        recorder = Recorder(store, broker, run_id)
+        await recorder.emit(RunStarted(model="m", provider="p", params={}))
+        for i in range(tokens):
+            # Not awaited one by one: the loop emits the next piece before the last committed.
+            await recorder.emit(TokenDelta(text=f"t{i} ", run_output_tokens=i + 1))
+            if i % 60 == 59:
+                await asyncio.sleep(0.002)  # the last batch commits meanwhile: several batches
+            if i == tokens // 2:  # a piece of another kind in the middle of a batch
+                await recorder.emit(ToolCallDelta(round=0, index=0, name="echo", text='{"x"'))
+        if end:
+            text = "".join(f"t{i} " for i in range(tokens))
+            await recorder.emit(MessageAdded(role="assistant", content=text))
+            await recorder.emit(RunFinished(response="done"))
+        await store.settle()
+        while not sub.queue.empty():
+            e = sub.queue.get_nowait()
+            published.append({"seq": e.seq, "type": e.type, "payload": e.payload})
+
+    asyncio.run(run())
+    return published
+
+
+def _log(store: Store, run_id: str) -> list[tuple[int, str]]:
+    return store.read_sync(
+        lambda db: [
+            (r[0], r[1])
+            for r in db.execute(
+                "select seq, type from events where run_id = ? order by seq", [run_id]
+            )
+        ]
+    )
+
+
+def _reads_back(store: Store, run_id: str, published: list[dict]) -> None:
+    """From every resume point, the log gives exactly the published events (as JSON)."""
+    from app.store.event_log import events_after
+
+    published = json.loads(json.dumps(published))  # tuples read back as lists
+    for after in range(0, len(published) + 1, 7):
+        got = store.read_sync(events_after, run_id, after, 1000)
+        assert got == [e for e in published if e["seq"] > after]
+
+
+def test_a_fast_model_s_pieces_are_a_few_rows_while_streaming(store: Store):
+    """A batch of pieces is one compact row plus its last piece (the row ``last_seq`` names)."""
+    from app.store.event_log import draft_text
+
+    published = _stream(store, "fast", 300, end=False)
+    rows = _log(store, "fast")
+    assert len(published) == 302 and len(rows) < 60  # not one row per piece
+    assert [k for _, k in rows].count("deltas") >= 1
+    last = store.read_sync(lambda db: db.execute("select last_seq from runs").fetchone()[0])
+    assert (last, "token") in rows  # the watchdog reads the time of that row
+    _reads_back(store, "fast", published)
+    text = "".join(e["payload"]["text"] for e in published if e["type"] == "token")
+    assert store.read_sync(draft_text, "fast") == text
+
+
+def test_pieces_streamed_as_compact_rows_fold_into_one_row(store: Store):
+    published = _stream(store, "done", 300, end=True)
+    kinds = [k for _, k in _log(store, "done")]
+    # The tool-call piece is compactable too: the whole call is one row, its text by length.
+    assert kinds == ["run_started", "deltas", "message", "run_finished"]
+    _reads_back(store, "done", published)
+
+
+def test_a_run_cut_off_mid_stream_folds_its_compact_rows_at_its_end(store: Store):
+    from app.store.events import end_active_run
+
+    published = _stream(store, "cut", 300, end=False)
+    ended = store.write_sync(end_active_run, "cut", "run_interrupted", 1e9, "stopped")
+    assert ended is not None
+    seq, stored, _ = ended
+    published.append({"seq": seq, "type": stored["type"], "payload": stored})
+    assert [k for _, k in _log(store, "cut")] == ["run_started", "deltas", "run_interrupted"]
+    _reads_back(store, "cut", published)
+
+
+def test_the_wal_is_checkpointed_beside_the_writer_when_it_is_quiet(store: Store, monkeypatch):
+    """A checkpoint syncs the file: it runs on a thread of its own, the writer goes on."""
+    import threading
+
+    from app.store import writer
+
+    seen: list[str] = []
+    checkpoint = writer._checkpoint
+
+    def spy(db: Database) -> bool:
+        seen.append(threading.current_thread().name)
+        return checkpoint(db)
+
+    monkeypatch.setattr(writer, "_checkpoint", spy)
+    for k in range(writer.CHECKPOINT_EVERY + 5):
+        store.write_sync(insert, k)  # one commit each
+    deadline = time.monotonic() + 5
+    while not seen and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert seen[0] == "sqlite-checkpoint"
+    store.write_sync(insert, 1000)  # and the store still writes
+    assert rows(store.path)[-1] == 1000

@@ -86,7 +86,12 @@ class ListWatcher:
     def _read(self, url: str, key: str) -> None:
         lines: list[str] = []
         try:
-            with httpx.stream("GET", f"{url}/runs/live", headers={"X-API-Key": key}) as r:
+            # Keep-alives come every 15 s: a read may wait longer than httpx's default 5 s
+            # (a CLI starting on a busy machine), and a timeout would end the watch.
+            timeout = httpx.Timeout(10.0, read=60.0)
+            with httpx.stream(
+                "GET", f"{url}/runs/live", headers={"X-API-Key": key}, timeout=timeout
+            ) as r:
                 self.ready.set()
                 for line in r.iter_lines():
                     if line:

@@ -109,10 +109,7 @@ def _llm(db: Database, trace: TraceRun, span: SpanRecord, facts: SpanFacts) -> N
     record_messages(db, trace, span.start, span.end, inputs, outputs)
     if trace.provider == "otlp":
         # A run opened by a non-LLM span learns its model from the first LLM span.
-        db.execute(
-            "update runs set model = ?, provider = ? where id = ? and provider = 'otlp'",
-            [facts.model, facts.provider, trace.run_id],
-        )
+        trace.patch.set(model=facts.model, provider=facts.provider)
         trace.provider = facts.provider
     inp, out = facts.usage
     # Contract C1: None tokens mean "no usage reported"; a failed call says so.
@@ -159,7 +156,7 @@ def _tool(db: Database, trace: TraceRun, span: SpanRecord, facts: SpanFacts) -> 
 
 def _finish(db: Database, trace: TraceRun, span: SpanRecord, facts: SpanFacts) -> None:
     trace.root_span_id = span.span_id
-    db.execute("update runs set label = ? where id = ?", [span.name[:LABEL_CHARS], trace.run_id])
+    trace.patch.set(label=span.name[:LABEL_CHARS])
     inp, out = facts.io
     trace.set_prompt(inp)
     trace.ended = True
@@ -191,11 +188,8 @@ def _record(db: Database, trace: TraceRun, spans: list[SpanRecord], result: Inge
     # Read on the decoding thread by the pipeline (``prepare``); here for other callers.
     facts = [span.facts or facts_of(span) for span in fresh]
     insert_spans(db, [_row(trace, s, f.kind) for s, f in zip(fresh, facts, strict=True)])
-    # Before any event: the run's end computes its latency from its start.
-    db.execute(
-        "update runs set started_at = min(started_at, ?) where id = ?",
-        [min(s.start for s in fresh), trace.run_id],
-    )
+    # The run starts with its earliest span; its end's latency counts from there (one UPDATE).
+    trace.patch.start_by(min(s.start for s in fresh))
     for span, fact in zip(fresh, facts, strict=True):
         if fact.session:
             join_conversation(db, trace, fact.session)

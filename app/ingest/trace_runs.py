@@ -29,11 +29,14 @@ from app.store import Store
 from app.store.events import TOTALS_EVENTS, record_event
 from app.store.live import RUN_CREATED_SEQ, Broker, LiveEvent
 from app.store.rows import encode_json, json_object
+from app.store.run_patch import RunPatch
 from app.store.runs import get_run
 from app.store.statuses import QUEUED, TERMINAL
 
 # A run's label (its root span's name) is shown where a prompt would be.
 LABEL_CHARS = 200
+# A prompt is kept up to this many characters.
+PROMPT_CHARS = 100_000
 # Ids per ``in (...)`` list: well under SQLite's limit on bound variables.
 CHUNK = 500
 
@@ -62,6 +65,8 @@ class IngestResult:
     runs: list[str] = field(default_factory=list)
     events: list[LiveEvent] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    # Prices looked up by this write (``app.pricing.tables.lookup``), shared by its traces.
+    prices: dict[Any, Any] = field(default_factory=dict)
 
 
 def chunks(items: list[str]) -> Iterable[list[str]]:
@@ -95,11 +100,13 @@ class TraceRun:
         self.waiting_logs: set[str] = set()
         # This batch's last event after which the run row changed (see ``announce``).
         self.last_totals: int | None = None
+        # The run row's changes and the event rows of this batch, written by ``save``.
+        self.patch = RunPatch(self.run_id, result.prices)
 
     def emit(self, payload: dict[str, Any]) -> None:
         self.seq += 1
         stored, run = record_event(
-            self.db, self.run_id, self.seq, payload, run_row=False, last_seq=False
+            self.db, self.run_id, self.seq, payload, run_row=False, patch=self.patch
         )
         if payload["type"] in TOTALS_EVENTS:
             self.last_totals = len(self.result.events)
@@ -108,7 +115,7 @@ class TraceRun:
     def set_prompt(self, text: str | None) -> None:
         """The run's prompt, if it has none yet (the first user message or the root's input)."""
         if text and not self.has_prompt:
-            set_prompt(self.db, self.run_id, text)
+            self.patch.set(prompt=text[:PROMPT_CHARS])
             self.has_prompt = True
 
     def merge_params(self, learned: dict[str, Any]) -> None:
@@ -116,17 +123,15 @@ class TraceRun:
         merged = {**learned, **self.params}
         if merged != self.params:
             self.params = merged
-            self.db.execute(
-                "update runs set params = ? where id = ?", [encode_json(merged), self.run_id]
-            )
+            self.patch.set(params=encode_json(merged))
 
     def save(self) -> None:
         self.db.execute(
             "update otlp_traces set root_span_id = ?, messages_seen = ? where trace_id = ?",
             [self.root_span_id, self.messages_seen, self.trace_id],
         )
-        # Once per trace and batch, not once per event.
-        self.db.execute("update runs set last_seq = ? where id = ?", [self.seq, self.run_id])
+        # Once per trace and batch, not once per event: the rollup triggers run once.
+        self.patch.write(self.db)
 
 
 def find_traces(db: Database, trace_ids: list[str], result: IngestResult) -> dict[str, TraceRun]:
@@ -218,14 +223,6 @@ def announce(db: Database, trace: TraceRun) -> None:
     events = trace.result.events
     for i in marked:
         events[i] = replace(events[i], run=run)
-
-
-def set_prompt(db: Database, run_id: str, text: str | None) -> None:
-    if text:
-        db.execute(
-            "update runs set prompt = ? where id = ? and (prompt is null or prompt = '')",
-            [text[:100_000], run_id],
-        )
 
 
 async def write_and_publish(

@@ -104,8 +104,24 @@ def _pick(rows: list[tuple[str, float]], day: str) -> float | None:
     return current[-1] if current else rows[0][1]
 
 
-def lookup(db: Database | None, vendor: str, item: str, field: str, at: float) -> float | None:
-    """The price in force at ``at`` (Unix seconds): overrides first, then built-ins."""
+def lookup(
+    db: Database | None,
+    vendor: str,
+    item: str,
+    field: str,
+    at: float,
+    memo: dict[Any, float | None] | None = None,
+) -> float | None:
+    """The price in force at ``at`` (Unix seconds): overrides first, then built-ins.
+
+    ``memo``: answers already looked up in the same write (a batch of ingested
+    calls asks for the same few prices again and again), by day.
+    """
+    if memo is not None:
+        key = (vendor, item, field, int(at // 86400))
+        if key not in memo:
+            memo[key] = lookup(db, vendor, item, field, at)
+        return memo[key]
     day = day_of(at)
     overrides: list[tuple[str, float]] = []
     if db is not None:
@@ -136,6 +152,7 @@ def llm_call_cost(
     input_tokens: int | None,
     output_tokens: int | None,
     at: float,
+    memo: dict[Any, float | None] | None = None,
 ) -> tuple[float | None, str]:
     """USD and cost status of one model call; unknown tokens (None) are never priced."""
     if provider == "local":
@@ -143,20 +160,25 @@ def llm_call_cost(
     if input_tokens is None or output_tokens is None or provider != "mistral":
         return None, UNPRICED
     family = mistral_family(model)
-    inp = lookup(db, "mistral", family, "input_per_m", at)
-    out = lookup(db, "mistral", family, "output_per_m", at)
+    inp = lookup(db, "mistral", family, "input_per_m", at, memo)
+    out = lookup(db, "mistral", family, "output_per_m", at, memo)
     if inp is None or out is None:
         return None, UNPRICED
     return (input_tokens * inp + output_tokens * out) / 1_000_000, PRICED
 
 
-def cost_line_price(db: Database | None, line: dict[str, Any], at: float) -> dict[str, Any] | None:
+def cost_line_price(
+    db: Database | None,
+    line: dict[str, Any],
+    at: float,
+    memo: dict[Any, float | None] | None = None,
+) -> dict[str, Any] | None:
     """The line with its ``usd`` (and the rates used), or None for a vendor without prices."""
     if line.get("vendor") == "elevenlabs" and line.get("kind", "tts") == "tts":
         model = str(line.get("model") or "eleven_multilingual_v2")
         characters = int(line.get("characters") or 0)
-        per_char = lookup(db, "elevenlabs", model, "credits_per_char", at)
-        per_credit = lookup(db, "elevenlabs", "credit", "usd_per_credit", at)
+        per_char = lookup(db, "elevenlabs", model, "credits_per_char", at, memo)
+        per_credit = lookup(db, "elevenlabs", "credit", "usd_per_credit", at, memo)
         if per_char is None or per_credit is None:
             return {**line, "usd": None, "status": UNPRICED}
         credits = characters * per_char
@@ -170,12 +192,17 @@ def cost_line_price(db: Database | None, line: dict[str, Any], at: float) -> dic
     return None
 
 
-def price_event(db: Database | None, event: dict[str, Any]) -> dict[str, Any]:
-    """Add ``cost_usd``/``cost_status`` to an LLM call or a tool call with cost lines."""
+def price_event(
+    db: Database | None, event: dict[str, Any], memo: dict[Any, float | None] | None = None
+) -> dict[str, Any]:
+    """Add ``cost_usd``/``cost_status`` to an LLM call or a tool call with cost lines.
+
+    ``memo``: prices already looked up in the same write (``lookup``).
+    """
     at = float(event["at"])
     if event["type"] == "llm_call_finished":
         tokens = (event.get("input_tokens"), event.get("output_tokens"))
-        usd, status = llm_call_cost(db, event["provider"], event["model"], *tokens, at)
+        usd, status = llm_call_cost(db, event["provider"], event["model"], *tokens, at, memo)
         call = {**event, "cost_usd": usd, "cost_status": status}
         if status == UNPRICED and None in tokens:
             call["cost_reason"] = NO_USAGE
@@ -184,7 +211,7 @@ def price_event(db: Database | None, event: dict[str, Any]) -> dict[str, Any]:
         lines, total = [], 0.0
         cost_status: str | None = None  # of the lines seen so far; None before the first
         for line in event["cost_lines"]:
-            priced = cost_line_price(db, dict(line), at)
+            priced = cost_line_price(db, dict(line), at, memo)
             # A vendor with no table keeps its line as reported; the cost is unknown.
             lines.append(priced if priced is not None else dict(line))
             line_status = priced["status"] if priced is not None else UNPRICED

@@ -148,8 +148,15 @@ class Recorder:
         self, batch: list[tuple[int, dict]], _: Any, error: BaseException | None
     ) -> None:
         self._streaming -= 1
-        for seq, payload in batch:
-            self._written(seq, (payload, None), error)
+        if error is None:
+            # Every piece of a model call passes here: publish without _written's checks.
+            publish, run_id = self.broker.publish, self.run_id
+            for seq, payload in batch:
+                publish(LiveEvent(run_id, seq, payload["type"], payload, None))
+            self.published_seq = max(self.published_seq, batch[-1][0])
+        else:
+            for seq, _payload in batch:
+                self._written(seq, None, error)
         if not self._streaming:
             self._flush_streamed()  # what streamed meanwhile goes with the next commit
 

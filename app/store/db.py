@@ -34,6 +34,7 @@ from typing import Any, TypeVar
 from sqlite_utils import Database
 
 from app.store.failures import fail_active_run, touch_probe
+from app.store.memory import IdleTrim, bound_malloc_retention
 from app.store.migrations import apply_migrations
 from app.store.writer import Done, GroupWriter, Write
 
@@ -106,8 +107,9 @@ def connect(path: Path | str) -> Database:
     # NORMAL is durable across application crashes in WAL mode; only an OS
     # crash can lose the last transactions, and it keeps commits cheap.
     conn.execute("PRAGMA synchronous=NORMAL")
-    # The writer checkpoints the WAL itself when it is quiet (app.store.writer), not
-    # inside whichever commit crosses 1,000 pages: a checkpoint syncs the file.
+    # The WAL is checkpointed when the writer is quiet, by a checkpointer thread on its
+    # own connection (app.store.writer), not inside whichever commit crosses 1,000
+    # pages: a checkpoint syncs the file.
     conn.execute("PRAGMA wal_autocheckpoint=0")
     # ... and the WAL file is cut back to this size once a checkpoint let it restart.
     conn.execute("PRAGMA journal_size_limit=16777216")
@@ -148,6 +150,10 @@ class Store:
         self.health = StorageHealth()
         self._local = threading.local()
         self._readers = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="sqlite-read")
+        # Big reads (a full-text search for a common word) must not leave the memory
+        # they freed resident: app.store.memory says why and how.
+        bound_malloc_retention()
+        self._idle_trim = IdleTrim(self._readers)
         self._connections: list[Database] = []
         self._lock = threading.Lock()
         # Runs whose end could not be written: run id -> (at, error). Writer thread only.
@@ -254,7 +260,11 @@ class Store:
     async def read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
         call = functools.partial(self._read_call, fn, args, kwargs)
-        return await loop.run_in_executor(self._readers, call)
+        self._idle_trim.started()
+        try:
+            return await loop.run_in_executor(self._readers, call)
+        finally:
+            self._idle_trim.finished(loop)
 
     async def maintain(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run ``fn(db, *args)`` on the writer thread between batches, no transaction open.
@@ -342,6 +352,7 @@ class Store:
 
     def close(self) -> None:
         self._writer.stop()
+        self._idle_trim.cancel()
         self._readers.shutdown(wait=True)
         with self._lock:
             for db in self._connections:

@@ -10,7 +10,14 @@ The ``events`` table is compact (migration m0014 converted older rows):
   ``response`` on the run row, a ``memory_snapshot`` event's ``messages``
   and ``scratch`` in ``memory_snapshots`` (as deltas,
   ``app.store.snapshot_deltas``). The stored payload keeps the key, set to
-  null (so the order of keys survives), and lists it under ``_moved``.
+  null (so the order of keys survives), and lists it under ``_moved``;
+- a payload that opens with its ``type`` and ``at`` (ingested events) leaves
+  them to the row's columns, and a message event whose ``messages`` row
+  gives back every value is stored as ``{}``. Such a payload is stored as a
+  BLOB of JSON, packed when long (``packed_cells.pack_event``): the storage
+  class says the head is to be put back, so a row written any other way
+  (text) is read as it is;
+- payloads are compact JSON (no spaces after separators).
 
 :func:`events_after` puts it all back, so the live stream, a resumed stream
 and a page opened later get exactly the events that were published.
@@ -21,13 +28,56 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import msgspec
 from sqlite_utils import Database
 
-from app.store import token_runs
+from app.store import packed_cells, token_runs
 from app.store.snapshot_deltas import fold_run
 
 MOVED = "_moved"
 Row = dict[str, Any]
+# A message event's values that its ``messages`` row keeps, in the order ingest gives them.
+MESSAGE_KEYS = ("role", "content", "tool_calls", "tool_call_id", "name")
+_JSON = msgspec.json.Encoder(enc_hook=str)
+_HEAD = ["type", "at"]
+# Headless payloads at least this long are packed: shorter ones gain too little for the time.
+PACK_FROM = 64
+
+
+def payload_cell(kind: str, stored: dict[str, Any]) -> str | bytes:
+    """The ``payload`` cell of ``stored`` (``stored_payload``'s result): compact JSON text;
+    without a leading ``type`` and ``at`` that the row's columns keep exactly, as a BLOB."""
+    headless = _headed(kind, stored)
+    if headless:
+        if kind == "message" and _whole_message(stored):
+            return b"{}"
+        stored = {k: v for k, v in stored.items() if k != "type" and k != "at"}
+    try:
+        text = _JSON.encode(stored)
+    except (TypeError, ValueError, OverflowError, UnicodeError):  # a value msgspec will not take
+        text = json.dumps(stored, ensure_ascii=False, default=str, separators=(",", ":")).encode()
+    if not headless:
+        return text.decode()
+    return packed_cells.pack_event(text) if len(text) >= PACK_FROM else text
+
+
+def _headed(kind: str, event: dict[str, Any]) -> bool:
+    """Whether ``event`` opens with the ``type`` and ``at`` its row's columns keep exactly."""
+    return list(event)[:2] == _HEAD and event["type"] == kind and type(event["at"]) is float
+
+
+def _whole_message(event: dict[str, Any]) -> bool:
+    """Whether ``event`` is exactly what its ``messages`` row rebuilds (``_restore``)."""
+    if list(event)[2:] != list(MESSAGE_KEYS):
+        return False
+    calls = event["tool_calls"]
+    return (
+        isinstance(event["role"], str)
+        and isinstance(event["content"], str)
+        and isinstance(calls, list)
+        and (not calls or msgspec.json.decode(_JSON.encode(calls)) == calls)
+        and all(event[k] is None or isinstance(event[k], str) for k in ("tool_call_id", "name"))
+    )
 
 
 def stored_payload(db: Database, run_id: str, kind: str, event: dict[str, Any]) -> dict[str, Any]:
@@ -37,6 +87,8 @@ def stored_payload(db: Database, run_id: str, kind: str, event: dict[str, Any]) 
     value is moved out only when the other table gives it back as it is.
     """
     moved: tuple[str, ...] = ()
+    if kind == "message" and _headed(kind, event) and _whole_message(event):
+        return event  # stored as {} (``payload_text``)
     if kind == "message" and isinstance(event.get("content"), str):
         moved = ("content",)
     elif (
@@ -72,18 +124,49 @@ def _rows_from(db: Database, run_id: str, first_seq: int, last_seq: int, limit: 
     """Stored rows of a run from ``first_seq`` on (and the row that may straddle it), as one
     read: a call's pieces coalesced meanwhile are either all pieces or all compact here."""
     cursor = db.execute(
-        "select e.seq, e.type, e.payload,"
-        " case when e.type = 'message' then (select m.content from messages m"
-        "   where m.run_id = e.run_id and m.seq = e.seq order by m.id limit 1) end as content"
-        " from events e where e.run_id = ?"
+        "select e.seq, e.type, e.at, e.payload, m.role, m.content, m.tool_calls,"
+        " m.tool_call_id, m.name from events e"
+        " left join messages m on e.type = 'message' and m.id = (select id from messages"
+        "   where run_id = e.run_id and seq = e.seq order by id limit 1)"
+        " where e.run_id = ?"
         " and e.seq >= coalesce((select max(seq) from events where run_id = ? and seq <= ?), ?)"
         " and e.seq <= ? order by e.seq limit ?",
         [run_id, run_id, first_seq, first_seq, last_seq, limit],
     )
     return [
-        {"seq": seq, "type": kind, "payload": _decode(payload), "content": content}
-        for seq, kind, payload, content in cursor
+        {
+            "seq": seq,
+            "type": kind,
+            "payload": _restore(kind, at, payload, message)
+            if isinstance(payload, bytes)
+            else _decode(payload),
+            "content": message[1],
+        }
+        for seq, kind, at, payload, *message in cursor
     ]
+
+
+def _restore(kind: str, at: float, cell: bytes, message: list[Any]) -> Any:
+    """A payload stored without the ``type`` and ``at`` its row's columns keep, with them
+    put back in front (``payload_cell``); a message event stored as ``{}``, rebuilt from
+    its ``messages`` row."""
+    packed = cell[:1] not in (b"{", b"[")  # (``payload_cell``)
+    payload = _decode((packed and packed_cells.unpack(cell)) or cell)
+    if not isinstance(payload, dict):
+        return payload
+    if kind == "message" and not payload and message[0] is not None:
+        role, content, calls, call_id, name = message
+        calls = _decode(calls)
+        return {
+            "type": kind,
+            "at": at,
+            "role": role,
+            "content": content,
+            "tool_calls": calls if isinstance(calls, list) else [],
+            "tool_call_id": call_id,
+            "name": name,
+        }
+    return {"type": kind, "at": at, **payload}
 
 
 def _put_back(db: Database, run_id: str, rows: list[Row]) -> None:

@@ -21,11 +21,11 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from app.pricing.costs import merge_status
 from app.pricing.tables import price_event
-from app.store.event_log import stored_payload
+from app.store.event_log import payload_cell, stored_payload
 from app.store.processes import LEASE_S, forget_dead_processes, orphaned_runs
 from app.store.rows import encode_json, json_object
+from app.store.run_patch import RunPatch
 from app.store.runs import get_run
 from app.store.snapshot_deltas import insert_snapshot
 from app.store.spans import agent_span, insert_span, llm_span, span_id_of, tool_span, trace_id_of
@@ -34,8 +34,8 @@ from app.store.token_runs import (
     INSERT_EVENT,
     PIECES,
     coalesce_before,
-    compactable,
-    fold_group,
+    fold_written,
+    piece_rows,
 )
 
 # The last event of every run, whatever its outcome.
@@ -56,7 +56,7 @@ def record_event(
     event: dict[str, Any],
     *,
     run_row: bool = True,
-    last_seq: bool = True,
+    patch: RunPatch | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """Store ``event`` as number ``seq`` of ``run_id``.
 
@@ -64,24 +64,36 @@ def record_event(
     gain their cost, from the dated price tables) and the run row when its
     totals or status changed, else None.
 
-    A caller that records many events of a run in one write (OTLP ingest)
-    passes ``run_row=False`` and ``last_seq=False``, then reads the row and
-    sets ``runs.last_seq`` once for all of them.
+    What the event changes on the run row (and ``runs.last_seq``) is written
+    by one UPDATE at the end. A caller that records many events of a run in
+    one write (OTLP ingest) passes its own ``patch`` and ``run_row=False``,
+    then writes the patch (``RunPatch.write``) and reads the row once for
+    all of them: the event rows and the run's changes wait in the patch.
     """
     kind = event["type"]
     at = float(event["at"])
+    own = patch is None
+    run = RunPatch(run_id) if patch is None else patch
     if kind in ("llm_call_finished", "tool_call_finished"):
-        event = price_event(db, event)
+        event = price_event(db, event, run.prices)
     project = _PROJECTIONS.get(kind)
     stored = event
     if project is not None:
         # First, so the event row can leave out what the projection stored (event_log).
-        project(db, run_id, seq, at, event)
+        project(db, run, seq, at, event)
+        if kind in TERMINAL_EVENTS:
+            run.write(db)  # the response the event row leaves out must be on the run row
         stored = stored_payload(db, run_id, kind, event)
-    db.execute(INSERT_EVENT, [run_id, seq, kind, at, encode_json(stored)])
-    if last_seq:
-        db.execute("update runs set last_seq = ? where id = ?", [seq, run_id])
+    row = (run_id, seq, kind, at, payload_cell(kind, stored))
+    if own:
+        db.execute(INSERT_EVENT, row)
+    else:
+        run.insert_event(row)
+    run.set(last_seq=seq)
+    if own:
+        run.write(db)
     if kind in COALESCE_AT:
+        run.write(db)  # the pieces to fold are read from the table
         coalesce_before(db, run_id, seq, event.get("content") if kind == "message" else None)
     return event, (get_run(db, run_id) if run_row and kind in TOTALS_EVENTS else None)
 
@@ -98,10 +110,10 @@ def record_streamed(
 
     What :func:`record_event` does for each of them, with one statement for
     all: the recorder hands over every piece that streamed while its last
-    write was being committed, so a fast model costs one write per commit.
+    write was being committed, so a fast model costs one write per commit, and
+    its pieces a compact row and a row for the last (``token_runs.piece_rows``).
     """
-    rows = [(run_id, seq, e["type"], float(e["at"]), encode_json(e)) for seq, e in events]
-    db.conn.executemany(INSERT_EVENT, rows)
+    db.conn.executemany(INSERT_EVENT, piece_rows(run_id, events))
     db.conn.execute("update runs set last_seq = ? where id = ?", [events[-1][0], run_id])
     return events
 
@@ -120,26 +132,17 @@ def fold_call(
     they are folded as they are, without reading 200 rows back and parsing
     them; otherwise the rows are read (``coalesce_before``).
     """
-    if pieces and all(compactable(p["type"], p) for _, p in pieces):
-        first, last = pieces[0][0], pieces[-1][0]
-        if last - first + 1 == len(pieces):
-            stored = db.execute(
-                "select count(*) from events where run_id = ? and seq between ? and ?"
-                " and type in ('token', 'tool_call_delta')",
-                [run_id, first, last],
-            ).fetchone()[0]
-            if stored == len(pieces):
-                return fold_group(db, run_id, pieces, content, message_seq)
-    return coalesce_before(db, run_id, message_seq, content)
+    folded = fold_written(db, run_id, pieces, content, message_seq) if pieces else None
+    return coalesce_before(db, run_id, message_seq, content) if folded is None else folded
 
 
-def _run_started(db: Database, run_id: str, seq: int, at: float, e: dict[str, Any]) -> None:
-    db.execute(
-        "update runs set status = ?, model = ?, provider = ?, params = ? where id = ?",
-        [RUNNING, e["model"], e["provider"], encode_json(e["params"]), run_id],
+def _run_started(db: Database, run: RunPatch, seq: int, at: float, e: dict[str, Any]) -> None:
+    run.set(
+        status=RUNNING, model=e["model"], provider=e["provider"], params=encode_json(e["params"])
     )
     if e.get("external_spans"):  # an ingested trace: its own spans are stored as they come
         return
+    run_id = run.run_id
     db.execute(
         "update runs set trace_id = coalesce(trace_id, ?) where id = ?",
         [trace_id_of(run_id), run_id],
@@ -148,12 +151,12 @@ def _run_started(db: Database, run_id: str, seq: int, at: float, e: dict[str, An
     insert_span(db, agent_span(run_id, at, e, session[0] if session else None))
 
 
-def _message(db: Database, run_id: str, seq: int, at: float, e: dict[str, Any]) -> None:
+def _message(db: Database, run: RunPatch, seq: int, at: float, e: dict[str, Any]) -> None:
     db.execute(
         "insert into messages (run_id, seq, role, content, tool_calls, tool_call_id, name, at)"
         " values (?, ?, ?, ?, ?, ?, ?, ?)",
         [
-            run_id,
+            run.run_id,
             seq,
             e["role"],
             e["content"],
@@ -165,15 +168,16 @@ def _message(db: Database, run_id: str, seq: int, at: float, e: dict[str, Any]) 
     )
 
 
-def _tool_started(db: Database, run_id: str, seq: int, at: float, e: dict[str, Any]) -> None:
+def _tool_started(db: Database, run: RunPatch, seq: int, at: float, e: dict[str, Any]) -> None:
     db.execute(
         "insert into tool_calls (run_id, call_id, seq, name, arguments, status, started_at)"
         " values (?, ?, ?, ?, ?, 'running', ?)",
-        [run_id, e["call_id"], seq, e["name"], encode_json(e["arguments"]), at],
+        [run.run_id, e["call_id"], seq, e["name"], encode_json(e["arguments"]), at],
     )
 
 
-def _tool_finished(db: Database, run_id: str, seq: int, at: float, e: dict[str, Any]) -> None:
+def _tool_finished(db: Database, run: RunPatch, seq: int, at: float, e: dict[str, Any]) -> None:
+    run_id = run.run_id
     status = "ok" if e.get("error") is None else "error"
     db.execute(
         "update tool_calls set result = ?, error = ?, status = ?, latency_ms = ?, ended_at = ?,"
@@ -199,19 +203,21 @@ def _tool_finished(db: Database, run_id: str, seq: int, at: float, e: dict[str, 
         ).rowcount
     ):
         insert_span(db, tool_span(run_id, at, e))
-    _add_to_run(
-        db,
-        run_id,
+    # A tool's cost (e.g. text-to-speech) is not for tokens: it is also an extra cost.
+    usd = e.get("cost_usd") or 0.0
+    run.add(
+        e.get("cost_status") or None,
         tool_calls=1,
         tool_errors=0 if status == "ok" else 1,
-        cost=(e.get("cost_usd"), e["cost_status"]) if e.get("cost_status") else None,
-        extra=True,
+        cost_usd=usd,
+        extra_cost_usd=usd,
     )
 
 
-def _llm_finished(db: Database, run_id: str, seq: int, at: float, e: dict[str, Any]) -> None:
+def _llm_finished(db: Database, run: RunPatch, seq: int, at: float, e: dict[str, Any]) -> None:
     # Contract C1: tokens may be null (no usage reported: unknown, not 0), and a
     # failed (ingested) call carries "status": "error" with its "error".
+    run_id = run.run_id
     tokens_in, tokens_out = e.get("input_tokens"), e.get("output_tokens")
     # Ingested: the span is stored, its tokens and cost are added.
     if (
@@ -225,62 +231,19 @@ def _llm_finished(db: Database, run_id: str, seq: int, at: float, e: dict[str, A
         row = db.execute("select params from runs where id = ?", [run_id]).fetchone()
         insert_span(db, llm_span(run_id, seq, at, e, json_object(row[0] if row else None)))
     # Run totals keep the tokens that were reported and count the calls that reported none.
-    _add_to_run(
-        db,
-        run_id,
+    run.add(
+        e["cost_status"],
         input_tokens=tokens_in or 0,
         output_tokens=tokens_out or 0,
-        usage_unknown=1 if tokens_in is None or tokens_out is None else 0,
-        cost=(e["cost_usd"], e["cost_status"]),
-    )
-
-
-def _add_to_run(
-    db: Database,
-    run_id: str,
-    *,
-    cost: tuple[float | None, str] | None,
-    extra: bool = False,
-    input_tokens: int = 0,
-    output_tokens: int = 0,
-    usage_unknown: int = 0,
-    tool_calls: int = 0,
-    tool_errors: int = 0,
-) -> None:
-    """Add one call to the run's running totals, in ONE update of the run row: each update
-    of a total fires the rollup triggers (m0013), so two would do their work twice.
-
-    ``cost``: the call's (usd, cost status), or None when it has no cost line;
-    ``extra``: a cost that is not for tokens (a tool's, e.g. text-to-speech).
-    """
-    usd, status = cost if cost is not None else (None, None)
-    current = db.execute("select cost_status from runs where id = ?", [run_id]).fetchone()[0]
-    db.execute(
-        "update runs set input_tokens = input_tokens + ?, output_tokens = output_tokens + ?,"
-        " usage_unknown_calls = usage_unknown_calls + ?, tool_calls = tool_calls + ?,"
-        " tool_errors = tool_errors + ?, cost_usd = cost_usd + ?, cost_status = ?,"
-        " extra_cost_usd = extra_cost_usd + ? where id = ?",
-        [
-            input_tokens,
-            output_tokens,
-            usage_unknown,
-            tool_calls,
-            tool_errors,
-            usd or 0.0,
-            current if status is None else merge_status(current, status),
-            (usd or 0.0) if extra else 0.0,
-            run_id,
-        ],
+        usage_unknown_calls=1 if tokens_in is None or tokens_out is None else 0,
+        cost_usd=e["cost_usd"] or 0.0,
     )
 
 
 def _ended(status: str):
-    def project(db: Database, run_id: str, seq: int, at: float, e: dict[str, Any]) -> None:
-        db.execute(
-            "update runs set status = ?, response = coalesce(?, response), error = ?,"
-            " ended_at = ?, latency_ms = (? - started_at) * 1000 where id = ?",
-            [status, e.get("response"), e.get("error"), at, at, run_id],
-        )
+    def project(db: Database, run: RunPatch, seq: int, at: float, e: dict[str, Any]) -> None:
+        run.set(status=status, response=e.get("response"), error=e.get("error"), ended_at=at)
+        run.end_at(at)
         # The native agent span ends with the run ('agent' is its id before m0012).
         db.execute(
             "update spans set end_at = ?, status = ?, status_message = ?"
@@ -289,16 +252,16 @@ def _ended(status: str):
                 at,
                 "ok" if status == SUCCEEDED else "error",
                 e.get("error"),
-                run_id,
-                span_id_of(run_id, "agent"),
+                run.run_id,
+                span_id_of(run.run_id, "agent"),
             ],
         )
 
     return project
 
 
-def _memory_snapshot(db: Database, run_id: str, seq: int, at: float, e: dict[str, Any]) -> None:
-    insert_snapshot(db, run_id, seq, at, e)
+def _memory_snapshot(db: Database, run: RunPatch, seq: int, at: float, e: dict[str, Any]) -> None:
+    insert_snapshot(db, run.run_id, seq, at, e)
 
 
 _PROJECTIONS = {

@@ -16,6 +16,12 @@ cells (older rows, native spans, short values) stay text: readers take both
 Packing costs ~10 µs a cell with a small window and memory level (the
 dictionary fits in the window): ingest does it on its decoding thread, not
 on the writer.
+
+Version 2 is for the event payloads an ingested run's log keeps
+(``app.store.event_log.payload_cell``: compact JSON without ``type`` and
+``at``). They are built on the writer, so its compressor is primed once and
+copied for each cell (``pack_event``), and only payloads long enough to gain
+much are packed.
 """
 
 from __future__ import annotations
@@ -67,8 +73,22 @@ _DICTIONARY_V1 = (
     b',"gen_ai.input.messages":"[{\\"role\\": \\"user\\", \\"parts\\": [{\\"type\\":'
     b' \\"text\\", \\"content\\": \\"'
 )
-_DICTIONARIES = {1: _DICTIONARY_V1}
+# Version 2 (frozen): event payloads as ``app.store.event_log.payload_cell`` writes them.
+_DICTIONARY_V2 = (
+    b'{"role":"user","content":null,"tool_calls":[],"tool_call_id":null,"name":null,'
+    b'"_moved":["content"]}'
+    b'{"model":"","provider":"","params":{"trace_id":"","service":""},"external_spans":true}'
+    b'{"error":"","_moved":["response"]}{"response":null,"_moved":["response"]}'
+    b'{"call_id":"","name":"","arguments":{}}'
+    b'{"call_id":"","name":"","arguments":{},"result":null,"error":null,"latency_ms":,'
+    b'"cost_lines":[],"span_id":"","_moved":["result"]}'
+    b'{"model":"mistral-small-latest","provider":"mistral","input_tokens":,"output_tokens":,'
+    b'"latency_ms":,"round":0,"finish_reason":null,"span_id":"","cost_usd":,'
+    b'"cost_status":"priced"}'
+)
+_DICTIONARIES = {1: _DICTIONARY_V1, 2: _DICTIONARY_V2}
 VERSION = 1
+EVENT_VERSION = 2
 # Raw deflate with a 4 KiB window (the dictionary fits) and little memory: setting
 # up the compressor is most of the cost of packing a short cell.
 _WBITS = -12
@@ -77,16 +97,34 @@ _MEM_LEVEL = 4
 MIN_PACKED = 16
 
 
+_PACKER = zlib.compressobj(
+    6, zlib.DEFLATED, _WBITS, _MEM_LEVEL, zlib.Z_DEFAULT_STRATEGY, _DICTIONARY_V1
+)
+
+
 def pack(text: str) -> str | bytes:
     """``text`` as a cell: packed when that makes it smaller, else the text itself."""
     if len(text) < MIN_PACKED:
         return text
-    packer = zlib.compressobj(
-        6, zlib.DEFLATED, _WBITS, _MEM_LEVEL, zlib.Z_DEFAULT_STRATEGY, _DICTIONARY_V1
-    )
+    packer = _PACKER.copy()  # the same bytes as a compressor primed anew, in less time
     raw = text.encode()
     packed = bytes([VERSION]) + packer.compress(raw) + packer.flush()
     return packed if len(packed) < len(raw) else text
+
+
+_EVENT_PACKER = zlib.compressobj(
+    6, zlib.DEFLATED, _WBITS, _MEM_LEVEL, zlib.Z_DEFAULT_STRATEGY, _DICTIONARY_V2
+)
+
+
+def pack_event(raw: bytes) -> bytes:
+    """An event payload's JSON (UTF-8) packed with the version 2 dictionary, if smaller.
+
+    A copy of a compressor primed once costs less than priming a new one.
+    """
+    packer = _EVENT_PACKER.copy()
+    packed = bytes([EVENT_VERSION]) + packer.compress(raw) + packer.flush()
+    return packed if len(packed) < len(raw) else raw
 
 
 def unpack(cell: bytes) -> str | None:

@@ -1,8 +1,10 @@
 """Compact storage of streamed pieces: one row for a model call's tokens, not one per token.
 
-``token`` and ``tool_call_delta`` events are written one row each while a
-model streams (cheap, and a follower that resumes mid-answer reads them).
-Once the call's answer is complete (at the ``message`` that follows its
+``token`` and ``tool_call_delta`` events are written as they stream: one row
+each when they come one at a time, and when the recorder hands over several
+at once (a model faster than the commits), one compact row for all of them
+but the last (``piece_rows``); a follower that resumes mid-answer reads
+either. Once the call's answer is complete (at the ``message`` that follows its
 ``llm_call_finished``, or at the run's end after a cut-off stream) the run of
 consecutive piece rows before it is replaced by ONE row of type ``deltas``
 whose ``seq`` is the first piece's and whose payload holds every piece,
@@ -31,8 +33,10 @@ from __future__ import annotations
 
 import json
 import math
+from operator import itemgetter
 from typing import Any, cast
 
+import msgspec
 from sqlite_utils import Database
 
 from app.store.rows import encode_json
@@ -48,6 +52,63 @@ _VARYING = ("at", "text", "run_output_tokens")
 _STEP_OVER = PIECES | {"model_loading", "model_loaded", "llm_call_finished"}
 # Pieces of one call are bounded by its max_tokens; this bounds a scan of odd data.
 MAX_SCAN = 100_000
+# A piece's row is written with msgspec when its payload is flat (every streamed piece is):
+# 0.35 µs against 6.5 µs for json.dumps on the 2-core VM, the same JSON values. NaN and
+# infinities (msgspec writes null) and anything nested go through encode_json as before.
+_JSON = msgspec.json.Encoder(enc_hook=str)
+_FLAT = frozenset({str, int, bool, type(None)})
+
+
+def piece_json(payload: dict[str, Any]) -> str:
+    """The JSON text of a piece's payload, as ``encode_json`` gives it back when read."""
+    for value in payload.values():
+        kind = type(value)
+        if kind is float:
+            if not math.isfinite(value):
+                return encode_json(payload)
+        elif kind not in _FLAT:
+            return encode_json(payload)
+    try:
+        return _JSON.encode(payload).decode()
+    except (UnicodeEncodeError, TypeError):  # a lone surrogate, an odd key: as before
+        return encode_json(payload)
+
+
+def piece_rows(run_id: str, events: list[tuple[int, dict[str, Any]]]) -> list[tuple[Any, ...]]:
+    """The ``events`` rows of consecutive streamed pieces ``(seq, payload)`` (``INSERT_EVENT``'s
+    values): a run of three or more pieces is one compact row, but for its last piece.
+
+    A fast model hands the writer a hundred pieces at once: one row of them costs a
+    third of a hundred rows to write, and a tenth to delete when the call is folded.
+    The last piece keeps a row of its own because ``runs.last_seq`` names it (the
+    watchdog reads that row's time). A compact row written here has no ``msg``
+    (its texts are in it); the call's fold rewrites it with the others.
+    """
+    rows: list[tuple[Any, ...]] = []
+    group: list[tuple[int, dict[str, Any]]] = []
+    for seq, e in events[:-1]:
+        if compactable(e["type"], e):
+            group.append((seq, e))
+            continue
+        _add_compact(rows, run_id, group)
+        rows.append((run_id, seq, e["type"], float(e["at"]), piece_json(e)))
+    _add_compact(rows, run_id, group)
+    seq, e = events[-1]
+    rows.append((run_id, seq, e["type"], float(e["at"]), piece_json(e)))
+    return rows
+
+
+def _add_compact(
+    rows: list[tuple[Any, ...]], run_id: str, group: list[tuple[int, dict[str, Any]]]
+) -> None:
+    """Append ``group``'s pieces to ``rows`` (one compact row if they are several); empty it."""
+    if len(group) >= 2:
+        first, payload = group[0]
+        compact = encode_json(encode([p for _, p in group]))
+        rows.append((run_id, first, COMPACT, payload["at"], compact))
+    else:
+        rows.extend((run_id, q, e["type"], float(e["at"]), piece_json(e)) for q, e in group)
+    group.clear()
 
 
 def _template(payload: dict[str, Any]) -> dict[str, Any]:
@@ -67,36 +128,51 @@ def _times(ats: list[float]) -> dict[str, Any]:
     return {"at": ats[0], "gaps": gaps}
 
 
-def _tokens_follow(count_from: Any, value: Any, offset: int) -> bool:
-    if count_from is None:
-        return value is None
-    return type(value) is int and value == count_from + offset
-
-
 def encode(
     payloads: list[dict[str, Any]], content: Any = None, message_seq: int | None = None
 ) -> dict[str, Any]:
     """The compact payload of consecutive piece payloads (see the module docstring);
     ``content`` is that of message ``message_seq``, which the token pieces may join up to."""
     segs: list[list[Any]] = []
+    # A piece continues the last run of pieces when its keys come in the same order and
+    # its other fields are equal: compared as tuples (itemgetter) rather than by building
+    # each piece's template, a few times cheaper per piece (a fold encodes 200 of them).
+    keys: tuple[str, ...] | None = None  # those of the piece before
+    get_fixed: Any = None
+    seg_keys, fixed = None, None  # those of the last run of pieces, and its other fields
     for payload in payloads:
-        template = _template(payload)
         tokens = payload.get("run_output_tokens")
-        if segs:
+        shape = tuple(payload)
+        if shape != keys:
+            keys = shape
+            names = [k for k in shape if k not in _VARYING]
+            get_fixed = itemgetter(*names) if names else _nothing
+        values = get_fixed(payload)
+        if shape == seg_keys and values == fixed:
             last = segs[-1]
-            same_shape = list(last[0].items()) == list(template.items())
-            if same_shape and _tokens_follow(last[2], tokens, last[1]):
+            # run_output_tokens counts up by one from the run's first piece, or stays null.
+            start = last[2]
+            if (
+                tokens is None
+                if start is None
+                else type(tokens) is int and tokens == start + last[1]
+            ):
                 last[1] += 1
                 continue
-        segs.append([template, 1, tokens])
+        seg_keys, fixed = shape, values
+        segs.append([_template(payload), 1, tokens])
     texts: list[Any] = [p.get("text") for p in payloads]
     by_length: dict[str, Any] = {}
-    if message_seq is not None and isinstance(content, str) and _join_up(payloads, content):
-        texts = [
-            len(t) if p["type"] == "token" and isinstance(t, str) else t
-            for p, t in zip(payloads, texts, strict=True)
-        ]
-        by_length = {"msg": message_seq}
+    # _join_up's test, in C loops: every text a string, the token pieces' joined the content.
+    if message_seq is not None and isinstance(content, str) and set(map(type, texts)) == {str}:
+        if {p["type"] for p in payloads} == {"token"}:
+            if "".join(texts) == content:
+                texts, by_length = list(map(len, texts)), {"msg": message_seq}
+        elif _join_up(payloads, content):
+            texts = [
+                len(t) if p["type"] == "token" else t for p, t in zip(payloads, texts, strict=True)
+            ]
+            by_length = {"msg": message_seq}
     return {
         "n": len(payloads),
         **_times([float(p["at"]) for p in payloads]),
@@ -104,6 +180,10 @@ def encode(
         **by_length,
         "segs": segs,
     }
+
+
+def _nothing(_: Any) -> tuple[()]:
+    return ()
 
 
 def _join_up(payloads: list[dict[str, Any]], content: str) -> bool:
@@ -160,6 +240,7 @@ def compactable(kind: str, payload: Any) -> bool:
         and isinstance(payload, dict)
         and payload.get("type") == kind
         and type(payload.get("at")) is float
+        and math.isfinite(payload["at"])  # the times are kept as gaps from the first
         and "text" in payload
     )
 
@@ -174,6 +255,7 @@ def coalesce_before(db: Database, run_id: str, seq: int, content: Any = None) ->
     message with this content (the call's answer).
     """
     groups: list[list[tuple[int, dict[str, Any]]]] = [[]]
+    stored = [0]  # rows each group's pieces come from
     rows = db.execute(
         "select seq, type, payload from events where run_id = ? and seq < ?"
         " order by seq desc limit ?",
@@ -181,24 +263,72 @@ def coalesce_before(db: Database, run_id: str, seq: int, content: Any = None) ->
     )
     try:
         for row_seq, kind, text in rows:
+            if kind == COMPACT:
+                # Pieces the recorder wrote as one row while they streamed (no ``msg``:
+                # a folded call's row has one, or is behind the call's message).
+                streamed = piece_payload(text)
+                if not isinstance(streamed, dict) or "msg" in streamed:
+                    break
+                groups[-1].extend(
+                    (e["seq"], e["payload"]) for e in reversed(expand(row_seq, streamed))
+                )
+                stored[-1] += 1
+                continue
             if kind not in _STEP_OVER:
                 break
             payload = piece_payload(text) if kind in PIECES else None
             if not compactable(kind, payload):
                 if groups[-1]:
                     groups.append([])
+                    stored.append(0)
                 continue
             groups[-1].append((row_seq, cast(dict[str, Any], payload)))
+            stored[-1] += 1
     finally:
         rows.close()  # stopped early: the rows before the call are not read
-    groups = [g for g in groups if g]
+    kept = [(g, n) for g, n in zip(groups, stored, strict=True) if g]
     # The answer's text is kept by length only when one row holds all of its pieces.
-    message = (content, seq) if len(groups) == 1 else (None, None)
+    message = (content, seq) if len(kept) == 1 else (None, None)
     folded = 0
-    for group in groups:
+    for group, count in kept:
+        if count == 1 and message[0] is None:
+            continue  # one row already, and nothing to gain by writing it again
         group.reverse()
         folded += fold_group(db, run_id, group, *message)
     return folded
+
+
+def fold_written(
+    db: Database,
+    run_id: str,
+    pieces: list[tuple[int, dict[str, Any]]],
+    content: Any = None,
+    message_seq: int | None = None,
+) -> int | None:
+    """Fold consecutive pieces ``(seq, payload)`` as the recorder wrote them (``piece_rows``),
+    without reading them back; None (nothing changed) unless they are still those rows."""
+    if len(pieces) < 2 or not all(compactable(p["type"], p) for _, p in pieces):
+        return None
+    first, last = pieces[0][0], pieces[-1][0]
+    if last - first + 1 != len(pieces):
+        return None
+    # Deleted first and counted by the delete (one pass over the rows instead of a count,
+    # then a delete); a range that is not all the pieces' rows any more is put back.
+    db.conn.execute("SAVEPOINT fold")
+    deleted = db.conn.execute(
+        "delete from events where run_id = ? and seq between ? and ?"
+        " and (type in ('token', 'tool_call_delta')"
+        "  or (type = 'deltas' and json_extract(payload, '$.msg') is null))"
+        " returning case when type = 'deltas' then json_extract(payload, '$.n') else 1 end",
+        [run_id, first, last],
+    ).fetchall()
+    if sum(n if type(n) is int else -len(pieces) for (n,) in deleted) != len(pieces):
+        db.conn.execute("ROLLBACK TO fold")
+        db.conn.execute("RELEASE fold")
+        return None
+    db.conn.execute("RELEASE fold")
+    _insert_compact(db, run_id, pieces, content, message_seq)
+    return len(pieces)
 
 
 def fold_group(
@@ -217,14 +347,17 @@ def fold_group(
         "delete from events where run_id = ? and seq between ? and ?",
         [run_id, first, group[-1][0]],
     )
-    db.execute(
-        INSERT_EVENT,
-        [
-            run_id,
-            first,
-            COMPACT,
-            group[0][1]["at"],
-            encode_json(encode([p for _, p in group], content, message_seq)),
-        ],
-    )
+    _insert_compact(db, run_id, group, content, message_seq)
     return len(group)
+
+
+def _insert_compact(
+    db: Database,
+    run_id: str,
+    group: list[tuple[int, dict[str, Any]]],
+    content: Any,
+    message_seq: int | None,
+) -> None:
+    compact = encode([p for _, p in group], content, message_seq)
+    row = [run_id, group[0][0], COMPACT, group[0][1]["at"], encode_json(compact)]
+    db.conn.execute(INSERT_EVENT, row)
