@@ -10,14 +10,18 @@ exactly the events that were published live.
 
 from __future__ import annotations
 
+import datetime
 import json
+import math
 from typing import Any
 
 from app.ingest.otlp import ingest_spans
 from app.ingest.prepare import traces_of
 from app.store import Store
 from app.store.event_log import read_events
+from app.store.events import record_event
 from app.store.packed_cells import EVENT_VERSION, unpack
+from app.store.run_patch import RunPatch
 from tests.otlp_requests import T0, export, span
 from tests.rollup_recompute import assert_rollups_match
 from tests.test_store import q
@@ -164,3 +168,24 @@ def test_text_payloads_written_before_read_as_they_are(db):
         {"type": "message", "at": 1, "role": "user"},
         {"error": "x"},
     ]
+
+
+def test_values_json_holds_differently_read_back_as_before(db):
+    """NaN, a datetime or a number key read back as ``encode_json`` would give them."""
+    when = datetime.datetime(2026, 12, 7, tzinfo=datetime.UTC)
+    params = {"temperature": math.nan, "since": when, "by_n": {1: "one"}}
+
+    def write(db_: Any) -> None:
+        db_.execute("insert into runs (id, status, started_at) values ('odd', 'queued', 1)")
+        patch = RunPatch("odd")
+        event = {"type": "run_started", "at": 1.5, "model": "m", "provider": "otlp"}
+        record_event(
+            db_, "odd", 1, {**event, "params": params, "external_spans": True}, patch=patch
+        )
+        patch.write(db_)
+
+    db.write_sync(write)
+    [started] = db.read_sync(read_events, "odd", 0)
+    stored = started["payload"]["params"]
+    assert math.isnan(stored["temperature"])
+    assert stored["since"] == str(when) and stored["by_n"] == {"1": "one"}

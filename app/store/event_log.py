@@ -28,34 +28,33 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import msgspec
 from sqlite_utils import Database
 
 from app.store import packed_cells, token_runs
+from app.store.rows import compact_json
 from app.store.snapshot_deltas import fold_run
 
 MOVED = "_moved"
 Row = dict[str, Any]
 # A message event's values that its ``messages`` row keeps, in the order ingest gives them.
 MESSAGE_KEYS = ("role", "content", "tool_calls", "tool_call_id", "name")
-_JSON = msgspec.json.Encoder(enc_hook=str)
 _HEAD = ["type", "at"]
 # Headless payloads at least this long are packed: shorter ones gain too little for the time.
 PACK_FROM = 64
 
 
-def payload_cell(kind: str, stored: dict[str, Any]) -> str | bytes:
-    """The ``payload`` cell of ``stored`` (``stored_payload``'s result): compact JSON text;
-    without a leading ``type`` and ``at`` that the row's columns keep exactly, as a BLOB."""
-    headless = _headed(kind, stored)
+def event_cell(db: Database, run_id: str, kind: str, event: dict[str, Any]) -> str | bytes:
+    """The ``payload`` cell of ``event``'s row, written after its projection ran (so the
+    rows it names exist): compact JSON text without what the projection stored
+    elsewhere (``_moved_out``); without a leading ``type`` and ``at`` that the row's
+    columns keep exactly, as a BLOB (``{}`` for a message its row rebuilds whole)."""
+    headless = _headed(kind, event)
+    if headless and kind == "message" and _whole_message(event):
+        return b"{}"
+    stored = _moved_out(db, run_id, kind, event)
     if headless:
-        if kind == "message" and _whole_message(stored):
-            return b"{}"
         stored = {k: v for k, v in stored.items() if k != "type" and k != "at"}
-    try:
-        text = _JSON.encode(stored)
-    except (TypeError, ValueError, OverflowError, UnicodeError):  # a value msgspec will not take
-        text = json.dumps(stored, ensure_ascii=False, default=str, separators=(",", ":")).encode()
+    text = compact_json(stored)
     if not headless:
         return text.decode()
     return packed_cells.pack_event(text) if len(text) >= PACK_FROM else text
@@ -75,20 +74,15 @@ def _whole_message(event: dict[str, Any]) -> bool:
         isinstance(event["role"], str)
         and isinstance(event["content"], str)
         and isinstance(calls, list)
-        and (not calls or msgspec.json.decode(_JSON.encode(calls)) == calls)
+        and (not calls or json.loads(compact_json(calls)) == calls)
         and all(event[k] is None or isinstance(event[k], str) for k in ("tool_call_id", "name"))
     )
 
 
-def stored_payload(db: Database, run_id: str, kind: str, event: dict[str, Any]) -> dict[str, Any]:
-    """``event`` as its row keeps it: without what the projection stored elsewhere.
-
-    Called after the event's projection ran, so the rows it names exist. A
-    value is moved out only when the other table gives it back as it is.
-    """
+def _moved_out(db: Database, run_id: str, kind: str, event: dict[str, Any]) -> dict[str, Any]:
+    """``event`` without what its projection stored elsewhere: a value is moved out
+    only when the other table gives it back as it is."""
     moved: tuple[str, ...] = ()
-    if kind == "message" and _headed(kind, event) and _whole_message(event):
-        return event  # stored as {} (``payload_text``)
     if kind == "message" and isinstance(event.get("content"), str):
         moved = ("content",)
     elif (
@@ -148,9 +142,9 @@ def _rows_from(db: Database, run_id: str, first_seq: int, last_seq: int, limit: 
 
 def _restore(kind: str, at: float, cell: bytes, message: list[Any]) -> Any:
     """A payload stored without the ``type`` and ``at`` its row's columns keep, with them
-    put back in front (``payload_cell``); a message event stored as ``{}``, rebuilt from
+    put back in front (``event_cell``); a message event stored as ``{}``, rebuilt from
     its ``messages`` row."""
-    packed = cell[:1] not in (b"{", b"[")  # (``payload_cell``)
+    packed = cell[:1] not in (b"{", b"[")  # (``event_cell``)
     payload = _decode((packed and packed_cells.unpack(cell)) or cell)
     if not isinstance(payload, dict):
         return payload

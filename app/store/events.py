@@ -22,7 +22,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from app.pricing.tables import price_event
-from app.store.event_log import payload_cell, stored_payload
+from app.store.event_log import event_cell
 from app.store.processes import LEASE_S, forget_dead_processes, orphaned_runs
 from app.store.rows import encode_json, json_object
 from app.store.run_patch import RunPatch
@@ -74,24 +74,21 @@ def record_event(
     at = float(event["at"])
     own = patch is None
     run = RunPatch(run_id) if patch is None else patch
+    run.set(last_seq=seq)
     if kind in ("llm_call_finished", "tool_call_finished"):
         event = price_event(db, event, run.prices)
     project = _PROJECTIONS.get(kind)
-    stored = event
     if project is not None:
         # First, so the event row can leave out what the projection stored (event_log).
         project(db, run, seq, at, event)
         if kind in TERMINAL_EVENTS:
             run.write(db)  # the response the event row leaves out must be on the run row
-        stored = stored_payload(db, run_id, kind, event)
-    row = (run_id, seq, kind, at, payload_cell(kind, stored))
+    row = (run_id, seq, kind, at, event_cell(db, run_id, kind, event))
     if own:
         db.execute(INSERT_EVENT, row)
+        run.write(db)
     else:
         run.insert_event(row)
-    run.set(last_seq=seq)
-    if own:
-        run.write(db)
     if kind in COALESCE_AT:
         run.write(db)  # the pieces to fold are read from the table
         coalesce_before(db, run_id, seq, event.get("content") if kind == "message" else None)

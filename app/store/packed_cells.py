@@ -18,7 +18,7 @@ dictionary fits in the window): ingest does it on its decoding thread, not
 on the writer.
 
 Version 2 is for the event payloads an ingested run's log keeps
-(``app.store.event_log.payload_cell``: compact JSON without ``type`` and
+(``app.store.event_log.event_cell``: compact JSON without ``type`` and
 ``at``). They are built on the writer, so its compressor is primed once and
 copied for each cell (``pack_event``), and only payloads long enough to gain
 much are packed.
@@ -73,7 +73,7 @@ _DICTIONARY_V1 = (
     b',"gen_ai.input.messages":"[{\\"role\\": \\"user\\", \\"parts\\": [{\\"type\\":'
     b' \\"text\\", \\"content\\": \\"'
 )
-# Version 2 (frozen): event payloads as ``app.store.event_log.payload_cell`` writes them.
+# Version 2 (frozen): event payloads as ``app.store.event_log.event_cell`` writes them.
 _DICTIONARY_V2 = (
     b'{"role":"user","content":null,"tool_calls":[],"tool_call_id":null,"name":null,'
     b'"_moved":["content"]}'

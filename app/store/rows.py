@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 from collections.abc import Mapping
 from typing import Any
+
+import msgspec
 
 from app.core.text import map_strings, replace_surrogates
 from app.store.packed_cells import unpack
@@ -14,6 +17,42 @@ from app.store.packed_cells import unpack
 def encode_json(value: Any) -> str:
     """``value`` as the text of a JSON column (readable Unicode; anything odd as its str)."""
     return json.dumps(value, ensure_ascii=False, default=str)
+
+
+_COMPACT = msgspec.json.Encoder()
+_SCALARS = frozenset({str, int, bool, type(None)})
+
+
+def compact_json(value: Any) -> bytes:
+    """``value`` as compact JSON (UTF-8) that reads back as ``encode_json``'s text does.
+
+    msgspec writes plain JSON values several times faster than ``json.dumps``
+    (event payloads and streamed pieces are written by the thousand); what it
+    would write differently (NaN and infinities as null, a datetime in ISO
+    form, a non-string key) or not at all goes through ``json.dumps`` as before.
+    """
+    try:
+        plain = _plain(value)
+    except RecursionError:
+        plain = False
+    if plain:
+        with contextlib.suppress(TypeError, ValueError, OverflowError, UnicodeError):
+            return _COMPACT.encode(value)
+    return json.dumps(value, ensure_ascii=False, default=str, separators=(",", ":")).encode()
+
+
+def _plain(value: Any) -> bool:
+    """Whether ``value`` is made only of what JSON holds as it is (finite numbers)."""
+    kind = type(value)
+    if kind in _SCALARS:
+        return True
+    if kind is float:
+        return math.isfinite(value)
+    if kind is dict:
+        return all(type(k) is str and _plain(v) for k, v in value.items())
+    if kind is list or kind is tuple:
+        return all(_plain(v) for v in value)
+    return False
 
 
 def maybe_json(value: Any) -> Any:

@@ -19,17 +19,6 @@ from sqlite_utils import Database
 from app.pricing.costs import merge_status
 from app.store.token_runs import INSERT_EVENT
 
-# Running totals a call adds to (``_add_to_run`` in ``app.store.events``).
-ADDED = (
-    "input_tokens",
-    "output_tokens",
-    "usage_unknown_calls",
-    "tool_calls",
-    "tool_errors",
-    "cost_usd",
-    "extra_cost_usd",
-)
-
 
 class RunPatch:
     """What recorded events change on one run's row, not written yet.
