@@ -29,6 +29,7 @@ from app.auth.proxies import uvicorn_proxy_options
 from app.core.errors import InputError
 from app.core.formats import format_ts
 from app.core.settings import Settings, SettingsError
+from app.database.cli import add_parser as add_database_parser
 from app.exports.cli import add_parser as add_export_parser
 from app.ingest.grpc_server import check_port
 from app.replay.cli import add_parser as add_replay_parser
@@ -57,11 +58,29 @@ def _local_url(host: str, port: int) -> str:
 
 
 def _first_admin_key(settings: Settings, url: str) -> None:
-    """On a fresh install, make an admin key and show it once, so a newcomer can log in."""
-    store = Store(settings.db_path)
+    """On a fresh install, make an admin key and show it once, so a newcomer can log in.
+
+    Counted and created in one write transaction, under the migrations'
+    advisory lock on PostgreSQL: replicas starting together on an empty
+    database make one key, not one each.
+    """
+    from typing import Any
+
+    from app.store.backend import is_postgres
+
+    def create_first(db: Any) -> str | None:
+        if is_postgres(db):
+            from app.store.postgres.migrate import LOCK_KEY
+
+            db.execute("select pg_advisory_xact_lock(?)", [LOCK_KEY])  # until the commit
+        if count_active_keys(db):
+            return None
+        return create_key(db, f"admin-{int(time.time())}", "admin")[1]
+
+    store = Store(settings.db_path, url=settings.database_url)
     try:
-        if store.read_sync(count_active_keys) == 0:
-            _, secret = store.write_sync(create_key, f"admin-{int(time.time())}", "admin")
+        secret = store.write_sync(create_first)
+        if secret is not None:
             bar = "=" * 72
             print(
                 f"{bar}\nNo API key existed, so an admin key was created. It is shown once:\n\n"
@@ -180,7 +199,7 @@ async def _run_here(settings: Settings, store: Store, process_id: str, body: dic
 
 def cmd_keys(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    store = Store(settings.db_path)
+    store = Store(settings.db_path, url=settings.database_url)
     try:
         if args.keys_command == "create":
             row, secret = store.write_sync(create_key, args.name, args.role)
@@ -254,6 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=lambda a: asyncio.run(_run(a)))
 
     add_export_parser(sub)
+    add_database_parser(sub)
 
     add_replay_parser(sub)
     return parser

@@ -7,6 +7,8 @@ extra providers: that is the only seam.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 import time
 from typing import Any
@@ -29,6 +31,8 @@ from app.auth.login_limits import client_address
 from app.auth.middleware import PUBLIC_PATHS, AuthMiddleware
 from app.auth.pages import KeysController, LoginController
 from app.auth.proxies import proxy_middleware
+from app.auth.secret import csrf_secret
+from app.core.background import Periodic
 from app.core.paths import STATIC_DIR
 from app.core.settings import Settings
 from app.dashboard.pages import DashboardPage
@@ -38,6 +42,7 @@ from app.experiments.api import DatasetsAPI, ExperimentsAPI
 from app.experiments.pages import ExperimentPagesController
 from app.experiments.queries import interrupt_unfinished_experiments
 from app.experiments.runner import Experiments
+from app.exports.jobs import interrupt_exports
 from app.exports.pages import ExportsAPI, ExportsPage
 from app.finetune.pages import FineTuneAPI, FineTunePage
 from app.ingest.api import GenAIMetricsAPI, OTLPController
@@ -58,9 +63,8 @@ from app.runs.watchdog import RunWatchdog
 from app.services import start_integrations, stop_integrations
 from app.sessions.pages import SessionPagesController, SessionsAPI
 from app.store import Store
-from app.store.events import interrupt_unfinished
-from app.store.live import Broker
-from app.store.processes import SERVE
+from app.store.live import Broker, LiveEvent
+from app.store.processes import SERVE, heartbeat_every, live_peers, sweep_orphans
 from app.traces.api import TracesAPI
 from app.traces.pages import TracePages
 from app.web.deps import DEPENDENCIES
@@ -74,6 +78,38 @@ def _is_login_attempt(request: Request) -> bool:
     return request.method == "POST" and request.url.path == "/login"
 
 
+def start_relay(settings: Settings, store: Store, broker: Broker, origin: str) -> Any:
+    """Relay live events to and from the other replicas on PostgreSQL (app.store.postgres.relay)."""
+    from app.store.postgres.relay import PgRelay, store_fetch
+
+    relay = PgRelay(str(settings.database_url), origin, broker, store_fetch(store))
+    relay.start(asyncio.get_running_loop())
+    broker.relay = relay.send
+    return relay
+
+
+async def sweep_replicas(state: State, lease_s: float) -> None:
+    """End what replicas whose lease ran out left unfinished, and tell live followers.
+
+    Runs end ``interrupted``, experiments too, exports fail; their fine-tune
+    jobs are tracked on from here.
+    """
+    store, broker = state.store, state.broker
+    now = time.time()
+    for run_id, seq, stored, run in await store.write(sweep_orphans, now, lease_s):
+        log.warning("run %s interrupted: its server's lease ran out", run_id)
+        broker.publish(LiveEvent(run_id, seq, stored["type"], stored, run))
+    # Their pages follow them under these keys and read the payload, not the number.
+    for experiment_id in await store.write(interrupt_unfinished_experiments, now, lease_s, False):
+        end = {"item_id": None, "final": True}
+        broker.publish(LiveEvent(f"experiment:{experiment_id}", 1, "experiment_progress", end))
+    for row in await store.write(interrupt_exports, now, lease_s, False):
+        broker.publish(LiveEvent(f"export:{row['id']}", 1, "export_progress", row))
+    finetunes = getattr(state, "finetunes", None)
+    if finetunes is not None:
+        await finetunes.adopt()
+
+
 def create_app(
     settings: Settings | None = None, extra_providers: list[Any] | None = None
 ) -> Litestar:
@@ -81,16 +117,24 @@ def create_app(
     jinja = make_environment()
 
     async def start(app: Litestar) -> None:
-        store = Store(settings.db_path)
+        store = Store(settings.db_path, url=settings.database_url)
+        lease_s = settings.replica_lease_s
         # Registered before the sweep: it spares the runs of every live process.
-        app.state.process = ProcessRegistration(store, SERVE, settings.server_url)
+        app.state.process = ProcessRegistration(
+            store, SERVE, settings.server_url, every_s=heartbeat_every(lease_s)
+        )
         await app.state.process.start()
-        interrupted = store.write_sync(interrupt_unfinished, time.time())
+        now = time.time()
+        # Runs with no owner (ingested ones) only when no other replica may be receiving them.
+        alone = not store.read_sync(live_peers, app.state.process.id, now, lease_s)
+        interrupted = store.write_sync(sweep_orphans, now, lease_s, unowned=alone)
         if interrupted:
             log.warning("marked %d run(s) interrupted by the last stop", len(interrupted))
         store.write_sync(purge_expired_sessions, time.time())
         app.state.store = store
         app.state.broker = Broker()
+        if store.dialect == "postgresql":
+            app.state.relay = start_relay(settings, store, app.state.broker, app.state.process.id)
         app.state.runner = Runner(
             store,
             app.state.broker,
@@ -102,18 +146,25 @@ def create_app(
             max_queued=settings.max_queued_runs,
             owner=app.state.process.id,
         )
-        store.write_sync(interrupt_unfinished_experiments)
-        app.state.experiments = Experiments(store, app.state.runner)
+        store.write_sync(interrupt_unfinished_experiments, now, lease_s, alone)
+        app.state.experiments = Experiments(store, app.state.runner, app.state.broker)
         app.state.watchdog = RunWatchdog(
             store, app.state.broker, app.state.runner, settings.run_stall_timeout_s
         )
         app.state.watchdog.start()
+        # Every replica, all along: the runs of one that died are ended once its lease ran out.
+        app.state.sweeper = Periodic(
+            "sweep of orphaned runs",
+            lease_s / 2,
+            functools.partial(sweep_replicas, app.state, lease_s),
+        )
+        app.state.sweeper.start()
         if settings.retention_days is not None:
             app.state.retention = Retention(store, settings.retention_days)
             app.state.retention.start()
 
     async def stop(app: Litestar) -> None:
-        for name in ("watchdog", "retention"):
+        for name in ("sweeper", "watchdog", "retention"):
             periodic = getattr(app.state, name, None)
             if periodic is not None:
                 await periodic.stop()
@@ -124,6 +175,9 @@ def create_app(
         runner = getattr(app.state, "runner", None)
         if runner is not None:
             await runner.shutdown()
+        relay = getattr(app.state, "relay", None)
+        if relay is not None:  # after the runs' last events: they are relayed too
+            await asyncio.to_thread(relay.stop)
         process = getattr(app.state, "process", None)
         if process is not None:  # after the runs recorded their interruption
             await process.stop()
@@ -187,7 +241,7 @@ def create_app(
             ).middleware,
         ],
         csrf_config=CSRFConfig(
-            secret=settings.secret(),
+            secret=csrf_secret(settings),
             cookie_samesite="lax",
             # Header-key API clients carry no cookie to forge; the auth middleware
             # refuses cookie sessions for state changes under these prefixes.

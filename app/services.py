@@ -63,9 +63,17 @@ async def start_integrations(app: Litestar) -> None:
     reactions = [alert_reaction(store, settings)]
     if settings.wandb_run_metrics:
         reactions.append(wandb_reaction(store, settings, app.state.settings.data_dir))
-    app.state.run_watcher = RunWatcher(store, broker, reactions)
+    process = getattr(app.state, "process", None)
+    app.state.run_watcher = RunWatcher(store, broker, reactions, process and process.id)
     app.state.run_watcher.start()
-    app.state.exports = ExportJobs(store, broker, settings, app.state.settings.data_dir)
+    app.state.exports = ExportJobs(
+        store,
+        broker,
+        settings,
+        app.state.settings.data_dir,
+        owner=process and process.id,
+        lease_s=app.state.settings.replica_lease_s,
+    )
     await app.state.exports.start()
     app.state.finetunes = FineTunes(
         store,

@@ -7,6 +7,7 @@ reaches the internet.
 
 from __future__ import annotations
 
+import itertools
 import os
 import socket
 import threading
@@ -36,6 +37,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("AGENTOP_OTLP_GRPC_PORT", "0")
 
 MISTRAL_MODEL = "mistral-small-latest"
+_DATABASES = itertools.count(1)  # names of the tests' PostgreSQL databases
 LOCAL_MODEL = "smollm2-135m"
 
 
@@ -78,23 +80,82 @@ def data_dir(tmp_path: Path) -> Path:
     return tmp_path / "data"
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Tests marked ``both_backends`` run twice: on SQLite and on a real PostgreSQL."""
+    marked = metafunc.definition.get_closest_marker
+    own = any(  # a test that names its backend itself
+        "backend" in str(m.args[0]) for m in metafunc.definition.iter_markers("parametrize")
+    )
+    if (
+        "backend" in metafunc.fixturenames
+        and marked("both_backends")
+        and not marked("sqlite_only")
+        and not own
+    ):
+        metafunc.parametrize("backend", ["sqlite", "postgresql"], indirect=True)
+
+
 @pytest.fixture
-def settings(data_dir: Path, fake_mistral: FakeMistral) -> Settings:
-    return Settings(data_dir=data_dir, agent_config=agent_config(fake_mistral.url))
+def backend(request: pytest.FixtureRequest) -> str:
+    """The store's database for this test: "sqlite" unless the test runs on both."""
+    return str(getattr(request, "param", "sqlite"))
+
+
+@pytest.fixture(scope="session")
+def postgres_template() -> Iterator[tuple[str, str]]:
+    """A real PostgreSQL server for the session, and a migrated template database.
+
+    Each test on PostgreSQL gets a fresh copy of the template (``CREATE DATABASE …
+    TEMPLATE``), which is much faster than migrating anew.
+    """
+    from tests.postgres_server import create_database, postgres_bin, start_postgres
+
+    if postgres_bin() is None:
+        if os.environ.get("CI"):
+            raise RuntimeError("CI needs PostgreSQL: apt-get install postgresql")
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
+    url, stop, root = start_postgres()
+    template = create_database(url, "agentop_template")
+    Store(root / "template-data" / "unused.db", url=template).close()
+    try:
+        yield url, "agentop_template"
+    finally:
+        stop()
+
+
+@pytest.fixture
+def database_url(request: pytest.FixtureRequest, backend: str) -> str | None:
+    """None on SQLite; on PostgreSQL, a new migrated database for this test alone."""
+    if backend != "postgresql":
+        return None
+    import psycopg
+
+    url, template = request.getfixturevalue("postgres_template")
+    name = f"t{next(_DATABASES)}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"create database {name} template {template}")  # type: ignore[arg-type]
+    return f"{url.rsplit('/', 1)[0]}/{name}"
+
+
+@pytest.fixture
+def settings(data_dir: Path, fake_mistral: FakeMistral, database_url: str | None) -> Settings:
+    return Settings(
+        data_dir=data_dir, agent_config=agent_config(fake_mistral.url), database_url=database_url
+    )
 
 
 @pytest.fixture
 def keys(settings: Settings) -> dict[str, str]:
     """One API key per role, created before the app starts: role -> key."""
-    store = Store(settings.db_path)
+    store = Store(settings.db_path, url=settings.database_url)
     made = {role: store.write_sync(create_key, f"{role}-key", role)[1] for role in ROLES}
     store.close()
     return made
 
 
 @pytest.fixture
-def db(data_dir: Path) -> Iterator[Store]:
-    store = Store(data_dir / "test.db")
+def db(data_dir: Path, database_url: str | None) -> Iterator[Store]:
+    store = Store(data_dir / "test.db", url=database_url)
     yield store
     store.close()
 

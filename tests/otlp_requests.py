@@ -110,3 +110,25 @@ def assert_pages_render(client: Any) -> None:
         for path in (f"/runs/{run['id']}", f"/api/runs/{run['id']}"):
             r = client.get(path)
             assert r.status_code == 200, (path, r.text[:2000])
+
+
+def agent_and_chat(trace: int, **chat_attributes: Any) -> ExportTraceServiceRequest:
+    """A trace of an agent span with one chat call under it, in session "otlp-session":
+    ``trace`` sets its tokens (100 x trace in, 10 x trace out) and its model
+    (model-0 or model-1); trace 3 fails. ``chat_attributes`` go on the chat span."""
+    return export(
+        span("agent", trace, 1, gen_ai__operation__name="invoke_agent"),
+        span(
+            "chat m",
+            trace,
+            2,
+            parent=1,
+            error="boom" if trace == 3 else None,
+            gen_ai__operation__name="chat",
+            gen_ai__request__model=f"model-{trace % 2}",
+            gen_ai__usage__input_tokens=100 * trace,
+            gen_ai__usage__output_tokens=10 * trace,
+            session__id="otlp-session",
+            **chat_attributes,
+        ),
+    )

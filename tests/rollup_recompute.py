@@ -23,7 +23,7 @@ def recomputed(seconds: int) -> dict[str, str]:
           sum(status IN ('succeeded', 'failed', 'interrupted')), total(input_tokens),
           total(output_tokens), total(cost_usd), count(latency_ms), total(latency_ms),
           sum(status IN ('queued', 'running')), total(extra_cost_usd),
-          sum(coalesce(cost_status IN ('unpriced', 'partial'), 0)),
+          sum(coalesce(cost_status, '') IN ('unpriced', 'partial')),
           sum(coalesce(usage_unknown_calls, 0) > 0)
         FROM runs GROUP BY 1, 2 ORDER BY 1, 2""",
         "session": f"""

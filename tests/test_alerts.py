@@ -14,6 +14,8 @@ from tests.conftest import MISTRAL_MODEL, agent_config, csrf, free_port, wait_fo
 from tests.fake_mistral import Reply
 from tests.receivers import SMTPServer, WebhookReceiver, wait_until
 
+pytestmark = pytest.mark.both_backends
+
 FAST = IntegrationSettings(
     retry_attempts=3, retry_initial_s=0.01, retry_max_s=0.05, http_timeout_s=5
 )
@@ -27,9 +29,10 @@ def smtp():
 
 
 @pytest.fixture
-def settings(data_dir, fake_mistral, smtp):
+def settings(data_dir, fake_mistral, smtp, database_url):
     return Settings(
         data_dir=data_dir,
+        database_url=database_url,
         agent_config=agent_config(fake_mistral.url),
         integrations=FAST.model_copy(
             update={

@@ -1,11 +1,39 @@
 """End-to-end through the JSON API with the real Mistral SDK and the fake server."""
 
+import pytest
+
 from tests.conftest import MISTRAL_MODEL, wait_for_run
 from tests.fake_mistral import Reply
+
+pytestmark = pytest.mark.both_backends
 
 
 def test_health(client):
     assert client.get("/api/health").json() == {"status": "ok"}
+
+
+def test_ready_without_a_key(client):
+    r = client.get("/api/ready", headers={"X-API-Key": ""})
+    assert (r.status_code, r.json()) == (200, {"status": "ready"})
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_not_ready_while_postgresql_is_gone_then_ready_again(client, database_url):
+    """Readiness follows the database: its connections cut, 503 once, then 200 (reconnected)."""
+    import psycopg
+
+    name = database_url.rsplit("/", 1)[1]
+    with psycopg.connect(database_url, autocommit=True) as admin:
+        admin.execute(
+            "select pg_terminate_backend(pid) from pg_stat_activity"
+            " where datname = %s and pid <> pg_backend_pid()",
+            [name],
+        )
+    answers = [client.get("/api/ready").status_code for _ in range(6)]
+    # Each reader thread finds its connection gone once (503), then connects anew.
+    assert 503 in answers and answers[-1] == 200, answers
+    r = client.get("/api/ready")
+    assert r.status_code == 200
 
 
 def test_run_with_tool_round_trip(client, fake_mistral):

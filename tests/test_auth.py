@@ -6,6 +6,8 @@ from litestar.testing import TestClient
 
 from tests.conftest import MISTRAL_MODEL, csrf, login
 
+pytestmark = pytest.mark.both_backends
+
 
 @pytest.fixture
 def anon(app, keys):

@@ -28,8 +28,10 @@ def shot(page, name: str) -> None:  # type: ignore[no-untyped-def]
 def open_span(page, name: str) -> str:  # type: ignore[no-untyped-def]
     """Click the span called ``name`` in the trace card; the detail panel's text."""
     page.locator("#trace a.span-name", has_text=name).first.click()
-    page.wait_for_selector("#span-detail article.span-detail", timeout=10_000)
-    assert name in page.inner_text("#span-detail h3")
+    # Wait for this span's detail: the panel may still show the span opened before.
+    expect(page.locator("#span-detail article.span-detail h3")).to_contain_text(
+        name, timeout=10_000
+    )
     return page.inner_text("#span-detail")
 
 

@@ -32,6 +32,8 @@ from tests.fake_mistral import Reply
 from tests.old_layout import old_shape
 from tests.test_store import Feed, make_run, q
 
+pytestmark = pytest.mark.both_backends
+
 T0 = 1_765_000_000.123456
 
 
@@ -233,6 +235,7 @@ def test_memory_snapshots_are_deltas_and_rebuild_whole(db):
     assert "new" not in db.read_sync(get_snapshot, "m", 2)["scratch"]  # a removed key
 
 
+@pytest.mark.sqlite_only
 def test_migration_converts_old_rows(db):
     published = record(db, "old", a_run())
     cut = record(db, "live", a_run()[:40])  # still running, mid-answer
@@ -254,6 +257,7 @@ def test_migration_converts_old_rows(db):
     assert_log_is(db, "old", published)
 
 
+@pytest.mark.sqlite_only
 def test_migration_leaves_odd_rows_readable(db):
     make_run(db, "odd")
 
@@ -327,6 +331,7 @@ def test_resumed_streams_deliver_exactly_the_rest(client, tool_run):
         assert _sse_data(text) == everything[after:], after
 
 
+@pytest.mark.sqlite_only
 def test_pages_and_api_read_the_same_after_migrating_old_rows(client, tool_run):
     store = client.app.state.store
     before = _views(client, tool_run)

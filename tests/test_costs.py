@@ -17,6 +17,8 @@ from app.pricing.costs import (
 from app.pricing.tables import llm_call_cost
 from tests.prices import mistral_rates
 
+pytestmark = pytest.mark.both_backends
+
 AT = 1_800_000_000.0  # a call's time: prices are looked up on its day
 
 

@@ -1,16 +1,26 @@
 """Shipping artefacts: the Dockerfile lints clean and its steps work in a venv;
-the Kubernetes manifests validate against the Kubernetes schemas.
+the Kubernetes manifests (the single-replica base and the PostgreSQL overlay
+in deploy/k8s/postgres/) validate against the Kubernetes schemas and keep their
+promises; compose.yaml follows the Compose Specification, and its proxy
+(deploy/compose/nginx.conf) passes server-sent events through unbuffered.
 
 The Dockerfile's install step is replayed offline: ``uv sync --frozen --offline``
 from uv.lock, with the wheels that ``./dev setup`` left in uv's cache, so no
 test needs a package registry."""
 
+import ipaddress
 import os
+import re
 import shutil
+import socket
 import subprocess
 import sys
+import threading
+import urllib.parse
 import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import kubernetes_validate
 import pytest
@@ -178,3 +188,282 @@ def test_dockerfile_steps_in_a_venv(tmp_path):
         server.terminate()
         out = server.communicate(timeout=20)[0]
     assert "admin key was created" in out
+
+
+# ---- Scaling out: the PostgreSQL overlay, compose.yaml and its proxy
+
+OVERLAY = K8S / "postgres"
+COMPOSE = ROOT / "compose.yaml"
+NGINX_CONF = ROOT / "deploy" / "compose" / "nginx.conf"
+# What the overlay's studio container may change from the base's; the rest is the base's.
+SCALE_OUT_CHANGES = {"env", "readinessProbe", "lifecycle"}
+
+
+def overlay_manifests():
+    kustom = yaml.safe_load((OVERLAY / "kustomization.yaml").read_text())
+    return [
+        (name, doc)
+        for name in kustom["resources"]
+        for doc in yaml.safe_load_all((OVERLAY / name).read_text())
+        if doc
+    ]
+
+
+def overlay(kind: str, name: str | None = None) -> dict:
+    [doc] = [
+        d
+        for _, d in overlay_manifests()
+        if d["kind"] == kind and name in (None, d["metadata"]["name"])
+    ]
+    return doc
+
+
+def secret_keys(secret: dict) -> set[str]:
+    return set(secret.get("stringData", {})) | set(secret.get("data", {}))
+
+
+@pytest.mark.parametrize(
+    "name,doc", overlay_manifests(), ids=lambda v: v if isinstance(v, str) else ""
+)
+def test_overlay_manifest_is_valid_kubernetes(name, doc):
+    kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+
+
+def test_overlay_lists_every_manifest_and_no_volume_for_sqlite():
+    kustom = yaml.safe_load((OVERLAY / "kustomization.yaml").read_text())
+    assert sorted(kustom["resources"]) == sorted(
+        p.name for p in OVERLAY.glob("*.yaml") if p.name != "kustomization.yaml"
+    )
+    assert "PersistentVolumeClaim" not in {d["kind"] for _, d in overlay_manifests()}
+    assert "managed database" in (OVERLAY / "kustomization.yaml").read_text()
+
+
+def test_overlay_runs_rolling_replicas_ready_on_the_database():
+    deploy = overlay("Deployment")
+    spec = deploy["spec"]
+    assert spec["replicas"] >= 2
+    assert spec["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+    }
+    pod = spec["template"]["spec"]
+    [c] = pod["containers"]
+    assert c["readinessProbe"]["httpGet"]["path"] == "/api/ready"
+    assert c["livenessProbe"]["httpGet"]["path"].startswith("/static/")
+    assert pod["terminationGracePeriodSeconds"] >= 60
+    # No volume to share between replicas: the data dir is each pod's scratch space.
+    assert all("persistentVolumeClaim" not in v for v in pod["volumes"])
+    # The database URL comes from a key of a Secret of the overlay.
+    [url] = [e for e in c["env"] if e["name"] == "AGENTOP_DATABASE_URL"]
+    ref = url["valueFrom"]["secretKeyRef"]
+    assert ref["key"] in secret_keys(overlay("Secret", ref["name"]))
+
+
+def test_overlay_studio_is_the_base_studio_but_for_scaling_out():
+    """The overlay repeats the base's manifests (kustomize cannot patch a base that
+    contains the overlay): they must not drift apart."""
+    base = {(d["kind"], d["metadata"]["name"]): d for _, d in manifests()}
+    for kind, name in [("Namespace", "agentop"), ("Secret", "agentop-keys")]:
+        assert overlay(kind, name) == base[kind, name]
+    assert overlay("Service", "agentop-studio") == base["Service", "agentop-studio"]
+    mine = overlay("Deployment")["spec"]["template"]
+    theirs = base["Deployment", "agentop-studio"]["spec"]["template"]
+    assert mine["metadata"] == theirs["metadata"]
+    [c], [b] = mine["spec"]["containers"], theirs["spec"]["containers"]
+    assert {k: v for k, v in c.items() if k not in SCALE_OUT_CHANGES} == {
+        k: v for k, v in b.items() if k not in SCALE_OUT_CHANGES
+    }
+    assert [e for e in c["env"] if e in b["env"]] == b["env"]
+    assert c["readinessProbe"] == {
+        **b["readinessProbe"],
+        "httpGet": {"path": "/api/ready", "port": "http"},
+    }
+    assert mine["spec"]["securityContext"] == theirs["spec"]["securityContext"]
+
+
+def test_pdb_keeps_a_studio_replica_and_only_studio_pods():
+    pdb = overlay("PodDisruptionBudget")
+    assert pdb["spec"]["minAvailable"] == 1
+    selector = pdb["spec"]["selector"]["matchLabels"]
+    studio_labels = overlay("Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert selector.items() <= studio_labels.items()
+    db_labels = overlay("StatefulSet")["spec"]["template"]["metadata"]["labels"]
+    assert not selector.items() <= db_labels.items()
+
+
+def test_trial_postgres_has_its_volume_service_and_credentials():
+    sts = overlay("StatefulSet")
+    [claim] = sts["spec"]["volumeClaimTemplates"]
+    [c] = sts["spec"]["template"]["spec"]["containers"]
+    assert c["image"].startswith("postgres:16")
+    assert claim["metadata"]["name"] in {m["name"] for m in c["volumeMounts"]}
+    credentials = overlay("Secret", c["envFrom"][0]["secretRef"]["name"])
+    assert {"POSTGRES_USER", "POSTGRES_PASSWORD", "POSTGRES_DB"} <= secret_keys(credentials)
+    service = overlay("Service", sts["spec"]["serviceName"])
+    assert service["spec"]["selector"].items() <= sts["spec"]["selector"]["matchLabels"].items()
+    # The studio's URL reaches this database with these credentials.
+    url = urllib.parse.urlsplit(overlay("Secret", "agentop-database")["stringData"]["url"])
+    creds = credentials["stringData"]
+    assert (url.scheme, url.hostname, url.port) == ("postgresql", service["metadata"]["name"], 5432)
+    assert (url.username, url.password, url.path) == (
+        creds["POSTGRES_USER"],
+        creds["POSTGRES_PASSWORD"],
+        "/" + creds["POSTGRES_DB"],
+    )
+    assert "managed database" in (OVERLAY / "postgres.yaml").read_text()
+    assert "managed database" in (OVERLAY / "README.md").read_text()
+
+
+def test_overlay_renders_with_kustomize():
+    """What `kubectl apply -k` applies: the kustomize built into kubectl renders it."""
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl is not installed")
+    r = subprocess.run([kubectl, "kustomize", str(OVERLAY)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    rendered = [d for d in yaml.safe_load_all(r.stdout) if d]
+    for doc in rendered:
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+        assert doc["kind"] == "Namespace" or doc["metadata"]["namespace"] == "agentop"
+    assert sorted((d["kind"], d["metadata"]["name"]) for d in rendered) == sorted(
+        (d["kind"], d["metadata"]["name"]) for _, d in overlay_manifests()
+    )
+
+
+def compose() -> dict:
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+def test_compose_matches_the_compose_specification():
+    """The Compose Specification's JSON schema, as check-jsonschema ships it."""
+    pytest.importorskip("check_jsonschema")
+    r = subprocess.run(
+        [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.compose-spec"]
+        + [str(COMPOSE)],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_compose_runs_postgres_two_studios_and_a_proxy():
+    spec = compose()
+    db, studio, proxy = (spec["services"][name] for name in ("db", "studio", "proxy"))
+    assert db["image"].startswith("postgres:16") and "pg_isready" in str(db["healthcheck"])
+    [volume] = [v.split(":")[0] for v in db["volumes"]]
+    assert volume in spec["volumes"]  # a named volume, kept across `down`
+    assert studio["build"] == "." and studio["deploy"]["replicas"] >= 2
+    url = urllib.parse.urlsplit(studio["environment"]["AGENTOP_DATABASE_URL"])
+    assert (url.scheme, url.hostname) == ("postgresql", "db")
+    assert studio["depends_on"]["db"]["condition"] == "service_healthy"
+    assert "/api/ready" in str(studio["healthcheck"]["test"])
+    assert "ports" not in studio  # one address: the proxy's
+    assert any(p.startswith("8000:") for p in proxy["ports"])
+    assert proxy["depends_on"]["studio"]["condition"] == "service_healthy"
+    [conf] = [v for v in proxy["volumes"] if "nginx.conf" in v]
+    assert (ROOT / conf.split(":")[0]).resolve() == NGINX_CONF
+    # The proxy's X-Forwarded-For is believed: it is on the network the studio trusts.
+    [subnet] = spec["networks"]["default"]["ipam"]["config"]
+    trusted = studio["environment"]["AGENTOP_TRUSTED_PROXIES"]
+    assert ipaddress.ip_network(subnet["subnet"]).subnet_of(ipaddress.ip_network(trusted))
+
+
+def test_proxy_config_says_what_sse_needs():
+    text = NGINX_CONF.read_text()
+    for directive in (
+        "proxy_buffering off;",
+        "proxy_http_version 1.1;",
+        "proxy_pass $studio;",
+        "set $studio http://studio:8000;",
+        "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
+        "client_max_body_size 16m;",  # OTLP's limit (app/ingest/api.py)
+    ):
+        assert directive in text, directive
+    [timeout] = re.findall(r"proxy_read_timeout (\d+)h;", text)
+    assert int(timeout) >= 1
+
+
+def nginx() -> str:
+    path = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not Path(path).exists():
+        pytest.skip("nginx is not installed (apt-get install nginx-light)")
+    return path
+
+
+def test_nginx_accepts_the_proxy_config(tmp_path):
+    r = subprocess.run(
+        [nginx(), "-t", "-q", "-e", "stderr", "-p", str(tmp_path), "-c", str(NGINX_CONF)],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0, r.stderr
+
+
+class GatedEvents(BaseHTTPRequestHandler):
+    """A stream of two events; the second is sent only once the test has read the
+    first through the proxy, so a proxy that buffers leaves the test waiting. It sends
+    no X-Accel-Buffering header: the proxy's own config must not buffer."""
+
+    def do_GET(self) -> None:
+        server: Any = self.server
+        server.forwarded_for = self.headers.get("X-Forwarded-For")
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        self.wfile.write(b"event: first\ndata: 1\n\n")
+        self.wfile.flush()
+        server.first_read.wait(30)
+        self.wfile.write(b"event: second\ndata: 2\n\n")
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def local_proxy_conf(tmp_path: Path, port: int, upstream_port: int) -> Path:
+    """The proxy config with loopback addresses for the compose network's names."""
+    text = NGINX_CONF.read_text()
+    for old, new in (
+        ("listen 8000;", f"listen 127.0.0.1:{port};"),
+        ("listen 4317 http2;", f"listen 127.0.0.1:{free_port()} http2;"),
+        ("http://studio:8000", f"http://127.0.0.1:{upstream_port}"),
+    ):
+        assert old in text, old
+        text = text.replace(old, new)
+    path = tmp_path / "nginx.conf"
+    path.write_text(text)
+    return path
+
+
+def test_proxy_streams_events_as_they_come(tmp_path: Path) -> None:
+    binary = nginx()
+    upstream: Any = ThreadingHTTPServer(("127.0.0.1", 0), GatedEvents)
+    upstream.first_read = threading.Event()
+    threading.Thread(target=upstream.serve_forever, daemon=True).start()
+    port = free_port()
+    conf = local_proxy_conf(tmp_path, port, upstream.server_address[1])
+    with (tmp_path / "nginx.log").open("w") as log:
+        proxy = subprocess.Popen(
+            [binary, "-e", "stderr", "-p", str(tmp_path), "-c", str(conf)]
+            + ["-g", f"daemon off; pid {tmp_path / 'nginx.pid'};"],
+            stderr=log,
+        )
+    try:
+
+        def listening() -> bool:
+            assert proxy.poll() is None, (tmp_path / "nginx.log").read_text()
+            with socket.socket() as s:
+                return s.connect_ex(("127.0.0.1", port)) == 0
+
+        wait_until(listening, 10, "nginx to listen")
+        url = f"http://127.0.0.1:{port}/api/runs/1/events"
+        with urllib.request.urlopen(url, timeout=5) as r:
+            assert r.headers["Content-Type"] == "text/event-stream"
+            assert r.readline() == b"event: first\n"  # while the studio holds the second
+            upstream.first_read.set()
+            assert b"event: second" in r.read()
+        assert upstream.forwarded_for == "127.0.0.1"
+    finally:
+        upstream.first_read.set()
+        proxy.terminate()
+        proxy.wait(10)
+        upstream.shutdown()

@@ -7,6 +7,8 @@ import pytest
 from app.replay.diffs import args_changes, diff_runs, side_texts, text_ops, tool_call_ops
 from app.web.render import make_environment
 
+pytestmark = pytest.mark.both_backends
+
 
 def detail(response="Paris.", tool_calls=(), status="succeeded", **run):
     base = {

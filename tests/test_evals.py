@@ -12,6 +12,8 @@ from app.store.runs import create_run
 from tests.conftest import MISTRAL_MODEL, api_client, csrf, wait_for_run
 from tests.fake_mistral import Reply
 
+pytestmark = pytest.mark.both_backends
+
 
 def soup(response):
     return BeautifulSoup(response.text, "html.parser")
@@ -320,7 +322,7 @@ def test_viewer_cannot_score_from_the_page(settings, keys, fake_mistral):
 
 def _seed(settings) -> None:
     """Runs and evaluations spread over the last days, two models and two sessions."""
-    store = Store(settings.db_path)
+    store = Store(settings.db_path, url=settings.database_url)
     now = time.time()
     for i in range(12):
         run_id = f"seed{i:02d}"

@@ -20,6 +20,8 @@ from tests.fake_mistral import Reply
 from tests.receivers import wait_until
 from tests.test_sse import iter_sse
 
+pytestmark = pytest.mark.both_backends
+
 ITEMS = [
     {"input": "alpha", "expected": "Echo: alpha"},  # the fake server echoes: exact match
     {"input": "beta", "expected": "beta"},  # contained, not exact
@@ -406,7 +408,7 @@ def test_start_from_the_dataset_page_and_watch_progress_live(live_server, fake_m
 
 
 def test_unfinished_experiments_are_interrupted_on_start(settings, keys):
-    store = Store(settings.db_path)
+    store = Store(settings.db_path, url=settings.database_url)
     ds = store.write_sync(create_dataset, "d", [{"input": "a"}], "api")
     row = {"dataset_id": ds["id"], "config": {"model": "m"}, "evaluators": [], "concurrency": 1}
     exp = store.write_sync(create_experiment, row)
@@ -448,7 +450,7 @@ def test_stopping_the_server_mid_experiment_interrupts_it(settings, keys, fake_m
 def test_experiment_on_the_local_model_with_the_local_judge(tmp_path):
     """No Mistral key: runs and the LLM judge both use SmolLM2 through the Runner's provider."""
     settings = Settings(data_dir=tmp_path / "local", agent_config=agent_config(None))
-    store = Store(settings.db_path)
+    store = Store(settings.db_path, url=settings.database_url)
     key = store.write_sync(create_key, "admin", "admin")[1]
     store.close()
     with api_client(settings, key) as client:

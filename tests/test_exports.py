@@ -21,6 +21,8 @@ from tests.fake_hf import FakeHub
 from tests.receivers import wait_until
 from tests.seed_runs import seed_all
 
+pytestmark = pytest.mark.both_backends
+
 FAST = IntegrationSettings(
     retry_attempts=3, retry_initial_s=0.01, retry_max_s=0.05, wandb_mode="offline"
 )
@@ -34,13 +36,14 @@ def hub():
 
 
 @pytest.fixture
-def settings(data_dir, fake_mistral, hub, monkeypatch):
+def settings(data_dir, fake_mistral, hub, monkeypatch, database_url):
     monkeypatch.setenv("WANDB_DATA_DIR", str(data_dir / "wandb-data"))
-    store = Store(data_dir / "agentop.db")
+    store = Store(data_dir / "agentop.db", url=database_url)
     seed_all(store)
     store.close()
     return Settings(
         data_dir=data_dir,
+        database_url=database_url,
         agent_config=agent_config(fake_mistral.url),
         integrations=FAST.model_copy(
             update={"hf_endpoint": hub.url, "hf_token": "hf_test", "hf_repo": "team/agent-runs"}
@@ -130,23 +133,26 @@ def test_push_failure_is_shown(client, hub):
     assert "503" in page and "gave up" in page
 
 
-def test_wandb_artifact_offline(client, data_dir):
+def test_wandb_artifact_offline(client, data_dir, backend):
     r = client.post("/api/exports", json={"kind": "wandb"})
     export = finished(client, r.json()["export_id"])
     assert export["status"] == "succeeded", export["error"]
     result = export["result"]
     assert result["mode"] == "offline" and result["runs"] == 4
     folder = Path(result["folder"])
-    # A consistent snapshot: a complete SQLite database with every run.
-    with sqlite3.connect(folder / "agentop.db") as snap:
-        assert snap.execute("pragma integrity_check").fetchone()[0] == "ok"
-        assert snap.execute("select count(*) from runs").fetchone()[0] == 4
+    if backend == "sqlite":  # a consistent snapshot: a complete SQLite database with every run
+        with sqlite3.connect(folder / "agentop.db") as snap:
+            assert snap.execute("pragma integrity_check").fetchone()[0] == "ok"
+            assert snap.execute("select count(*) from runs").fetchone()[0] == 4
+    else:  # PostgreSQL: no database file, the run files are the artifact
+        assert not (folder / "agentop.db").exists() and len(list(folder.glob("runs/*"))) == 4
     run_json = json.loads((folder / "runs" / "good.json").read_text())
     assert run_json["messages"][1]["content"] == "Find Mistral models"
     # The offline W&B run holds the artifact's manifest, to be synced later.
     [log] = Path(result["run_dir"]).parent.glob("run-*.wandb")
     blob = log.read_bytes()
-    for needle in (b"agentop-studio", b"agentop.db", b"runs/good.json", b"dataset"):
+    needles = [b"agentop-studio", b"runs/good.json", b"dataset"]
+    for needle in needles + ([b"agentop.db"] if backend == "sqlite" else []):
         assert needle in blob
 
 
@@ -248,12 +254,15 @@ def test_exports_page_starts_one_and_streams_progress(page_client):
     assert bad.status_code == 422 and "choose runs" in bad.text
 
 
-def test_wandb_metrics_logged_per_finished_run(data_dir, fake_mistral, keys, monkeypatch):
+def test_wandb_metrics_logged_per_finished_run(
+    data_dir, fake_mistral, keys, monkeypatch, database_url
+):
     from tests.conftest import api_client
 
     monkeypatch.setenv("WANDB_DATA_DIR", str(data_dir / "wandb-data"))
     settings = Settings(
         data_dir=data_dir,
+        database_url=database_url,
         agent_config=agent_config(fake_mistral.url),
         integrations=FAST.model_copy(update={"wandb_run_metrics": True}),
     )
@@ -271,8 +280,11 @@ def test_wandb_metrics_logged_per_finished_run(data_dir, fake_mistral, keys, mon
         assert b"cost_usd" in log.read_bytes() and b"input_tokens" in log.read_bytes()
 
 
-def test_cli_export(settings, capsys, tmp_path):
+def test_cli_export(settings, capsys, tmp_path, monkeypatch):
     from app.cli import main
+
+    if settings.database_url:  # the CLI reads its settings from the environment
+        monkeypatch.setenv("AGENTOP_DATABASE_URL", settings.database_url)
 
     out = tmp_path / "train.jsonl"
     code = main(

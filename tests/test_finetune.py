@@ -13,18 +13,23 @@ from tests.fake_mistral_ft import FakeFineTuning
 from tests.receivers import wait_until
 from tests.seed_runs import seed_all
 
+pytestmark = pytest.mark.both_backends
+
 FAST = IntegrationSettings(
     retry_attempts=3, retry_initial_s=0.01, retry_max_s=0.05, finetune_poll_s=0.05
 )
 
 
 @pytest.fixture
-def settings(data_dir, fake_mistral):
-    store = Store(data_dir / "agentop.db")
+def settings(data_dir, fake_mistral, database_url):
+    store = Store(data_dir / "agentop.db", url=database_url)
     seed_all(store)
     store.close()
     return Settings(
-        data_dir=data_dir, agent_config=agent_config(fake_mistral.url), integrations=FAST
+        data_dir=data_dir,
+        database_url=database_url,
+        agent_config=agent_config(fake_mistral.url),
+        integrations=FAST,
     )
 
 
@@ -117,8 +122,13 @@ def test_bad_fine_tune_requests_are_400(client, body, message):
     assert r.status_code == 400 and message in r.text
 
 
-def test_fine_tuning_needs_a_mistral_key(data_dir, keys):
-    settings = Settings(data_dir=data_dir, agent_config=agent_config(None), integrations=FAST)
+def test_fine_tuning_needs_a_mistral_key(data_dir, keys, database_url):
+    settings = Settings(
+        data_dir=data_dir,
+        database_url=database_url,
+        agent_config=agent_config(None),
+        integrations=FAST,
+    )
     with api_client(settings, keys["member"]) as c:
         r = c.post("/api/finetune", json={"run_ids": ["good"]})
         assert r.status_code == 400 and "MISTRAL_API_KEY" in r.json()["detail"]

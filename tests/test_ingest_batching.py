@@ -15,6 +15,8 @@ import json
 import math
 from typing import Any
 
+import pytest
+
 from app.ingest.otlp import ingest_spans
 from app.ingest.prepare import traces_of
 from app.store import Store
@@ -25,6 +27,8 @@ from app.store.run_patch import RunPatch
 from tests.otlp_requests import T0, export, span
 from tests.rollup_recompute import assert_rollups_match
 from tests.test_store import q
+
+pytestmark = pytest.mark.both_backends
 
 CHAT = {"gen_ai__operation__name": "chat", "gen_ai__provider__name": "mistral_ai"}
 
@@ -115,6 +119,7 @@ def test_a_trace_in_two_batches_reads_back_exactly_as_published(db):
     db.read_sync(assert_rollups_match)
 
 
+@pytest.mark.sqlite_only
 def test_message_events_are_kept_once_and_heads_by_the_columns(db):
     ingest(db, *children(8), root(8))
     rows = q(db, "select type, typeof(payload) as kind, payload from events order by seq")
@@ -131,6 +136,7 @@ def test_message_events_are_kept_once_and_heads_by_the_columns(db):
     assert finished and all(cell[0] == EVENT_VERSION for cell in finished)
 
 
+@pytest.mark.sqlite_only
 def test_a_trace_updates_its_run_row_once_per_batch(db):
     ingest(db, chat(9, 5, [ASK], [ANSWER]))  # the run is open: the next batch adds to it
     statements: list[str] = []

@@ -21,6 +21,8 @@ from app.main import create_app
 from app.store import Store
 from tests.conftest import csrf, login
 
+pytestmark = pytest.mark.both_backends
+
 LAST_ADMIN = "it is the last active admin key"
 
 

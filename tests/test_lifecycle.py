@@ -1,8 +1,12 @@
 """Runs across the server's life: shutdown mid-run, the HTML stream, body limits."""
 
+import pytest
+
 from tests.conftest import MISTRAL_MODEL, api_client, wait_for_run
 from tests.fake_mistral import Reply
 from tests.receivers import wait_until
+
+pytestmark = pytest.mark.both_backends
 
 
 def test_shutdown_mid_run_marks_it_interrupted(settings, keys, fake_mistral):

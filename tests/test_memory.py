@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from bs4 import BeautifulSoup
 
 from agents.events import MemorySnapshot, MessageAdded
@@ -10,6 +11,8 @@ from app.memory.snapshots import diff_snapshots
 from tests.conftest import MISTRAL_MODEL, wait_for_run
 from tests.fake_mistral import Reply
 from tests.test_loop import ScriptedProvider, Turn, make_tool, run
+
+pytestmark = pytest.mark.both_backends
 
 
 def soup(response):

@@ -29,6 +29,8 @@ from tests.odd_rows import seed_odd_data
 from tests.receivers import wait_until
 from tests.test_sse import SSE, iter_sse
 
+pytestmark = pytest.mark.both_backends
+
 
 @pytest.fixture(scope="module")
 def odd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, dict[str, str]]]:
@@ -38,7 +40,7 @@ def odd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, 
 
     data_dir = tmp_path_factory.mktemp("odd") / "data"
     settings = Settings(data_dir=data_dir, agent_config=agent_config())
-    store = Store(settings.db_path)
+    store = Store(settings.db_path, url=settings.database_url)
     ids = seed_odd_data(store)
     key = store.write_sync(create_key, "admin-key", "admin")[1]
     store.close()

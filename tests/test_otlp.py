@@ -27,6 +27,8 @@ from tests.fake_mistral import Reply
 from tests.prices import mistral_rates
 from tests.receivers import wait_until
 
+pytestmark = pytest.mark.both_backends
+
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
 
 

@@ -32,6 +32,8 @@ from opentelemetry.trace import Status, StatusCode
 
 from tests.test_otlp import PROTOBUF, provider_for
 
+pytestmark = pytest.mark.both_backends
+
 WEATHER_SCHEMA = {
     "type": "object",
     "properties": {"city": {"type": "string", "description": "a city name"}},

@@ -50,6 +50,8 @@ from tests.conftest import LiveServer, free_port
 from tests.test_otlp import genai_agent, provider_for, recorded_spans
 from tests.test_storage_failure import disk_full
 
+pytestmark = pytest.mark.both_backends
+
 ROOT = Path(__file__).resolve().parent.parent
 RESOURCE = Resource.create({"service.name": "external-agent"})
 # What a span says, beside its ids and times

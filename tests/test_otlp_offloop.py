@@ -15,6 +15,8 @@ import pytest
 from app.ingest import api, pipeline
 from tests.otlp_requests import export, only_run, post, span
 
+pytestmark = pytest.mark.both_backends
+
 
 def _spy(monkeypatch: pytest.MonkeyPatch, module: Any, name: str, seen: dict[str, int]) -> None:
     real = getattr(module, name)

@@ -32,6 +32,8 @@ from tests.otlp_requests import (
 )
 from tests.receivers import wait_until
 
+pytestmark = pytest.mark.both_backends
+
 I64_MAX = 9223372036854775807
 
 # --- 1. malformed requests: 400 with a google.rpc.Status naming the field -----------

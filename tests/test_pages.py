@@ -2,12 +2,15 @@
 
 import time
 
+import pytest
 from bs4 import BeautifulSoup
 
 from app.store import Store
 from app.store.runs import create_run
 from tests.conftest import MISTRAL_MODEL, api_client, csrf, wait_for_run
 from tests.fake_mistral import Reply
+
+pytestmark = pytest.mark.both_backends
 
 
 def soup(response):
@@ -106,7 +109,7 @@ def test_untrusted_text_is_sanitized(client, fake_mistral):
 
 
 def test_runs_left_running_are_interrupted_on_start(settings, keys):
-    store = Store(settings.db_path)
+    store = Store(settings.db_path, url=settings.database_url)
     store.write_sync(
         create_run,
         {"id": "crashed1", "status": "running", "prompt": "p", "model": "m", "provider": "local"},
@@ -121,7 +124,7 @@ def test_runs_left_running_are_interrupted_on_start(settings, keys):
 
 
 def test_runs_page_paginates_newest_first(settings, keys):
-    store = Store(settings.db_path)
+    store = Store(settings.db_path, url=settings.database_url)
     now = time.time()
     for i in range(60):
         store.write_sync(

@@ -10,6 +10,8 @@ from tests.fake_mistral import Reply
 from tests.receivers import wait_until
 from tests.test_cli import run_cli
 
+pytestmark = pytest.mark.both_backends
+
 
 def soup(response):
     return BeautifulSoup(response.text, "html.parser")

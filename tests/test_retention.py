@@ -39,6 +39,8 @@ from tests.conftest import agent_config, api_client, csrf, login
 from tests.otlp_requests import export, post, span
 from tests.receivers import wait_until
 
+pytestmark = pytest.mark.both_backends
+
 DAYS = 30
 OLD = time.time() - 40 * DAY_S
 NEW = time.time() - 3600
@@ -274,9 +276,10 @@ def test_a_pass_deletes_old_runs_with_everything_hanging_off_them(studio):
     assert client.get("/api/runs", params={"q": "zebra"}).json()["total"] == 0
     assert client.get("/api/runs", params={"q": "walrus"}).json()["total"] == 1
     assert client.get("/api/runs", params={"q": "pinned"}).json()["total"] == 1
-    store.write_sync(
-        lambda db: db.execute("INSERT INTO runs_fts(runs_fts) VALUES('integrity-check')")
-    )
+    if store.url is None:  # SQLite's full-text index is a table of its own: still whole?
+        store.write_sync(
+            lambda db: db.execute("INSERT INTO runs_fts(runs_fts) VALUES('integrity-check')")
+        )
     for path in ("/", "/runs", "/sessions", "/evals", "/runs/new-replay", "/runs/old-parent"):
         assert client.get(path).status_code == 200, path
 
@@ -314,6 +317,7 @@ def old_file(path: Path) -> None:
     conn.close()
 
 
+@pytest.mark.sqlite_only
 def test_start_up_converts_an_old_file_and_the_pass_gives_space_back(settings, fake_mistral):
     db_path = settings.db_path
     old_file(db_path)

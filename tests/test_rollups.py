@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 import random
-import sqlite3
 import time
 from typing import Any
 
@@ -28,8 +27,10 @@ from app.store import Store
 from app.store.rollups import histogram_percentile
 from app.store.runs import totals
 from tests import dashboard_scan
-from tests.otlp_requests import export, post, span
+from tests.otlp_requests import agent_and_chat, post
 from tests.rollup_recompute import TABLES, assert_rollups_match
+
+pytestmark = pytest.mark.both_backends
 
 NOW = time.time()
 HOUR = 3600
@@ -141,6 +142,7 @@ def test_rollups_equal_a_recomputation_after_any_writes(shared_store, ops):
     shared_store.read_sync(assert_rollups_match)
 
 
+@pytest.mark.sqlite_only
 def test_an_update_of_last_seq_fires_no_rollup_trigger(db):
     def write(store_db: Any) -> int:
         store_db.table("runs").insert(
@@ -156,30 +158,15 @@ def test_an_update_of_last_seq_fires_no_rollup_trigger(db):
 
 def test_rollups_follow_otlp_runs(client, settings):
     for trace in range(1, 4):
-        request = export(
-            span("agent", trace, 1, gen_ai__operation__name="invoke_agent"),
-            span(
-                "chat m",
-                trace,
-                2,
-                parent=1,
-                error="boom" if trace == 3 else None,
-                gen_ai__operation__name="chat",
-                gen_ai__request__model=f"model-{trace % 2}",
-                gen_ai__usage__input_tokens=100 * trace,
-                gen_ai__usage__output_tokens=10 * trace,
-                session__id="otlp-session",
-            ),
-        )
+        request = agent_and_chat(trace)
         assert post(client, request, "protobuf").status_code == 200
-    conn = sqlite3.connect(settings.data_dir / "agentop.db")
-    conn.create_function("noop", 0, lambda: None)  # a plain connection: the file is shared
+    store = Store(settings.db_path, url=settings.database_url)  # the studio's own database
     try:
-        assert conn.execute("SELECT count(*) FROM runs").fetchone()[0] == 3
-        assert conn.execute("SELECT sum(runs) FROM rollup_runs_day").fetchone()[0] == 3
-        assert_rollups_match(conn)
+        one = "SELECT (SELECT count(*) FROM runs), (SELECT sum(runs) FROM rollup_runs_day)"
+        assert tuple(store.read_sync(lambda db: db.execute(one).fetchone())) == (3, 3)
+        store.read_sync(assert_rollups_match)
     finally:
-        conn.close()
+        store.close()
 
 
 # --- the dashboards read what the scan read -----------------------------------------------

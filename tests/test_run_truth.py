@@ -24,6 +24,8 @@ from tests.fake_mistral import Reply
 from tests.receivers import wait_until
 from tests.test_mistral_provider import of_type, sse_events
 
+pytestmark = pytest.mark.both_backends
+
 CONTEXT = "the prompt does not fit the model's context window"
 NO_USAGE_COST = "unpriced (no usage reported)"
 

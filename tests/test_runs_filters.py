@@ -17,6 +17,8 @@ from app.runs.filters import (
 )
 from app.store.runs import create_run
 
+pytestmark = pytest.mark.both_backends
+
 DAY = 86400.0
 T0 = dt.datetime(2026, 3, 10, 12, tzinfo=dt.UTC).timestamp()
 
@@ -131,6 +133,7 @@ def test_parse_filters_validates():
         {"q": "paris", "date_from": "2026-01-01"},
     ],
 )
+@pytest.mark.sqlite_only
 def test_every_filter_pages_through_an_index_without_sorting(db, filters):
     source, args, order = _matching(RunFilter(**filters))
     sql = f"select runs.rowid from {source} order by {order} limit 50 offset 100"

@@ -14,6 +14,8 @@ from app.store.runs import create_run
 from tests.conftest import MISTRAL_MODEL, agent_config, api_client, wait_for_run
 from tests.fake_mistral import Reply
 
+pytestmark = pytest.mark.both_backends
+
 
 def soup(response):
     return BeautifulSoup(response.text, "html.parser")
@@ -138,13 +140,14 @@ def test_sessions_pages_and_api(client, fake_mistral):
 
 
 @pytest.fixture
-def agent_settings(tmp_path, fake_mistral):
+def agent_settings(tmp_path, fake_mistral, database_url):
     tools = {
         "ask_agent": {"max_depth": 1, "timeout": 30},
         "elevenlabs_speak": {"api_key": "", "timeout": 5},
     }
     return Settings(
         data_dir=tmp_path / "agents",
+        database_url=database_url,
         auth=False,
         agent_config=agent_config(fake_mistral.url, tools=tools),
     )

@@ -27,6 +27,8 @@ from tests.conftest import MISTRAL_MODEL
 from tests.fake_mistral import Reply
 from tests.receivers import wait_until
 
+pytestmark = pytest.mark.both_backends
+
 TIMEOUT = httpx.Timeout(5.0)
 
 

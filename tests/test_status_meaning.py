@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import time
 
+import pytest
 from bs4 import BeautifulSoup
 from sqlite_utils import Database
 
@@ -18,6 +19,8 @@ from app.store import statuses
 from app.store.migrations import MIGRATIONS, apply_migrations
 from app.store.migrations import m0009_failure_meaning as m0009
 from app.store.runs import create_run
+
+pytestmark = pytest.mark.both_backends
 
 SESSION = "mixed-bag"
 # status -> how many runs of the session end that way (queued/running stay active)

@@ -21,6 +21,7 @@ from agents.events import (
     ToolCallStarted,
 )
 from app.store import Store
+from app.store.backend import INTEGRITY_ERRORS
 from app.store.events import fold_call, interrupt_unfinished, record_event
 from app.store.migrations import MIGRATIONS, apply_migrations
 from app.store.runs import (
@@ -34,6 +35,8 @@ from app.store.runs import (
     totals,
 )
 from tests.prices import mistral_rates
+
+pytestmark = pytest.mark.both_backends
 
 T0 = 1_700_000_000.0
 
@@ -102,13 +105,14 @@ def test_migrations_apply_once_and_are_recorded(tmp_path):
 
 
 def test_second_store_on_the_same_open_file_applies_nothing(db):
-    other = Store(db.path)
+    other = Store(db.path, url=db.url)
     try:
         assert other.migrations_applied == []
     finally:
         other.close()
 
 
+@pytest.mark.sqlite_only
 def test_wal_mode_and_pragmas(db):
     assert db.read_sync(lambda d: d.execute("pragma journal_mode").fetchone()[0]) == "wal"
     assert db.write_sync(lambda d: d.execute("pragma journal_mode").fetchone()[0]) == "wal"
@@ -154,7 +158,7 @@ def test_duplicate_seq_is_rejected(db):
     make_run(db, "r1")
     feed = Feed(db, "r1")
     feed(RunStarted(model="m", provider="local", params={}, at=T0))
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(INTEGRITY_ERRORS):
         db.write_sync(record_event, "r1", 1, MessageAdded(role="user", content="x").to_dict())
 
 
@@ -428,7 +432,7 @@ def test_interrupt_on_app_start(settings, keys):
     """The app marks what a crash left running when it starts."""
     from tests.conftest import api_client
 
-    crashed = Store(settings.db_path)
+    crashed = Store(settings.db_path, url=settings.database_url)
     try:
         make_run(crashed, "crashed")
         Feed(crashed, "crashed")(RunStarted(model="m", provider="mistral", params={}, at=T0))

@@ -22,6 +22,8 @@ from app.pricing.tables import (
 from tests.conftest import MISTRAL_MODEL, agent_config, api_client, wait_for_run
 from tests.fake_mistral import Reply
 
+pytestmark = pytest.mark.both_backends
+
 
 def at(day: str) -> float:
     return dt.datetime.fromisoformat(day).replace(tzinfo=dt.UTC).timestamp()
@@ -164,7 +166,9 @@ class FakeElevenLabs:
         self.server.server_close()
 
 
-def test_speech_cost_in_run_session_and_dashboard_totals(data_dir, fake_mistral, keys):
+def test_speech_cost_in_run_session_and_dashboard_totals(
+    data_dir, fake_mistral, keys, database_url
+):
     eleven = FakeElevenLabs()
     config = agent_config(fake_mistral.url)
     tools = dict(config.tools)
@@ -176,6 +180,7 @@ def test_speech_cost_in_run_session_and_dashboard_totals(data_dir, fake_mistral,
     }
     settings = Settings(
         data_dir=data_dir,
+        database_url=database_url,
         agent_config=agent_config(fake_mistral.url, tools=tools),
         integrations=IntegrationSettings(elevenlabs_usd_per_credit=0.0003),
     )

@@ -13,7 +13,8 @@ is rule + run, unique in the table, so re-checking a run never re-alerts).
 For the other two a spike is an *episode*: it opens when the condition first
 holds, stays open (no new alert) while later runs still meet it, and closes
 (``resolved_at``) at the first finished run that does not. Checks run on the
-single writer thread, so two runs finishing together cannot both open one.
+single writer thread (and, on PostgreSQL, under an advisory lock shared by
+the replicas), so two runs finishing together cannot both open one.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from sqlite_utils import Database
 from app.alerts.bodies import MIN_BASELINE_RUNS, NEEDS, RuleCreate
 from app.core.formats import format_exact
 from app.pricing.costs import format_cost
+from app.store.backend import is_postgres
 
 
 def create_rule(db: Database, body: RuleCreate) -> dict[str, Any]:
@@ -153,9 +155,17 @@ def _raise(
     return pk
 
 
+# pg_advisory_xact_lock key of alert checks ("alerts" in ASCII).
+ALERTS_LOCK = 0x616C65727473
+
+
 def check_run(db: Database, run_id: str, now: float | None = None) -> list[int]:
     """Check every enabled rule against a finished run; return the ids of new alerts."""
     now = now or time.time()
+    if is_postgres(db):
+        # Replicas check the runs they ended at once: one at a time, so an
+        # episode (one open alert per rule) is opened once, not once per replica.
+        db.execute("select pg_advisory_xact_lock(?)", [ALERTS_LOCK])
     row = db.execute("select * from runs where id = ?", [run_id]).fetchone()
     if row is None or row["ended_at"] is None:
         return []

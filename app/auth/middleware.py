@@ -23,7 +23,7 @@ from app.auth.keys import find_key, find_session, touch_key
 from app.store.db import StorageUnavailable
 
 SESSION_COOKIE = "agentop_session"
-PUBLIC_PATHS = ["^/api/health", "^/login", "^/static/", "^/favicon"]
+PUBLIC_PATHS = ["^/api/health", "^/api/ready", "^/login", "^/static/", "^/favicon"]
 API_PREFIXES = ("/api/", "/v1/")
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 # last_used_at is refreshed at most this often per key: a write per request

@@ -127,11 +127,11 @@ def errors_for(db: Database, subject: str, limit: int = 50) -> list[dict[str, An
 
 def errors_about(db: Database, *prefixes: str, limit: int = 20) -> list[dict[str, Any]]:
     """The newest errors whose subject starts with one of ``prefixes`` (e.g. "export:")."""
-    # GLOB, not LIKE: "_" in a prefix is a plain character there.
-    where = " or ".join("subject glob ?" for _ in prefixes)
+    # A plain prefix comparison (not LIKE, where "_" is a wildcard), in SQL both databases read.
+    where = " or ".join("substr(subject, 1, ?) = ?" for _ in prefixes)
     rows = db.execute(
         f"select * from integration_errors where {where} order by at desc, id desc limit ?",
-        [*(prefix + "*" for prefix in prefixes), limit],
+        [*(v for prefix in prefixes for v in (len(prefix), prefix)), limit],
     )
     return [dict(r) for r in rows.fetchall()]
 

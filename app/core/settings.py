@@ -61,6 +61,8 @@ def parse_trusted_proxies(value: str | tuple[str, ...] | list[str] | None) -> tu
 
 class Settings(EnvSettings):
     data_dir: Path = Field(default=Path("data"), validation_alias="AGENTOP_DATA_DIR")
+    # postgresql://user:password@host:5432/db: the store in PostgreSQL (unset = SQLite in data_dir)
+    database_url: str | None = Field(default=None, validation_alias="AGENTOP_DATABASE_URL")
     # Another agent config file than agents/config.yaml
     agent_config_path: Path | None = Field(default=None, validation_alias="AGENTOP_CONFIG")
     max_body_bytes: int = Field(default=1_000_000, ge=1, validation_alias="AGENTOP_MAX_BODY_BYTES")
@@ -86,6 +88,8 @@ class Settings(EnvSettings):
     retention_days: float | None = Field(
         default=None, gt=0, validation_alias="AGENTOP_RETENTION_DAYS"
     )
+    # A replica whose heartbeat is older than this is gone: another one ends its runs
+    replica_lease_s: float = Field(default=30.0, ge=1, validation_alias="AGENTOP_REPLICA_LEASE_S")
     # OTLP/gRPC ingest, on the host the web server binds (0 = off; needs the otel-grpc extra)
     otlp_grpc_port: int = Field(
         default=4317, ge=0, le=65535, validation_alias="AGENTOP_OTLP_GRPC_PORT"
@@ -104,6 +108,18 @@ class Settings(EnvSettings):
     # The environment these settings were read from: the agent config's ${VAR}s come from it.
     _environ: dict[str, str] = PrivateAttr(default_factory=lambda: dict(os.environ))
 
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if value.split("://", 1)[0] not in ("postgresql", "postgres"):
+            raise ValueError(
+                "AGENTOP_DATABASE_URL must be a PostgreSQL URL (postgresql://user@host:5432/db);"
+                " leave it unset for SQLite in the data dir"
+            )
+        return value
+
     @field_validator("trusted_proxies", mode="before")
     @classmethod
     def _check_proxies(cls, value: Any) -> tuple[str, ...]:
@@ -114,7 +130,11 @@ class Settings(EnvSettings):
         return self.data_dir / "agentop.db"
 
     def secret(self) -> str:
-        """A per-install secret (CSRF tokens), created on first use in the data dir."""
+        """A per-install secret (CSRF tokens) in the data dir, created on first use.
+
+        On PostgreSQL the studio keeps it in the database instead, shared by its
+        replicas (``app.auth.secret``).
+        """
         path = self.data_dir / "secret.key"
         if not path.exists():
             self.data_dir.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from app.experiments.change import item_change
+from app.store.processes import LEASE_S, orphaned_jobs, with_owner
 from app.store.rows import decode_json
 from app.store.statuses import SUCCEEDED
 
@@ -24,8 +25,14 @@ def _decode(row: Any) -> dict[str, Any]:
     return decode_json(row, "config", "evaluators")
 
 
-def create_experiment(db: Database, row: dict[str, Any]) -> dict[str, Any]:
-    """The experiment and one pending item per dataset item, in one transaction."""
+def create_experiment(
+    db: Database, row: dict[str, Any], owner: str | None = None
+) -> dict[str, Any]:
+    """The experiment and one pending item per dataset item, in one transaction.
+
+    ``owner``: the serving process that runs it (``app.store.processes``).
+    """
+    row = with_owner(row, owner)
     items = list(
         db.query(
             "select id, idx from dataset_items where dataset_id = ? order by idx",
@@ -155,14 +162,15 @@ def finish_experiment(
         )
 
 
-def interrupt_unfinished_experiments(db: Database) -> list[int]:
-    """Experiments a stop left queued or running are marked interrupted (at start-up)."""
-    ids = [
-        r[0]
-        for r in db.execute(
-            "select id from experiments where status in ('queued', 'running')"
-        ).fetchall()
-    ]
+def interrupt_unfinished_experiments(
+    db: Database, now: float | None = None, lease_s: float = LEASE_S, unowned: bool = True
+) -> list[int]:
+    """Experiments a stop left queued or running are marked interrupted.
+
+    Only those whose server is gone (``app.store.processes.orphaned_jobs``):
+    at start-up, and by every replica's periodic sweep.
+    """
+    ids = orphaned_jobs(db, "experiments", now or time.time(), lease_s, unowned)
     for experiment_id in ids:
         finish_experiment(db, experiment_id, "interrupted", "interrupted: the server stopped")
     return ids

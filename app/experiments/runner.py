@@ -4,9 +4,10 @@ An experiment is a background task. Each dataset item becomes a normal run
 (source ``experiment``, recorded and viewable like any other) started through
 the Runner; at most ``concurrency`` items run at once. When an item's run
 ends it is scored with the chosen evaluators and the experiment's running
-totals move on. Progress goes to live viewers through the experiment's own
-broker (keyed by experiment id); viewers re-read the rows, so a missed
-message costs nothing. Queries live in ``app.experiments.queries``.
+totals move on. Progress goes to live viewers through the studio's broker
+(keyed ``experiment:<id>``), so a viewer on another replica sees it too;
+viewers re-read the rows, so a missed message costs nothing. Queries live in
+``app.experiments.queries``.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from app.experiments.queries import (
 from app.runs.input import parse_run_input
 from app.runs.runner import Runner
 from app.store import Store
-from app.store.live import Broker, LiveEvent
+from app.store.live import RESYNC, Broker, LiveEvent
 from app.store.runs import get_run
 
 log = logging.getLogger(__name__)
@@ -63,10 +64,10 @@ def parse_config(config: ExperimentConfig | None, runner: Runner) -> dict[str, A
 class Experiments:
     """Starts experiments, runs their items with bounded concurrency, reports progress."""
 
-    def __init__(self, store: Store, runner: Runner) -> None:
+    def __init__(self, store: Store, runner: Runner, broker: Broker | None = None) -> None:
         self.store = store
         self.runner = runner
-        self.broker = Broker()
+        self.broker = broker or Broker()
         self.tasks: TaskSet[int] = TaskSet()
         self._seq: dict[int, int] = {}
 
@@ -84,7 +85,7 @@ class Experiments:
             "concurrency": body.concurrency or DEFAULT_CONCURRENCY,
             "created_by": created_by,
         }
-        experiment = await self.store.write(create_experiment, row)
+        experiment = await self.store.write(create_experiment, row, self.runner.owner)
         self.tasks.spawn(experiment["id"], self._execute(experiment["id"]))
         return experiment
 
@@ -92,7 +93,7 @@ class Experiments:
         seq = self._seq.get(experiment_id, 0) + 1
         self._seq[experiment_id] = seq
         self.broker.publish(
-            LiveEvent(str(experiment_id), seq, "experiment_progress", payload, None)
+            LiveEvent(f"experiment:{experiment_id}", seq, "experiment_progress", payload, None)
         )
 
     async def _execute(self, experiment_id: int) -> None:
@@ -175,7 +176,7 @@ class Experiments:
         The first message (``item_id`` None) asks for the whole state; the last
         has ``final``. Subscribes before reading so nothing falls in between.
         """
-        with self.broker.subscribe(str(experiment_id)) as sub:
+        with self.broker.subscribe(f"experiment:{experiment_id}") as sub:
             experiment = await self.store.read(get_experiment, experiment_id)
             ended = experiment is None or experiment["status"] in FINISHED
             yield {"item_id": None, "final": ended}
@@ -189,6 +190,8 @@ class Experiments:
                 if sub.overflowed:
                     sub.overflowed = False
                     yield {"item_id": None}
+                if event.type == RESYNC:
+                    continue  # only a nudge: the whole state was asked for just above
                 yield event.payload
                 if event.payload.get("final"):
                     return

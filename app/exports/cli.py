@@ -58,7 +58,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     except ExportError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    store = Store(settings.db_path)
+    store = Store(settings.db_path, url=settings.database_url)
     try:
         row = store.write_sync(insert_export, kind, params, "cli")
         store.write_sync(update_export, row["id"], status="running", started_at=time.time())

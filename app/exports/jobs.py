@@ -31,6 +31,7 @@ from app.exports.finetune_jsonl import build_jsonl
 from app.exports.huggingface import ExportError, check_repo, push_dataset, write_dataset
 from app.exports.wandb_export import log_artifact, sqlite_snapshot, write_run_files
 from app.store.live import Broker, LiveEvent
+from app.store.processes import LEASE_S, live_peers, orphaned_jobs, with_owner
 from app.store.rows import decode_json
 
 log = logging.getLogger(__name__)
@@ -72,23 +73,19 @@ def _decode(row: Any) -> dict[str, Any]:
 
 
 def insert_export(
-    db: Database, kind: str, params: dict[str, Any], created_by: str
+    db: Database, kind: str, params: dict[str, Any], created_by: str, owner: str | None = None
 ) -> dict[str, Any]:
-    pk = (
-        db.table("exports")
-        .insert(
-            {
-                "kind": kind,
-                "status": "queued",
-                "progress": 0.0,
-                "stage": "queued",
-                "params": json.dumps(params),
-                "created_by": created_by,
-                "created_at": time.time(),
-            }
-        )
-        .last_pk
-    )
+    row = {
+        "kind": kind,
+        "status": "queued",
+        "progress": 0.0,
+        "stage": "queued",
+        "params": json.dumps(params),
+        "created_by": created_by,
+        "created_at": time.time(),
+    }
+    # The serving process that runs it: another replica fails it if that one dies.
+    pk = db.table("exports").insert(with_owner(row, owner)).last_pk
     assert pk is not None  # the row was just inserted
     export = get_export(db, pk)
     assert export is not None
@@ -115,13 +112,23 @@ def update_export(db: Database, export_id: int, **values: Any) -> dict[str, Any]
     return export
 
 
-def interrupt_exports(db: Database) -> int:
-    cursor = db.execute(
+def interrupt_exports(
+    db: Database, now: float | None = None, lease_s: float = LEASE_S, unowned: bool = True
+) -> list[dict[str, Any]]:
+    """Exports whose server is gone (``app.store.processes.orphaned_jobs``) are marked failed.
+
+    Returns their rows as they are now, for live pages.
+    """
+    now = now or time.time()
+    ids = orphaned_jobs(db, "exports", now, lease_s, unowned)
+    if not ids:
+        return []
+    db.execute(
         "update exports set status = 'failed', error = 'interrupted: the server stopped',"
-        " finished_at = ? where status in ('queued', 'running')",
-        [time.time()],
+        f" finished_at = ? where id in ({', '.join('?' * len(ids))})",
+        [now, *ids],
     )
-    return cursor.rowcount
+    return [row for export_id in ids if (row := get_export(db, export_id)) is not None]
 
 
 # --- the work -------------------------------------------------------------------
@@ -150,8 +157,10 @@ def run_export(
             result["commit_url"] = push_dataset(folder, params["repo"], settings, subject, record)
         return result
     if kind == "wandb":
-        progress(0.05, "snapshotting the database")
-        sqlite_snapshot(store.path, folder / "agentop.db")
+        if store.url is None:
+            progress(0.05, "snapshotting the database")
+            sqlite_snapshot(store.path, folder / "agentop.db")
+        # On PostgreSQL there is no file to snapshot: the run files hold every run.
         runs = store.read_sync(write_run_files, folder / "runs", progress)
         progress(0.7, "logging the artifact to W&B")
         settings_for = (
@@ -180,19 +189,34 @@ class ExportJobs:
     """Runs exports in the background for the web app, one worker thread each."""
 
     def __init__(
-        self, store: Any, broker: Broker, settings: IntegrationSettings, data_dir: Path
+        self,
+        store: Any,
+        broker: Broker,
+        settings: IntegrationSettings,
+        data_dir: Path,
+        owner: str | None = None,
+        lease_s: float = LEASE_S,
     ) -> None:
         self.store = store
         self.broker = broker
         self.settings = settings
         self.data_dir = data_dir
+        self.owner = owner  # this serving process (app.store.processes)
+        self.lease_s = lease_s
         self.tasks: TaskSet[int] = TaskSet()
         self._seq: dict[int, int] = {}
 
     async def start(self) -> None:
-        interrupted = await self.store.write(interrupt_exports)
+        now = time.time()
+        # Exports with no owner only when no other replica may be running them.
+        alone = self.owner is None or not await self.store.read(
+            live_peers, self.owner, now, self.lease_s
+        )
+        interrupted = await self.store.write(interrupt_exports, now, self.lease_s, alone)
         if interrupted:
-            log.warning("marked %d export(s) failed: interrupted by the last stop", interrupted)
+            log.warning(
+                "marked %d export(s) failed: interrupted by the last stop", len(interrupted)
+            )
 
     def publish(self, row: dict[str, Any]) -> None:
         seq = self._seq.get(row["id"], 0) + 1
@@ -201,7 +225,7 @@ class ExportJobs:
 
     async def create(self, body: ExportCreate, created_by: str) -> dict[str, Any]:
         params = options_of(body, self.settings)
-        row = await self.store.write(insert_export, body.kind, params, created_by)
+        row = await self.store.write(insert_export, body.kind, params, created_by, self.owner)
         self.tasks.spawn(row["id"], self._run(row))
         return row
 

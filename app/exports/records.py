@@ -58,16 +58,11 @@ BATCH = 200
 
 
 def has_table(db: Database, name: str) -> bool:
-    return (
-        db.execute(
-            "select 1 from sqlite_master where type = 'table' and name = ?", [name]
-        ).fetchone()
-        is not None
-    )
+    return db.table(name).exists()
 
 
 def _columns(db: Database, table: str) -> set[str]:
-    return {r[1] for r in db.execute(f"pragma table_info({table})").fetchall()}
+    return set(db.table(table).columns_dict)
 
 
 def run_ids(db: Database, ids: list[str] | None = None) -> list[str]:

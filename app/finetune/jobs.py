@@ -11,6 +11,10 @@ push) until it ends; on success the fine-tuned model is stored in
 ``registered_models`` and offered by the runner, so runs can be started and
 replayed on it. Every call retries with backoff and records failed attempts
 under ``finetune:<id>``; each status change is published live.
+
+A job is owned by the serving process that tracks it (the same owner as its
+export): with several replicas one tracks it, and when that one dies another
+takes it over (``adopt``, at start and from the periodic sweep).
 """
 
 from __future__ import annotations
@@ -33,11 +37,14 @@ from app.core.outbound import PermanentError, call_with_retry, describe, store_r
 from app.exports.jobs import ExportJobs, get_export
 from app.finetune.bodies import FineTuneCreate
 from app.store.live import Broker, LiveEvent
+from app.store.processes import claim, live_peers, orphaned_jobs
 from app.store.rows import decode_json
 
 log = logging.getLogger(__name__)
 DEFAULT_SERVER = "https://api.mistral.ai"
 TERMINAL = ("succeeded", "failed", "cancelled")
+# Every status of a job not yet ended (ours before Mistral has it, then Mistral's mapped).
+UNFINISHED = ("preparing", "uploading", "queued", "running")
 STATUS = {  # Mistral job status → ours
     "QUEUED": "queued",
     "VALIDATING": "queued",
@@ -198,7 +205,26 @@ class FineTunes:
     async def start(self) -> None:
         for model in await self.store.read(registered_models):
             self._offer(model["name"])
-        for job in await self.store.read(list_jobs, 1000):
+        owner, lease_s = self.exports.owner, self.exports.lease_s
+        # Jobs with no owner only when no other replica may be tracking them.
+        alone = owner is None or not await self.store.read(live_peers, owner, time.time(), lease_s)
+        await self.adopt(unowned=alone)
+
+    async def adopt(self, unowned: bool = False) -> list[int]:
+        """Take over the unfinished jobs whose server is gone; return their ids."""
+        owner, lease_s = self.exports.owner, self.exports.lease_s
+
+        def take_over(db: Database) -> list[int]:
+            ids = orphaned_jobs(db, "finetune_jobs", time.time(), lease_s, unowned, UNFINISHED)
+            if owner is not None:
+                claim(db, "finetune_jobs", ids, owner)
+            return ids
+
+        ids = await self.store.write(take_over)
+        for job_id in ids:
+            job = await self.store.read(get_job, job_id)
+            if job is None or job_id in self.tasks:
+                continue
             if job["mistral_job_id"] and job["status"] not in TERMINAL:
                 self._spawn(job["id"], self._track(job))  # resume tracking after a restart
             elif not job["mistral_job_id"] and job["status"] not in TERMINAL:
@@ -207,6 +233,7 @@ class FineTunes:
                     status="failed",
                     error="interrupted before the job was created: the server stopped",
                 )
+        return ids
 
     def _offer(self, name: str) -> None:
         if name not in self.runner.registered_models:
@@ -242,6 +269,7 @@ class FineTunes:
                         "created_at": time.time(),
                         "updated_at": time.time(),
                     }
+                    | {"owner": self.exports.owner}
                 )
                 .last_pk
             )

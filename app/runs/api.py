@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
 import msgspec
@@ -19,7 +20,8 @@ from app.runs.runner import Runner
 from app.runs.source import run_source
 from app.runs.stream import resume_point, run_event_stream
 from app.store import Store
-from app.store.db import StorageUnavailable
+from app.store.backend import DATABASE_ERRORS
+from app.store.db import StorageUnavailable, answers
 from app.store.live import Broker
 from app.web.deps import existing_run
 from app.web.params import MAX_ID
@@ -51,6 +53,9 @@ class StorageDegraded(msgspec.Struct):
     since: float | None
 
 
+READY_TIMEOUT_S = 3.0
+NOT_READY: tuple[type[Exception], ...] = (StorageUnavailable, TimeoutError, *DATABASE_ERRORS)
+
 # Documented refusals of POST /api/runs (each answer carries Retry-After).
 RUN_REFUSALS = {
     400: ResponseSpec(ErrorBody, description="The body is invalid: the message says which field"),
@@ -59,10 +64,16 @@ RUN_REFUSALS = {
 }
 
 
-class HealthController(Controller):
-    path = "/api/health"
+class Ready(msgspec.Struct):
+    status: str
 
-    @get("/", summary="Liveness and storage check (no auth); 503 while the store cannot write")
+
+class HealthController(Controller):
+    path = "/api"
+
+    @get(
+        "/health", summary="Liveness and storage check (no auth); 503 while the store cannot write"
+    )
     async def health(self, store: NamedDependency[Store]) -> Response[Health | StorageDegraded]:
         health = store.health
         if health.ok:
@@ -73,6 +84,25 @@ class HealthController(Controller):
             status_code=503,
             headers={"Retry-After": str(StorageUnavailable.retry_after_s)},
         )
+
+    @get(
+        "/ready",
+        summary="Readiness (no auth): 200 once the database answers a query, else 503",
+        responses={503: ResponseSpec(ErrorBody, description="The database does not answer")},
+    )
+    async def ready(self, store: NamedDependency[Store]) -> Response[Ready | ErrorBody]:
+        # A read, not the write health: a replica whose PostgreSQL is unreachable must leave
+        # the load balancer, and one that can read serves pages while writes recover.
+        try:
+            await asyncio.wait_for(store.read(answers), READY_TIMEOUT_S)
+        except NOT_READY as exc:
+            detail = getattr(exc, "cause", None) or "the database does not answer"
+            return Response(
+                ErrorBody(status_code=503, detail=f"not ready: {detail}"),
+                status_code=503,
+                headers={"Retry-After": "5"},
+            )
+        return Response(Ready(status="ready"))
 
 
 class RunsAPI(Controller):

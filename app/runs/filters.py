@@ -25,11 +25,14 @@ from urllib.parse import urlencode
 from sqlite_utils import Database
 
 from app.core.errors import InputError
+from app.store.backend import is_postgres
 from app.store.statuses import ALL, FAILED, FAILED_LIKE, sql_list
 
 # The expression of the ``runs_failed_like`` index (migration 0009), spelt the same
 # way so SQLite matches the two.
 FAILED_LIKE_TERM = f"(runs.status in {sql_list(FAILED_LIKE)}) = 1"
+# PostgreSQL's index on the same expression (a boolean there, not 1 or 0).
+FAILED_LIKE_PG = f"(runs.status in {sql_list(FAILED_LIKE)})"
 FILTER_PARAMS = ("q", "status", "model", "session", "from", "to")  # URL parameter names
 MAX_QUERY_CHARS = 200
 COUNT_CAP = 10_000  # filtered lists say "10,000+" rather than count every match
@@ -110,11 +113,17 @@ def fts_query(text: str) -> str:
     return " ".join(f'"{w}"*' for w in _WORD.findall(text))
 
 
-def _where(f: RunFilter, with_text: bool = True) -> tuple[list[str], list[Any]]:
+def tsquery(text: str) -> str:
+    """User text as a PostgreSQL ``tsquery`` with the meaning of :func:`fts_query`."""
+    words = (w.replace("\\", "\\\\").replace("'", "''") for w in _WORD.findall(text))
+    return " & ".join(f"'{w}':*" for w in words)
+
+
+def _where(f: RunFilter, pg: bool = False) -> tuple[list[str], list[Any]]:
     clauses: list[str] = []
     args: list[Any] = []
     if f.status == FAILED:
-        clauses.append(FAILED_LIKE_TERM)
+        clauses.append(FAILED_LIKE_PG if pg else FAILED_LIKE_TERM)
     elif f.status:
         clauses.append("runs.status = ?")
         args.append(f.status)
@@ -130,14 +139,14 @@ def _where(f: RunFilter, with_text: bool = True) -> tuple[list[str], list[Any]]:
     if f.date_to:
         clauses.append("runs.started_at < ?")
         args.append(_timestamp(f.date_to, 1))
-    if with_text and f.q and not fts_query(f.q):
+    if f.q and not fts_query(f.q):
         # Only punctuation or symbols: nothing for the index, look for the text itself.
         clauses.append("(instr(runs.prompt, ?) > 0 or instr(coalesce(runs.response, ''), ?) > 0)")
         args.extend([f.q, f.q])
     return clauses, args
 
 
-def _matching(f: RunFilter) -> tuple[str, list[Any], str]:
+def _matching(f: RunFilter, pg: bool = False) -> tuple[str, list[Any], str]:
     """FROM/WHERE of the runs matching ``f``, its arguments, and the ORDER BY to use.
 
     Without text: newest first by ``started_at``, ties broken by rowid, so every
@@ -146,7 +155,12 @@ def _matching(f: RunFilter) -> tuple[str, list[Any], str]:
     which FTS5 walks backwards and stops after a page): a word found in most
     runs costs as little as a rare one. With text and a session or date range,
     that index drives instead (see below), newest first as without text.
+
+    On PostgreSQL the words are matched against ``runs.search`` (a tsvector with a
+    GIN index) and the planner chooses which index drives.
     """
+    if pg:
+        return _matching_pg(f)
     match = fts_query(f.q) if f.q else ""
     clauses, args = _where(f)
     if match and (f.session or f.date_from or f.date_to):
@@ -168,10 +182,19 @@ def _matching(f: RunFilter) -> tuple[str, list[Any], str]:
     return f"runs{where}", args, "runs.started_at desc, runs.rowid desc"
 
 
+def _matching_pg(f: RunFilter) -> tuple[str, list[Any], str]:
+    clauses, args = _where(f, pg=True)
+    if f.q and (query := tsquery(f.q)):
+        clauses.insert(0, "runs.search @@ to_tsquery('agentop_search', ?)")
+        args.insert(0, query)
+    where = (" where " + " and ".join(clauses)) if clauses else ""
+    return f"runs{where}", args, "runs.started_at desc, runs.rowid desc"
+
+
 def filtered_runs(
     db: Database, f: RunFilter, limit: int = 50, offset: int = 0
 ) -> list[dict[str, Any]]:
-    source, args, order = _matching(f)
+    source, args, order = _matching(f, is_postgres(db))
     # Page through rowids first (index only), then read the page's rows.
     rows = db.query(
         f"select * from runs where rowid in (select runs.rowid from {source}"
@@ -198,8 +221,8 @@ def count_filtered(db: Database, f: RunFilter, cap: int = COUNT_CAP) -> tuple[in
     """
     if not f.active:
         return db.execute("select count(*) from runs").fetchone()[0], False
-    source, args, _ = _matching(f)
+    source, args, _ = _matching(f, is_postgres(db))
     n = db.execute(
-        f"select count(*) from (select 1 from {source} limit ?)", [*args, cap + 1]
+        f"select count(*) from (select 1 from {source} limit ?) as matched", [*args, cap + 1]
     ).fetchone()[0]
     return min(n, cap), n > cap

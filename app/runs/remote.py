@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import sqlite3
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
@@ -37,6 +36,7 @@ from app.runs.process_registry import ProcessRegistration
 from app.runs.source import CLIENT_HEADER
 from app.runs.terminal import print_event
 from app.store import Store
+from app.store.backend import INTEGRITY_ERRORS
 from app.store.events import TERMINAL_EVENTS
 from app.store.processes import CLI, LEASE_S, live_servers
 
@@ -56,7 +56,7 @@ class RemoteError(RuntimeError):
 @asynccontextmanager
 async def cli_process(settings: Settings) -> AsyncIterator[tuple[Store, ProcessRegistration]]:
     """The store, and this command registered as a ``cli`` process while it lasts."""
-    store = Store(settings.db_path)
+    store = Store(settings.db_path, url=settings.database_url)
     process = ProcessRegistration(store, CLI)
     try:
         await process.start()
@@ -90,7 +90,7 @@ def _drop_cli_key(db: Database, name: str) -> None:
     """Delete the key; revoke it instead if other rows still point at it."""
     try:
         db.execute("delete from api_keys where name = ?", [name])
-    except sqlite3.IntegrityError:
+    except INTEGRITY_ERRORS:
         revoke_key(db, name)
 
 

@@ -87,6 +87,8 @@ class Retention:
 
     async def make_reclaimable(self) -> bool:
         """Turn on incremental vacuum in a file made before it (one VACUUM, logged)."""
+        if self.store.url is not None:
+            return False  # PostgreSQL: autovacuum makes deleted rows' space reusable
         before = await self.store.maintain(space)
         if before.auto_vacuum != 0:
             return False
@@ -132,6 +134,8 @@ class Retention:
 
     async def reclaim(self) -> int:
         """Give the free pages back in steps, so writes run between them; return how many."""
+        if self.store.url is not None:
+            return 0  # PostgreSQL: autovacuum's work, not ours
         before = await self.store.maintain(space)
         if before.auto_vacuum != 2:  # full (1) reclaims by itself; none (0) cannot
             return 0

@@ -5,6 +5,10 @@ subscription) and, on a terminal event, hands the run to the reactions.
 Blocking work (webhooks, SMTP, wandb) runs on worker threads so the event
 loop and the recorder never wait on the network. A subscriber that fell
 behind catches up from SQLite: runs that ended since the last one seen.
+
+With several replicas only *local* run ends count (``LiveEvent.local``): the
+replica that recorded a run's end reacts to it, once, and a catch-up looks
+only at the runs this replica owns (``owner``; and those with no owner).
 ``drained()`` returns once every run end published so far has been handled.
 """
 
@@ -26,16 +30,26 @@ log = logging.getLogger(__name__)
 Reaction = Callable[[str], Awaitable[None]]
 
 
-def _ended_since(db: Database, after: float) -> list[tuple[str, float]]:
+def _ended_since(db: Database, after: float, owner: str | None) -> list[tuple[str, float]]:
     rows = db.execute(
-        "select id, ended_at from runs where ended_at > ? order by ended_at", [after]
+        "select id, ended_at from runs where ended_at > ?"
+        " and (? is null or owner is null or owner = ?) order by ended_at",
+        [after, owner, owner],
     ).fetchall()
     return [(r[0], r[1]) for r in rows]
 
 
+def _local_end(event: LiveEvent) -> bool:
+    """A run's end recorded here: another replica's runs are its own to react to."""
+    return event.local and event.type in TERMINAL_EVENTS
+
+
 class RunWatcher:
-    def __init__(self, store: Store, broker: Broker, reactions: list[Reaction]) -> None:
+    def __init__(
+        self, store: Store, broker: Broker, reactions: list[Reaction], owner: str | None = None
+    ) -> None:
         self.store = store
+        self.owner = owner
         self.broker = broker
         self.reactions = reactions
         self.task: asyncio.Task[None] | None = None
@@ -80,14 +94,16 @@ class RunWatcher:
         task.add_done_callback(lambda _: queue.task_done())
 
     async def _follow(self) -> None:
-        with self.broker.subscribe("*", accept=lambda e: e.type in TERMINAL_EVENTS) as sub:
+        with self.broker.subscribe("*", accept=_local_end) as sub:
             self._queue = sub.queue
             while True:
                 event = await sub.queue.get()
                 ended: list[tuple[str, float | None]]
                 if sub.overflowed:
                     sub.overflowed = False
-                    ended = list(await self.store.read(_ended_since, self.last_ended_at))
+                    ended = list(
+                        await self.store.read(_ended_since, self.last_ended_at, self.owner)
+                    )
                 else:
                     ended = [(event.run_id, (event.run or {}).get("ended_at"))]
                 self._spawn(sub.queue, ended)

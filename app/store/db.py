@@ -29,10 +29,11 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from sqlite_utils import Database
 
+from app.store.backend import DATABASE_ERRORS, is_postgres_url, require_psycopg
 from app.store.failures import fail_active_run, touch_probe
 from app.store.memory import IdleTrim, bound_malloc_retention
 from app.store.migrations import apply_migrations
@@ -73,14 +74,30 @@ class StorageUnavailable(RuntimeError):
         super().__init__(f"the studio cannot write to its database: {cause}")
 
 
-def storage_failure(exc: sqlite3.Error) -> StorageUnavailable | None:
+def storage_failure(exc: Exception) -> StorageUnavailable | None:
     """The :class:`StorageUnavailable` that ``exc`` means, or None for any other error."""
+    if not isinstance(exc, sqlite3.Error):
+        return postgres_failure(exc)
     code = getattr(exc, "sqlite_errorcode", None)
     if code is None:
         text = str(exc).lower()
         code = next((c for words, c in _MESSAGES.items() if words in text), None)
     cause = _CAUSES.get(code & 0xFF) if code is not None else None
     return StorageUnavailable(cause) if cause else None
+
+
+def postgres_failure(exc: Exception) -> StorageUnavailable | None:
+    """What a PostgreSQL error means for writing: the server gone, a full disk, or nothing."""
+    sqlstate = getattr(exc, "sqlstate", None) or ""
+    if sqlstate == "53100":
+        return StorageUnavailable("the database server's disk is full")
+    if sqlstate.startswith("08") or (sqlstate == "" and type(exc).__name__ == "OperationalError"):
+        return StorageUnavailable("the database server cannot be reached")
+    if sqlstate in ("57P01", "57P02", "57P03"):
+        return StorageUnavailable("the database server is shutting down or starting")
+    if sqlstate == "25006":
+        return StorageUnavailable("the database is read-only (a standby?)")
+    return None
 
 
 @dataclass(frozen=True)
@@ -141,11 +158,23 @@ def _nothing(db: Database) -> None:
     """An empty write."""
 
 
+def answers(db: Database) -> bool:
+    """Whether the database answers a query (readiness)."""
+    return db.execute("select 1").fetchone() is not None
+
+
 class Store:
     """Owns the database file, the group-commit writer thread and the reader threads."""
 
-    def __init__(self, path: Path | str, readers: int = 4) -> None:
+    def __init__(self, path: Path | str, readers: int = 4, url: str | None = None) -> None:
+        """A store in the SQLite file ``path``, or in PostgreSQL at ``url`` when given
+        (``path``'s folder then only keeps the list of unended runs)."""
         self.path = Path(path)
+        self.url = url if is_postgres_url(url) else None
+        if url and not self.url:
+            raise ValueError(f"not a PostgreSQL URL: {url.split('://', 1)[0]}://…")
+        if self.url:
+            require_psycopg()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.health = StorageHealth()
         self._local = threading.local()
@@ -159,7 +188,10 @@ class Store:
         # Runs whose end could not be written: run id -> (at, error). Writer thread only.
         self._unended: dict[str, tuple[float, str]] = {}
         self._writer = GroupWriter(
-            self._db, storage_error=self._failed, after_commit=self._after_commit
+            self._db,
+            storage_error=self._failed,
+            after_commit=self._after_commit,
+            checkpoints=self.url is None,
         )
         self.migrations_applied = self._writer.call(self._migrate, alone=True)
         self._writer.call(self._load_unended, alone=True)
@@ -179,19 +211,39 @@ class Store:
         """Transactions committed by the writer so far (one per batch)."""
         return self._writer.commits
 
+    @property
+    def dialect(self) -> str:
+        return "postgresql" if self.url else "sqlite"
+
     def _db(self) -> Database:
         db = getattr(self._local, "db", None)
+        if db is not None and getattr(db, "broken", False):
+            # The server went away: this thread connects anew on its next call.
+            with self._lock:
+                self._connections.remove(db)
+            db = None
         if db is None:
-            db = connect(self.path)
+            db = self._connect()
             self._local.db = db
             with self._lock:
                 self._connections.append(db)
         return db
 
-    def _migrate(self, db: Database) -> list[str]:
-        return apply_migrations(db)
+    def _connect(self) -> Database:
+        if self.url is None:
+            return connect(self.path)
+        from app.store.postgres.database import PgDatabase  # the postgres extra
 
-    def _failed(self, exc: sqlite3.Error) -> StorageUnavailable | None:
+        return cast(Database, PgDatabase(self.url))
+
+    def _migrate(self, db: Database) -> list[str]:
+        if self.url is None:
+            return apply_migrations(db)
+        from app.store.postgres.migrate import apply_pg_migrations
+
+        return apply_pg_migrations(cast(Any, db))
+
+    def _failed(self, exc: Exception) -> StorageUnavailable | None:
         failure = storage_failure(exc)
         if failure is not None and self.health.cause != failure.cause:
             log.error("storage unavailable: %s (%s)", failure.cause, exc)
@@ -212,7 +264,7 @@ class Store:
     def _read_call(self, fn: Callable[..., T], args: tuple, kwargs: dict) -> T:
         try:
             return fn(self._db(), *args, **kwargs)
-        except sqlite3.Error as exc:
+        except DATABASE_ERRORS as exc:
             failure = self._failed(exc)
             if failure is None:
                 raise
@@ -342,7 +394,7 @@ class Store:
             try:
                 with write_transaction(db):
                     fail_active_run(db, run_id, at, error)
-            except sqlite3.Error as exc:
+            except DATABASE_ERRORS as exc:
                 log.error("could not yet record the end of run %s: %s", run_id, exc)
                 self._failed(exc)
                 break

@@ -31,6 +31,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from app.store import packed_cells, token_runs
+from app.store.backend import is_postgres
 from app.store.rows import compact_json
 from app.store.snapshot_deltas import fold_run
 
@@ -48,7 +49,9 @@ def event_cell(db: Database, run_id: str, kind: str, event: dict[str, Any]) -> s
     rows it names exist): compact JSON text without what the projection stored
     elsewhere (``_moved_out``); without a leading ``type`` and ``at`` that the row's
     columns keep exactly, as a BLOB (``{}`` for a message its row rebuilds whole)."""
-    headless = _headed(kind, event)
+    # Headless and packed cells are SQLite's way to keep the log small (its columns hold
+    # text or BLOBs, which tells them apart); PostgreSQL compresses long values itself.
+    headless = _headed(kind, event) and not is_postgres(db)
     if headless and kind == "message" and _whole_message(event):
         return b"{}"
     stored = _moved_out(db, run_id, kind, event)
@@ -66,7 +69,7 @@ def _headed(kind: str, event: dict[str, Any]) -> bool:
 
 
 def _whole_message(event: dict[str, Any]) -> bool:
-    """Whether ``event`` is exactly what its ``messages`` row rebuilds (``_restore``)."""
+    """Whether ``event`` is exactly what its ``messages`` row rebuilds (``restore_payload``)."""
     if list(event)[2:] != list(MESSAGE_KEYS):
         return False
     calls = event["tool_calls"]
@@ -131,7 +134,7 @@ def _rows_from(db: Database, run_id: str, first_seq: int, last_seq: int, limit: 
         {
             "seq": seq,
             "type": kind,
-            "payload": _restore(kind, at, payload, message)
+            "payload": restore_payload(kind, at, payload, message)
             if isinstance(payload, bytes)
             else _decode(payload),
             "content": message[1],
@@ -140,7 +143,7 @@ def _rows_from(db: Database, run_id: str, first_seq: int, last_seq: int, limit: 
     ]
 
 
-def _restore(kind: str, at: float, cell: bytes, message: list[Any]) -> Any:
+def restore_payload(kind: str, at: float, cell: bytes, message: list[Any]) -> Any:
     """A payload stored without the ``type`` and ``at`` its row's columns keep, with them
     put back in front (``event_cell``); a message event stored as ``{}``, rebuilt from
     its ``messages`` row."""

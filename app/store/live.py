@@ -4,6 +4,14 @@ The recorder publishes only after an event is committed, so a subscriber
 that first reads stored events and then drains its queue (skipping sequence
 numbers it already has) sees every event exactly once. A subscriber that
 falls too far behind is marked ``overflowed`` and catches up from SQLite.
+
+With several replicas on PostgreSQL a relay (``app.store.postgres.relay``)
+sends every local publish to the other replicas (``Broker.relay``) and
+publishes theirs here with their ``origin``: pages and SSE see every run,
+while what acts on events (alerts, W&B metrics) follows only ``local`` ones,
+so it acts once per run. When the relay may have missed events it calls
+``Broker.resync``: subscribers are marked ``overflowed`` and woken by a
+``resync`` nudge, and catch up from the store as after an overflow.
 """
 
 from __future__ import annotations
@@ -23,6 +31,8 @@ from app.store.statuses import TERMINAL
 # Sequence number of the ``run_created`` notice: not part of the stored log
 # (followers skip it as already seen), only for lists of runs.
 RUN_CREATED_SEQ = 0
+# Type of the nudge ``Broker.resync`` wakes subscribers with (never stored, never relayed).
+RESYNC = "resync"
 
 
 @dataclass(frozen=True)
@@ -32,6 +42,12 @@ class LiveEvent:
     type: str
     payload: dict[str, Any]
     run: dict[str, Any] | None = None  # the run row after this event, when totals changed
+    origin: str | None = None  # the replica that published it; None: this one
+
+    @property
+    def local(self) -> bool:
+        """Published by this replica (it recorded the run): the one to act on it."""
+        return self.origin is None
 
 
 @dataclass(eq=False)  # identity equality: subscriptions live in sets
@@ -63,6 +79,8 @@ class Broker:
         self._subs: dict[str, set[Subscription]] = {}
         # Ends of runs that storage failure kept from being written, for late followers.
         self._unstored_ends: dict[str, LiveEvent] = {}
+        # Hands every local event to the other replicas (set by the PostgreSQL relay).
+        self.relay: Callable[[LiveEvent], None] | None = None
 
     @contextmanager
     def subscribe(
@@ -82,12 +100,34 @@ class Broker:
     def publish(self, event: LiveEvent) -> None:
         for key in (event.run_id, "*"):
             for sub in self._subs.get(key, ()):
-                if sub.accept is not None and not sub.accept(event):
-                    continue
-                try:
-                    sub.queue.put_nowait(event)
-                except asyncio.QueueFull:
+                self._offer(sub, event)
+        if self.relay is not None and event.local:
+            self.relay(event)
+
+    def resync(self, key: str | None = None) -> None:
+        """Tell the subscribers of ``key`` (None: all) to catch up from the store.
+
+        For when events may have been missed (the relay was disconnected): each
+        is marked ``overflowed`` and woken by a ``resync`` nudge. A subscriber
+        whose ``accept`` refuses the nudge is left alone: it follows only local
+        events (which the relay cannot lose) or takes what comes.
+        """
+        for name in list(self._subs) if key is None else [key]:
+            for sub in self._subs.get(name, ()):
+                nudge = LiveEvent(sub.run_id if key is None else key, -1, RESYNC, {})
+                if self._offer(sub, nudge):
                     sub.overflowed = True
+
+    @staticmethod
+    def _offer(sub: Subscription, event: LiveEvent) -> bool:
+        """Queue ``event`` for ``sub`` if it accepts it; False if it does not."""
+        if sub.accept is not None and not sub.accept(event):
+            return False
+        try:
+            sub.queue.put_nowait(event)
+        except asyncio.QueueFull:
+            sub.overflowed = True
+        return True
 
     def publish_unstored_end(self, event: LiveEvent) -> None:
         """Publish a run's end that could not be stored, and keep it for followers to come."""

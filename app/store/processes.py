@@ -9,6 +9,14 @@ recorded before owners existed). Only orphaned runs may be swept to
 ``agentop run`` in flight, never touches their runs. All of it lives in the
 database (no pid files), so processes on several hosts sharing one database
 see the same truth.
+
+Every serving replica sweeps periodically (``sweep_orphans``), not only at
+start, so the runs of a replica that died are ended by another one once its
+lease runs out (``AGENTOP_REPLICA_LEASE_S``). Two replicas sweeping at once
+end each run once: on PostgreSQL the orphans are locked (``for update skip
+locked``) in the sweeping transaction, so a second sweeper skips them and then
+finds them ended; the terminal event's sequence number comes from the locked
+row. On SQLite the database has one writer at a time anyway.
 """
 
 from __future__ import annotations
@@ -17,10 +25,12 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from app.store.backend import is_postgres
 from app.store.statuses import ACTIVE, sql_list
 
 # A process renews its heartbeat every HEARTBEAT_S; one that has not done so
 # for LEASE_S is gone. Three missed beats, so a busy writer queue is no death.
+# A server takes its lease from settings (replica_lease_s) and beats accordingly.
 HEARTBEAT_S = 5.0
 LEASE_S = 15.0
 
@@ -61,6 +71,15 @@ def live_servers(db: Database, now: float, lease_s: float = LEASE_S) -> list[dic
     return [dict(r) for r in rows]
 
 
+def live_peers(db: Database, process_id: str, now: float, lease_s: float = LEASE_S) -> int:
+    """How many other serve processes hold a live lease (replicas beside this one)."""
+    row = db.execute(
+        "select count(*) from processes where kind = ? and id != ? and heartbeat_at > ?",
+        [SERVE, process_id, now - lease_s],
+    ).fetchone()
+    return int(row[0])
+
+
 def is_live(db: Database, process_id: str, now: float, lease_s: float = LEASE_S) -> bool:
     row = db.execute(
         "select 1 from processes where id = ? and heartbeat_at > ?", [process_id, now - lease_s]
@@ -68,14 +87,93 @@ def is_live(db: Database, process_id: str, now: float, lease_s: float = LEASE_S)
     return row is not None
 
 
-def orphaned_runs(db: Database, now: float, lease_s: float = LEASE_S) -> list[str]:
-    """Ids of unfinished runs whose owner has no live heartbeat (or that have no owner)."""
+def heartbeat_every(lease_s: float) -> float:
+    """How often to renew a lease of ``lease_s``: three beats may be missed before it ends."""
+    return min(HEARTBEAT_S, lease_s / 4)
+
+
+def orphaned_runs(
+    db: Database, now: float, lease_s: float = LEASE_S, unowned: bool = True
+) -> list[str]:
+    """Ids of unfinished runs whose owner has no live heartbeat (or that have no owner).
+
+    ``unowned=False`` leaves out runs with no owner: ingested (OTLP) runs, whose
+    spans any replica may still be receiving, and runs from before owners.
+    On PostgreSQL the rows stay locked until the caller's transaction ends, and
+    rows another sweeper holds are skipped (see the module docstring).
+    """
+    lock = " for update of runs skip locked" if is_postgres(db) else ""
+    ownerless = "owner is null or " if unowned else ""
     rows = db.execute(
-        f"select id from runs where status in {sql_list(ACTIVE)} and (owner is null or owner"
-        " not in (select id from processes where heartbeat_at > ?)) order by started_at",
+        f"select id from runs where status in {sql_list(ACTIVE)} and ({ownerless}owner"
+        f" not in (select id from processes where heartbeat_at > ?)) order by started_at{lock}",
         [now - lease_s],
     ).fetchall()
     return [r[0] for r in rows]
+
+
+def sweep_orphans(
+    db: Database, at: float, lease_s: float = LEASE_S, unowned: bool = False
+) -> list[tuple[str, int, dict[str, Any], dict[str, Any] | None]]:
+    """End the orphaned runs ``run_interrupted`` and forget dead processes.
+
+    Returns (run id, seq, stored event, run row) of each run ended here, for
+    the live broker. A run another sweeper ended first is not in the list.
+    Runs with no owner only with ``unowned`` (see ``orphaned_runs``).
+    """
+    from app.store.events import end_active_run  # events builds on this module
+
+    ended = []
+    for run_id in orphaned_runs(db, at, lease_s, unowned):
+        done = end_active_run(db, run_id, "run_interrupted", at, INTERRUPTED_ERROR)
+        if done is not None:
+            ended.append((run_id, *done))
+    forget_dead_processes(db, at, lease_s)
+    return ended
+
+
+INTERRUPTED_ERROR = "interrupted: the server stopped"
+
+
+# Statuses of a background job (experiment, export, fine-tune job) still under way.
+UNFINISHED_JOBS = ("queued", "running")
+
+
+def with_owner(row: dict[str, Any], owner: str | None) -> dict[str, Any]:
+    """A job's ``row`` to insert, naming its owner (the process that runs the job)."""
+    return {**row, "owner": owner} if owner else row
+
+
+def orphaned_jobs(
+    db: Database,
+    table: str,
+    now: float,
+    lease_s: float = LEASE_S,
+    unowned: bool = True,
+    unfinished: tuple[str, ...] = UNFINISHED_JOBS,
+) -> list[int]:
+    """Ids of a job table's unfinished rows whose owner has no live heartbeat.
+
+    Rows with no owner (older than migration 0016) only with ``unowned``: a server
+    alone may take them, one beside other replicas leaves them to whoever runs
+    them. Locked on PostgreSQL, as ``orphaned_runs``.
+    """
+    lock = " for update skip locked" if is_postgres(db) else ""
+    statuses = "(" + ", ".join(f"'{status}'" for status in unfinished) + ")"  # constants
+    ownerless = "owner is null or " if unowned else ""
+    rows = db.execute(
+        f"select id from {table} where status in {statuses} and ({ownerless}owner"
+        f" not in (select id from processes where heartbeat_at > ?)) order by id{lock}",
+        [now - lease_s],
+    )
+    return [r[0] for r in rows.fetchall()]
+
+
+def claim(db: Database, table: str, ids: list[int], owner: str) -> None:
+    """Make ``owner`` the owner of job rows it took over."""
+    if ids:
+        marks = ", ".join("?" * len(ids))
+        db.execute(f"update {table} set owner = ? where id in ({marks})", [owner, *ids])
 
 
 def forget_dead_processes(db: Database, now: float, lease_s: float = LEASE_S) -> int:

@@ -37,6 +37,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from app.store.backend import is_postgres
 from app.store.statuses import ACTIVE, sql_list
 
 log = logging.getLogger(__name__)
@@ -120,18 +121,34 @@ def hanging_off_runs(db: Database) -> list[tuple[str, str]]:
     """(table, column) for every column that names a run: foreign keys into ``runs``
     and columns called ``run_id`` (some tables, such as ``alerts``, have no key)."""
     found = {(child, column) for child, column, _ in _references(db, "runs")}
-    found |= {
-        (row[0], "run_id")
-        for row in db.execute(
-            "SELECT m.name FROM sqlite_master m, pragma_table_info(m.name) c"
-            " WHERE m.type = 'table' AND m.name != 'runs' AND c.name = 'run_id'"
-        ).fetchall()
-    }
+    found |= {(row[0], "run_id") for row in db.execute(_RUN_ID_TABLES[is_postgres(db)])}
     return sorted(found)
+
+
+# Tables with a column called run_id: SQLite's catalogue, PostgreSQL's.
+_RUN_ID_TABLES = {
+    False: "SELECT m.name FROM sqlite_master m, pragma_table_info(m.name) c"
+    " WHERE m.type = 'table' AND m.name != 'runs' AND c.name = 'run_id'",
+    True: "SELECT c.table_name FROM information_schema.columns c"
+    " JOIN information_schema.tables t USING (table_schema, table_name)"
+    " WHERE c.table_schema = current_schema() AND t.table_type = 'BASE TABLE'"
+    " AND c.table_name != 'runs' AND c.column_name = 'run_id'",
+}
 
 
 def _references(db: Database, table: str) -> list[tuple[str, str, str]]:
     """(child table, its column, the column of ``table`` it names) for each foreign key."""
+    if is_postgres(db):
+        return [
+            (r[0], r[1], r[2])
+            for r in db.execute(
+                "SELECT c.conrelid::regclass::text, a.attname, af.attname FROM pg_constraint c"
+                " JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]"
+                " JOIN pg_attribute af ON af.attrelid = c.confrelid AND af.attnum = c.confkey[1]"
+                " WHERE c.contype = 'f' AND c.confrelid = cast(? AS regclass)",
+                [table],
+            )
+        ]
     rows = db.execute(
         'SELECT m.name, f."from", f."to" FROM sqlite_master m, pragma_foreign_key_list(m.name) f'
         " WHERE m.type = 'table' AND f.\"table\" = ?",

@@ -21,6 +21,7 @@ import msgspec
 from sqlite_utils import Database
 
 from app.store import packed_cells
+from app.store.backend import is_postgres
 from app.store.rows import encode_json
 
 AGENT_SERVICE = "agentop-studio"
@@ -81,7 +82,16 @@ def insert_spans(db: Database, rows: list[dict[str, Any]]) -> None:
     JSON cells come as values, or already as stored (``stored_cell``: ingest
     prepares them on its decoding thread, off the writer).
     """
-    db.conn.executemany(_INSERT, [_stored_values(row) for row in rows])
+    values = [_stored_values(row) for row in rows]
+    if is_postgres(db):
+        # Packed cells are SQLite's way to keep spans small; PostgreSQL compresses long
+        # values itself (TOAST), and its text columns take text only.
+        values = [[_unpacked(v) for v in row] for row in values]
+    db.conn.executemany(_INSERT, values)
+
+
+def _unpacked(value: Any) -> Any:
+    return (packed_cells.unpack(value) or value.decode()) if isinstance(value, bytes) else value
 
 
 def _stored_values(row: dict[str, Any]) -> list[Any]:

@@ -51,6 +51,8 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from app.store.backend import DATABASE_ERRORS
+
 log = logging.getLogger(__name__)
 
 # A batch ends when this many writes ran, or after this much time spent running them
@@ -95,8 +97,9 @@ class GroupWriter:
         connection: Callable[[], Database],
         *,
         before_write: Callable[[Callable[..., Any]], None] | None = None,
-        storage_error: Callable[[sqlite3.Error], BaseException | None],
+        storage_error: Callable[[Exception], BaseException | None],
         after_commit: Callable[[bool], None],
+        checkpoints: bool = True,
     ) -> None:
         self._connection = connection
         # Test seam (Store.before_write): called with each function before it runs.
@@ -108,6 +111,8 @@ class GroupWriter:
         self._deferred: collections.deque[tuple[float, Write]] = collections.deque()
         self._last_live = 0.0  # when the last write that is not deferrable was taken
         self._deferred_last = False  # whether the last batch was a deferred write
+        # SQLite's WAL is checkpointed here; PostgreSQL checkpoints by itself.
+        self._checkpoints = checkpoints
         self._checkpointed_at = 0  # self.commits at the last WAL checkpoint
         self._checkpoint_wanted = threading.Event()
         # The checkpointer's last checkpoint left frames behind (commits meanwhile): the
@@ -120,7 +125,8 @@ class GroupWriter:
         self._checkpointer = threading.Thread(
             target=self._checkpoint_loop, name="sqlite-checkpoint", daemon=True
         )
-        self._checkpointer.start()
+        if checkpoints:
+            self._checkpointer.start()
 
     # --- the callers' side ---------------------------------------------------------------
 
@@ -141,7 +147,8 @@ class GroupWriter:
         self._queue.put(_STOP)
         self._thread.join()
         self._checkpoint_wanted.set()  # with _stopped set: the checkpointer ends
-        self._checkpointer.join()
+        if self._checkpoints:
+            self._checkpointer.join()
         # Writes queued by another thread between the flag and the stop are refused too.
         while (item := self._next(block=False)) is not None:
             if item is not _STOP:
@@ -181,6 +188,8 @@ class GroupWriter:
 
     def _checkpoint_due(self) -> bool:
         """Whether the writer checkpoints now, itself (see the module docstring)."""
+        if not self._checkpoints:
+            return False
         since = self.commits - self._checkpointed_at
         if since >= CHECKPOINT_FORCED:
             return True
@@ -223,7 +232,7 @@ class GroupWriter:
                 self._deferred_last = True
                 continue
             # With deferred writes waiting, wake up in time to see the writer quiet.
-            waiting = self._deferred or self.commits > self._checkpointed_at
+            waiting = self._deferred or (self._checkpoints and self.commits > self._checkpointed_at)
             item = self._next(block=True, timeout=QUIET_S if waiting else None)
             if item is None:
                 continue
@@ -246,7 +255,7 @@ class GroupWriter:
             _deliver([(item, result, None)])
 
     def _as_failure(self, exc: BaseException) -> BaseException:
-        if isinstance(exc, sqlite3.Error):
+        if isinstance(exc, DATABASE_ERRORS):
             return self._storage_error(exc) or exc
         return exc
 
@@ -255,7 +264,7 @@ class GroupWriter:
         conn = db.conn
         try:
             conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
+        except DATABASE_ERRORS as exc:
             # Nothing can be written now (read-only file, locked past the busy timeout):
             # every queued write is told so, one batch at a time.
             failure = self._as_failure(exc)
@@ -286,7 +295,7 @@ class GroupWriter:
                 break
         try:
             conn.execute("COMMIT")
-        except sqlite3.Error as exc:
+        except DATABASE_ERRORS as exc:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             failure = self._as_failure(exc)

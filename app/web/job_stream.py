@@ -6,7 +6,9 @@ between is never missed), then every update, and ends after a terminal
 status with ``stream_end`` (HTML) so the htmx SSE extension stops. An update
 that fails to render is logged and sent as a comment in its place: the page
 keeps the last good state and the stream goes on to the end. A client that
-leaves ends the stream (``app.web.sse``).
+leaves ends the stream (``app.web.sse``). Updates of a job on another replica
+arrive through the relay (``app.store.postgres.relay``); when some may have
+been missed, the job is read again.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from typing import Any
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from app.core.text import safe_text
-from app.store.live import Broker
+from app.store.live import RESYNC, Broker
 from app.web.htmx import STREAM_END
 from app.web.sse import sse_response
 
@@ -54,7 +56,14 @@ def job_stream(
                 if live is None:
                     yield ServerSentEventMessage(data=None, comment="keep-alive")
                     continue
-                row = live.payload
+                if live.type == RESYNC or sub.overflowed:
+                    # Updates may have been missed (another replica's, relayed): read it anew.
+                    sub.overflowed = False
+                    row = await read()
+                    if row is None:
+                        break
+                else:
+                    row = live.payload
                 yield message(row)
         if render:
             yield ServerSentEventMessage(data="end", event=STREAM_END)

@@ -1,0 +1,1 @@
+"""The store's own housekeeping commands: ``agentop migrate`` and ``agentop copy-db``."""
