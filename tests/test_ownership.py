@@ -292,6 +292,9 @@ def test_ctrl_c_stops_following_and_the_run_goes_on(settings, keys, fake_mistral
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            # Ctrl-C as in a terminal: a suite started in the background (`cmd &` in a
+            # script) ignores SIGINT, children inherit that, and Python then keeps it off.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         try:
             assert cli.stderr is not None
