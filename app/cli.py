@@ -14,6 +14,7 @@ import asyncio
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from agents.config import ConfigError
 from app.auth.keys import (
@@ -39,6 +40,7 @@ from app.runs.remote import client as remote_client
 from app.runs.runner import Runner
 from app.runs.terminal import print_event, print_final
 from app.store import Store
+from app.store.backend import MIGRATION_LOCK, is_postgres
 from app.store.live import Broker, follow_run
 from app.store.runs import get_run
 from app.store.statuses import SUCCEEDED
@@ -64,15 +66,10 @@ def _first_admin_key(settings: Settings, url: str) -> None:
     advisory lock on PostgreSQL: replicas starting together on an empty
     database make one key, not one each.
     """
-    from typing import Any
-
-    from app.store.backend import is_postgres
 
     def create_first(db: Any) -> str | None:
         if is_postgres(db):
-            from app.store.postgres.migrate import LOCK_KEY
-
-            db.execute("select pg_advisory_xact_lock(?)", [LOCK_KEY])  # until the commit
+            db.execute("select pg_advisory_xact_lock(?)", [MIGRATION_LOCK])  # until the commit
         if count_active_keys(db):
             return None
         return create_key(db, f"admin-{int(time.time())}", "admin")[1]

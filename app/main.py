@@ -63,8 +63,9 @@ from app.runs.watchdog import RunWatchdog
 from app.services import start_integrations, stop_integrations
 from app.sessions.pages import SessionPagesController, SessionsAPI
 from app.store import Store
+from app.store.events import sweep_orphans
 from app.store.live import Broker, LiveEvent
-from app.store.processes import SERVE, heartbeat_every, live_peers, sweep_orphans
+from app.store.processes import SERVE, heartbeat_every, live_peers
 from app.traces.api import TracesAPI
 from app.traces.pages import TracePages
 from app.web.deps import DEPENDENCIES

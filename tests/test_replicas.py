@@ -414,7 +414,7 @@ def _process(db: Any, process_id: str, heartbeat_at: float) -> None:
 
 def test_two_replicas_sweeping_at_once_end_a_run_once(pg_url):
     from app.store import Store
-    from app.store.processes import sweep_orphans
+    from app.store.events import sweep_orphans
     from app.store.runs import events_after
 
     now = time.time()

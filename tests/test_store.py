@@ -22,7 +22,7 @@ from agents.events import (
 )
 from app.store import Store
 from app.store.backend import INTEGRITY_ERRORS
-from app.store.events import fold_call, interrupt_unfinished, record_event
+from app.store.events import fold_call, record_event, sweep_orphans
 from app.store.migrations import MIGRATIONS, apply_migrations
 from app.store.runs import (
     count_runs,
@@ -393,7 +393,7 @@ def test_run_failed_projection(db):
 # --- crash recovery ---------------------------------------------------------------
 
 
-def test_interrupt_unfinished(db):
+def test_sweep_orphans(db):
     make_run(db, "queued", started_at=T0)
     make_run(db, "running", started_at=T0 + 1)
     make_run(db, "done", started_at=T0 + 2)
@@ -405,7 +405,7 @@ def test_interrupt_unfinished(db):
     done(RunStarted(model="m", provider="mistral", params={}, at=T0 + 2))
     done(RunFinished(response="ok", at=T0 + 3))
 
-    ids = db.write_sync(interrupt_unfinished, T0 + 10)
+    ids = [ended[0] for ended in db.write_sync(sweep_orphans, T0 + 10, unowned=True)]
     assert sorted(ids) == ["queued", "running"]
 
     for run_id, expected_seq in (("queued", 1), ("running", 4)):
@@ -425,7 +425,7 @@ def test_interrupt_unfinished(db):
 
     finished = db.read_sync(get_run, "done")
     assert finished["status"] == "succeeded" and finished["last_seq"] == 2
-    assert db.write_sync(interrupt_unfinished, T0 + 20) == []
+    assert db.write_sync(sweep_orphans, T0 + 20, unowned=True) == []
 
 
 def test_interrupt_on_app_start(settings, keys):

@@ -14,7 +14,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from app.experiments.change import item_change
-from app.store.processes import LEASE_S, orphaned_jobs, with_owner
+from app.store.processes import INTERRUPTED_ERROR, LEASE_S, orphaned_jobs, with_owner
 from app.store.rows import decode_json
 from app.store.statuses import SUCCEEDED
 
@@ -172,7 +172,7 @@ def interrupt_unfinished_experiments(
     """
     ids = orphaned_jobs(db, "experiments", now or time.time(), lease_s, unowned)
     for experiment_id in ids:
-        finish_experiment(db, experiment_id, "interrupted", "interrupted: the server stopped")
+        finish_experiment(db, experiment_id, "interrupted", INTERRUPTED_ERROR)
     return ids
 
 

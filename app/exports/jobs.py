@@ -31,7 +31,13 @@ from app.exports.finetune_jsonl import build_jsonl
 from app.exports.huggingface import ExportError, check_repo, push_dataset, write_dataset
 from app.exports.wandb_export import log_artifact, sqlite_snapshot, write_run_files
 from app.store.live import Broker, LiveEvent
-from app.store.processes import LEASE_S, live_peers, orphaned_jobs, with_owner
+from app.store.processes import (
+    INTERRUPTED_ERROR,
+    LEASE_S,
+    live_peers,
+    orphaned_jobs,
+    with_owner,
+)
 from app.store.rows import decode_json
 
 log = logging.getLogger(__name__)
@@ -124,9 +130,9 @@ def interrupt_exports(
     if not ids:
         return []
     db.execute(
-        "update exports set status = 'failed', error = 'interrupted: the server stopped',"
+        "update exports set status = 'failed', error = ?,"
         f" finished_at = ? where id in ({', '.join('?' * len(ids))})",
-        [now, *ids],
+        [INTERRUPTED_ERROR, now, *ids],
     )
     return [row for export_id in ids if (row := get_export(db, export_id)) is not None]
 

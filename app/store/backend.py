@@ -26,6 +26,11 @@ INTEGRITY_ERRORS: tuple[type[Exception], ...] = (
 )
 
 
+# pg_advisory_lock key of migrations and first-start work ("agentop" in ASCII, so it reads
+# as ours in pg_locks): replicas starting together take turns.
+MIGRATION_LOCK = 0x6167656E746F70
+
+
 def is_postgres_url(url: str | None) -> bool:
     return bool(url) and str(url).split("://", 1)[0] in ("postgresql", "postgres")
 

@@ -23,7 +23,7 @@ from sqlite_utils import Database
 
 from app.pricing.tables import price_event
 from app.store.event_log import event_cell
-from app.store.processes import LEASE_S, forget_dead_processes, orphaned_runs
+from app.store.processes import INTERRUPTED_ERROR, LEASE_S, forget_dead_processes, orphaned_runs
 from app.store.rows import encode_json, json_object
 from app.store.run_patch import RunPatch
 from app.store.runs import get_run
@@ -294,16 +294,22 @@ def end_active_run(db: Database, run_id: str, kind: str, at: float, error: str) 
     return seq, stored, run
 
 
-def interrupt_unfinished(db: Database, at: float, lease_s: float = LEASE_S) -> list[str]:
-    """Mark runs whose owner is gone as interrupted; return their ids.
+def sweep_orphans(
+    db: Database, at: float, lease_s: float = LEASE_S, unowned: bool = False
+) -> list[tuple[str, int, dict[str, Any], dict[str, Any] | None]]:
+    """End the orphaned runs ``run_interrupted`` and forget dead processes.
 
     Only runs left queued or running by a process with no live heartbeat (a
-    crash, a stop) or with no owner are swept: the runs of a live process (a
-    server beside this one, an ``agentop run`` in flight) stay its own. The
-    rows of dead processes go with them.
+    crash, a stop; ``app.store.processes.orphaned_runs``) are swept: the runs
+    of a live process (a replica beside this one, an ``agentop run`` in flight)
+    stay its own. Runs with no owner only with ``unowned``. Returns (run id,
+    seq, stored event, run row) of each run ended here, for the live broker; a
+    run another sweeper ended first is not in the list.
     """
-    ids = orphaned_runs(db, at, lease_s)
-    for run_id in ids:
-        end_active_run(db, run_id, "run_interrupted", at, "interrupted: the server stopped")
+    ended = []
+    for run_id in orphaned_runs(db, at, lease_s, unowned):
+        done = end_active_run(db, run_id, "run_interrupted", at, INTERRUPTED_ERROR)
+        if done is not None:
+            ended.append((run_id, *done))
     forget_dead_processes(db, at, lease_s)
-    return ids
+    return ended

@@ -10,8 +10,8 @@ recorded before owners existed). Only orphaned runs may be swept to
 database (no pid files), so processes on several hosts sharing one database
 see the same truth.
 
-Every serving replica sweeps periodically (``sweep_orphans``), not only at
-start, so the runs of a replica that died are ended by another one once its
+Every serving replica sweeps periodically (``app.store.events.sweep_orphans``),
+not only at start, so the runs of a replica that died are ended by another one once its
 lease runs out (``AGENTOP_REPLICA_LEASE_S``). Two replicas sweeping at once
 end each run once: on PostgreSQL the orphans are locked (``for update skip
 locked``) in the sweeping transaction, so a second sweeper skips them and then
@@ -112,26 +112,7 @@ def orphaned_runs(
     return [r[0] for r in rows]
 
 
-def sweep_orphans(
-    db: Database, at: float, lease_s: float = LEASE_S, unowned: bool = False
-) -> list[tuple[str, int, dict[str, Any], dict[str, Any] | None]]:
-    """End the orphaned runs ``run_interrupted`` and forget dead processes.
-
-    Returns (run id, seq, stored event, run row) of each run ended here, for
-    the live broker. A run another sweeper ended first is not in the list.
-    Runs with no owner only with ``unowned`` (see ``orphaned_runs``).
-    """
-    from app.store.events import end_active_run  # events builds on this module
-
-    ended = []
-    for run_id in orphaned_runs(db, at, lease_s, unowned):
-        done = end_active_run(db, run_id, "run_interrupted", at, INTERRUPTED_ERROR)
-        if done is not None:
-            ended.append((run_id, *done))
-    forget_dead_processes(db, at, lease_s)
-    return ended
-
-
+# How a run or job whose server is gone ends.
 INTERRUPTED_ERROR = "interrupted: the server stopped"
 
 

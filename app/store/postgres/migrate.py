@@ -16,11 +16,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from app.store.backend import MIGRATION_LOCK
 from app.store.postgres.database import PgDatabase
 
 HERE = Path(__file__).parent
-# pg_advisory_lock key: "agentop" in ASCII, so it reads as ours in pg_locks.
-LOCK_KEY = 0x6167656E746F70
 # Name -> script, in order. The baseline stands for SQLite's 0001..0015.
 MIGRATIONS = [
     ("0015_baseline", HERE / "baseline.sql"),
@@ -30,7 +29,7 @@ MIGRATIONS = [
 
 def apply_pg_migrations(db: PgDatabase) -> list[str]:
     """Apply every migration not yet recorded; return the names applied now."""
-    db.execute("select pg_advisory_lock(?)", [LOCK_KEY])
+    db.execute("select pg_advisory_lock(?)", [MIGRATION_LOCK])
     try:
         db.conn.executescript((HERE / "compat.sql").read_text())
         db.execute(
@@ -55,4 +54,4 @@ def apply_pg_migrations(db: PgDatabase) -> list[str]:
             applied.append(name)
         return applied
     finally:
-        db.execute("select pg_advisory_unlock(?)", [LOCK_KEY])
+        db.execute("select pg_advisory_unlock(?)", [MIGRATION_LOCK])

@@ -25,6 +25,12 @@ from __future__ import annotations
 import functools
 import re
 
+# Two words SQLite reads one way and PostgreSQL another (see the module docstring).
+_PAIRS = {
+    ("begin", "immediate"): "begin",
+    ("as", "real"): "as double precision",  # PostgreSQL's real is single precision
+    ("as", "integer"): "as bigint",
+}
 # Tables written with ``insert or replace``: the key their conflict is on.
 REPLACE_KEYS = {"storage_probe": "id"}
 
@@ -118,16 +124,8 @@ def _rewrite(tokens: list[tuple[str, str]]) -> str:
                 out.append("insert")
                 i = k + 1
                 continue
-            if low == "begin" and nxt == "immediate":
-                out.append("begin")
-                i = j + 1
-                continue
-            if low == "as" and nxt == "real":
-                out.append("as double precision")
-                i = j + 1
-                continue
-            if low == "as" and nxt == "integer":
-                out.append("as bigint")
+            if (low, nxt) in _PAIRS:
+                out.append(_PAIRS[low, nxt])
                 i = j + 1
                 continue
             if low == "like":
