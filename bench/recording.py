@@ -25,6 +25,14 @@ are counted for the exactly-once check but not for latency.
 With ``--inproc`` the server runs instead in a thread of this process
 (``tests.conftest.LiveServer``), sharing the GIL with the 50 clients.
 
+``--backend postgres`` runs part 2 on PostgreSQL (a throwaway server from
+Debian's binaries, fsync on, or ``--database-url``'s; ``bench/pg.py``).
+``--replicas 2`` then starts a second studio on the same database: the runs
+are started on replica A and executed there, half the clients follow them on
+A and half on B, where every event arrives through PostgreSQL ``LISTEN/NOTIFY``
+(``app/store/postgres/relay.py``). Latency is printed for each half, and the
+exactly-once check covers both. The late joiners follow on B.
+
 Nothing here leaves 127.0.0.1.
 """
 
@@ -32,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -477,7 +486,11 @@ def build_app(args: argparse.Namespace, data_dir: Path):  # noqa: ANN201
         # server listens on 127.0.0.1 only, which is what --no-auth is for.
         extra["auth"] = False
     settings = Settings(
-        data_dir=data_dir, agent_config=config, max_concurrent_runs=max(8, args.runs), **extra
+        data_dir=data_dir,
+        agent_config=config,
+        max_concurrent_runs=max(8, args.runs),
+        database_url=args.database_url,
+        **extra,
     )
     return create_app(settings, extra_providers=[provider])
 
@@ -486,6 +499,8 @@ def serve(args: argparse.Namespace) -> None:
     """Child process: the app under uvicorn on 127.0.0.1."""
     import uvicorn
 
+    # OTLP/gRPC on a free port: two replicas, or another studio, would both want 4317.
+    os.environ.setdefault("AGENTOP_OTLP_GRPC_PORT", "0")
     app = build_app(args, Path(args.data_dir))
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False)
 
@@ -511,6 +526,8 @@ class ChildServer:
             "--runs",
             str(args.runs),
         ]
+        if args.database_url:
+            self.cmd += ["--database-url", args.database_url]
         self.profile = args.profile_server
         if self.profile:
             self.cmd[1:1] = ["-m", "cProfile", "-o", str(Path(self.profile).resolve())]
@@ -560,9 +577,10 @@ class ThreadServer:
 
 
 class Client:
-    def __init__(self, index: int, run_id: str) -> None:
+    def __init__(self, index: int, run_id: str, base: str) -> None:
         self.index = index
         self.run_id = run_id
+        self.base = base  # the replica it follows on
         self.seqs: list[int] = []
         self.types: list[str] = []
         self.ats: list[float] = []
@@ -572,10 +590,10 @@ class Client:
         self.done = False
 
 
-async def follow(http, base: str, client: Client, timeout: float) -> None:  # noqa: ANN001
+async def follow(http, client: Client, timeout: float) -> None:  # noqa: ANN001
     import httpx
 
-    url = f"{base}/api/runs/{client.run_id}/events"
+    url = f"{client.base}/api/runs/{client.run_id}/events"
     try:
         async with asyncio.timeout(timeout):
             async with http.stream("GET", url, headers={"accept": "text/event-stream"}) as resp:
@@ -614,23 +632,20 @@ async def _sse(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     data_dir = tmp / "sse-data"
     data_dir.mkdir()
     server_cm = ThreadServer(args, data_dir) if args.inproc else ChildServer(args, data_dir)
-    with server_cm as server:
+    with server_cm as server, contextlib.ExitStack() as others:
         base = server.url
+        # Replica B: the same database, its own data dir; it executes no run of this
+        # benchmark, it only relays A's events to its followers.
+        watch = [base]
+        for n in range(1, args.replicas):
+            other_dir = tmp / f"sse-data-{n}"
+            other_dir.mkdir()
+            watch.append(others.enter_context(ChildServer(args, other_dir)).url)
         limits = httpx.Limits(max_connections=args.clients + 10, max_keepalive_connections=20)
         timeout = httpx.Timeout(30.0, connect=5.0)
         async with httpx.AsyncClient(limits=limits, timeout=timeout, trust_env=False) as http:
-            deadline = time.monotonic() + 30
-            while True:
-                if not server.alive():
-                    raise RuntimeError("server exited")
-                try:
-                    if (await http.get(f"{base}/api/health/")).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError("server did not become healthy in 30 s")
-                await asyncio.sleep(0.05)
+            for url in watch:
+                await _wait_healthy(http, url, server)
 
             body = {"prompt": "Echo hello, then answer.", "model": MODEL, "tools": [TOOL_NAME]}
             run_ids = []
@@ -639,8 +654,12 @@ async def _sse(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 resp.raise_for_status()
                 run_ids.append(resp.json()["run_id"])
 
-            clients = [Client(i, run_ids[i % len(run_ids)]) for i in range(args.clients)]
-            tasks = [asyncio.create_task(follow(http, base, c, args.timeout)) for c in clients]
+            # Client i follows on replica i % replicas: both halves see the same runs.
+            clients = [
+                Client(i, run_ids[i % len(run_ids)], watch[i % len(watch)])
+                for i in range(args.clients)
+            ]
+            tasks = [asyncio.create_task(follow(http, c, args.timeout)) for c in clients]
             try:
                 await asyncio.wait_for(asyncio.gather(*(c.connected.wait() for c in clients)), 30)
             except TimeoutError:
@@ -651,13 +670,13 @@ async def _sse(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
 
             # Late joiners connect mid-stream: replay from SQLite, then hand over to live.
             late = [
-                Client(args.clients + i, run_ids[(i * 7) % len(run_ids)])
+                Client(args.clients + i, run_ids[(i * 7) % len(run_ids)], watch[-1])
                 for i in range(args.late_clients)
             ]
 
             async def join_late(c: Client, delay: float) -> None:
                 await asyncio.sleep(delay)
-                await follow(http, base, c, args.timeout)
+                await follow(http, c, args.timeout)
 
             stream_s = 2 * args.pieces * args.pace
             tasks += [
@@ -673,7 +692,48 @@ async def _sse(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             runs = {}
             for run_id in run_ids:
                 runs[run_id] = (await http.get(f"{base}/api/runs/{run_id}")).json()["run"]
-    return {"clients": clients, "late": late, "runs": runs, "gate_at": gate_at, "wall": wall}
+    return {
+        "clients": clients,
+        "late": late,
+        "runs": runs,
+        "gate_at": gate_at,
+        "wall": wall,
+        "replicas": watch,
+    }
+
+
+async def _wait_healthy(http, url: str, server: ChildServer | ThreadServer) -> None:  # noqa: ANN001
+    import httpx
+
+    deadline = time.monotonic() + 30
+    while True:
+        if not server.alive():
+            raise RuntimeError("server exited")
+        try:
+            if (await http.get(f"{url}/api/health/")).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{url} did not become healthy in 30 s")
+        await asyncio.sleep(0.05)
+
+
+async def _sse_on_backend(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    """Part 2 on the chosen backend: on PostgreSQL, a fresh database for the servers."""
+    if args.backend == "sqlite":
+        return await _sse(args, tmp)
+    from bench.pg import drop_database, fresh_database, postgres_server, server_version
+
+    with postgres_server(args.database_url) as server:
+        url = fresh_database(server, "sse")
+        print(f"  database                {server_version(url)}, a fresh database")
+        args.database_url = url
+        try:
+            return await _sse(args, tmp)
+        finally:
+            args.database_url = None
+            drop_database(server, url)
 
 
 def _check(c: Client, run: dict[str, Any]) -> str | None:
@@ -696,12 +756,15 @@ def report_sse(res: dict[str, Any]) -> bool:
     clients: list[Client] = res["clients"]
     late: list[Client] = res["late"]
     runs: dict[str, dict[str, Any]] = res["runs"]
+    replicas: list[str] = res["replicas"]
     latencies: list[float] = []
+    by_replica: dict[str, list[float]] = {url: [] for url in replicas}
     replayed = 0
     for c in clients:
         for at, got in zip(c.ats, c.received, strict=False):
             if at >= res["gate_at"]:
                 latencies.append((got - at) * 1000)
+                by_replica[c.base].append((got - at) * 1000)
             else:
                 replayed += 1
     problems = [p for c in clients + late if (p := _check(c, runs[c.run_id]))]
@@ -719,7 +782,7 @@ def report_sse(res: dict[str, Any]) -> bool:
     )
     print(
         f"  events delivered        {total} ({len(latencies)} live, {replayed} replayed from "
-        f"SQLite before streaming began)"
+        f"the store before streaming began)"
     )
     print(
         f"  streaming wall time     {res['wall']:.2f} s (gate open to last client done), "
@@ -731,6 +794,14 @@ def report_sse(res: dict[str, Any]) -> bool:
             f"   p99 {pct(latencies, 99):.2f}   max {max(latencies):.2f}   "
             f"mean {statistics.fmean(latencies):.2f}   (over the {len(latencies)} live events)"
         )
+    if len(replicas) > 1:
+        for n, url in enumerate(replicas):
+            ms = by_replica[url]
+            where = "A, the runs' replica" if n == 0 else f"{chr(65 + n)}, through LISTEN/NOTIFY"
+            print(
+                f"    on {where:31} p50 {pct(ms, 50):.2f}   p95 {pct(ms, 95):.2f}   "
+                f"p99 {pct(ms, 99):.2f}   max {max(ms):.2f}   ({len(ms)} live events)"
+            )
     if late:
         print(
             f"  late joiners            {len(late)} more clients connected mid-stream "
@@ -777,6 +848,22 @@ def main() -> int:
         metavar="FILE",
         help="part 2: run the child server under cProfile, write pstats to FILE",
     )
+    parser.add_argument(
+        "--backend",
+        choices=("sqlite", "postgres"),
+        default="sqlite",
+        help="part 2's store: SQLite in the data dir, or PostgreSQL (bench/pg.py)",
+    )
+    parser.add_argument(
+        "--database-url",
+        help="part 2 with --backend postgres: this server (else a throwaway one)",
+    )
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        default=1,
+        help="part 2 on PostgreSQL: studios on the same database; clients split between them",
+    )
     parser.add_argument("--skip-overhead", action="store_true")
     parser.add_argument("--skip-sse", action="store_true")
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
@@ -786,6 +873,10 @@ def main() -> int:
     if args.serve:
         serve(args)
         return 0
+    if args.replicas > 1 and (args.backend != "postgres" or args.inproc):
+        parser.error("--replicas needs --backend postgres and a child-process server")
+    if args.database_url and args.backend != "postgres":
+        parser.error("--database-url needs --backend postgres")
     runs = args.overhead_runs or (20 if args.quick else 200)
     warmup = 3 if args.quick else 10
 
@@ -829,10 +920,11 @@ def main() -> int:
             print(
                 f"2. SSE delivery latency ({args.runs} concurrent runs, {args.clients} clients, "
                 f"server {'in a thread of this process' if args.inproc else 'in a child process'}, "
-                "127.0.0.1)"
+                f"127.0.0.1, {args.backend}"
+                f"{f', {args.replicas} replicas' if args.replicas > 1 else ''})"
             )
             t0 = time.perf_counter()
-            res2 = asyncio.run(_sse(args, tmp))
+            res2 = asyncio.run(_sse_on_backend(args, tmp))
             ok = report_sse(res2)
             if args.profile_server and not args.inproc:
                 print(f"  server profile written to {args.profile_server}")

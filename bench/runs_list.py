@@ -10,19 +10,44 @@ Run from the repository root::
     .venv/bin/python bench/runs_list.py --data-dir /tmp/agentop-1m --keep --malloc glibc
         # the server's RSS without app.store.memory's remedies, to compare
 
+On PostgreSQL (``bench/pg.py``: a throwaway cluster from Debian's binaries,
+fsync on, else the server of ``--database-url``)::
+
+    .venv/bin/python bench/runs_list.py --backend postgres             # 100k runs
+    .venv/bin/python bench/runs_list.py --backend postgres --runs 1000000 --keep --seed-only
+        # seed 1M runs and leave the cluster running: prints its URL and how to stop it
+    .venv/bin/python bench/runs_list.py --database-url postgresql://agentop@127.0.0.1:PORT/DB
+        # measure that database (seeded first if it has no runs yet)
+    .venv/bin/python bench/runs_list.py --check-seed 3000
+        # the bulk seeding against the triggers, cell by cell (exit 1 on a difference)
+
 Seeding writes runs straight into a fresh database (after the app's own
-migrations, so every trigger — full-text index, session totals — fires as
-for real runs): mixed statuses, five models, 200 sessions, 90 days of start
+migrations): mixed statuses, five models, 200 sessions, 90 days of start
 times, prompts and answers drawn from a 3000-word vocabulary with Zipf-like
 frequencies (the top words are in nearly every run; "zeppelin" is in one run
 in a thousand), one evaluation per ten runs. Start times are spread over
 ``--days`` (90 by default; ``--days 1`` puts every run in the dashboard's
-24-hour window). The rollup triggers fire for every seeded row, as for real
-runs. The app then
-serves it under uvicorn in a child process on 127.0.0.1 (``auth`` off: the
-port is loopback only), and httpx sends each request ``--requests`` times in
-a row after two warm-up calls. The figures are whole HTTP round trips:
-query, template rendering and transfer. ``--old-dashboard`` then serves the
+24-hour window). Both backends draw the same rows from ``seed_batches`` (same
+``--seed``, same rng sequence), so they hold the same runs and evaluations.
+On SQLite every trigger (full-text index, session totals, rollups) fires for
+every seeded row, as for real runs. On PostgreSQL that costs 1.7k-3k runs/s, so
+``bench/pg_seed.py`` loads the rows with ``COPY`` with the triggers off
+(``session_replication_role = replica``), then builds the rollup tables and
+``run_sessions`` with one ``INSERT … SELECT … GROUP BY`` each: every column is
+the sum over its key of what the insert trigger adds per run, so the result
+is what the triggers would have written (to the last bits of the float sums;
+its docstring argues it column by column), and ``--check-seed N`` proves it by
+seeding N runs both ways and comparing every rollup and session cell. The
+full-text ``search`` column is generated, so COPY fills it; ``VACUUM
+ANALYZE`` ends the seeding, so no autovacuum runs during the timed pages.
+
+The app then serves it under uvicorn in a child process on 127.0.0.1
+(``auth`` off: the port is loopback only; on PostgreSQL with the database's
+URL as ``AGENTOP_DATABASE_URL`` would give it), and httpx sends each request
+``--requests`` times in a row after two warm-up calls. The figures are whole
+HTTP round trips: query, template rendering and transfer. The header names
+the backend (PostgreSQL's server version) and the database's size
+(``pg_database_size`` on PostgreSQL). ``--old-dashboard`` then serves the
 same database with the dashboard's previous implementation (the scan kept in
 ``tests/dashboard_scan.py``) and times it too. The server's RSS is read from
 ``/proc`` right after start, after each page's requests (the table's last
@@ -37,7 +62,9 @@ importable, as in the Docker image. Nothing leaves 127.0.0.1.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
+import os
 import platform
 import random
 import shutil
@@ -48,8 +75,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -65,12 +94,21 @@ STATUSES = ["succeeded"] * 85 + ["failed"] * 10 + ["interrupted"] * 5
 DAY = 86400.0
 
 
-def seed(db_path: Path, count: int, rng: random.Random, days: float = 90) -> float:
-    """Insert ``count`` runs started over the last ``days``; return the seconds it took."""
-    from app.store import Store
-    from app.store.db import connect
+# The seeded columns, in the order of seed_batches' tuples.
+RUN_COLUMNS = (
+    "id", "session_id", "status", "model", "provider", "params", "prompt", "response",
+    "started_at", "ended_at", "latency_ms", "input_tokens", "output_tokens", "cost_usd",
+    "cost_status", "tool_calls", "error",
+)  # fmt: skip
+EVAL_COLUMNS = ("run_id", "metric", "value", "passed", "source", "created_at")
 
-    Store(db_path).close()  # migrations, triggers, indexes
+
+def seed_batches(
+    count: int, rng: random.Random, days: float = 90, now: float | None = None
+) -> Iterator[tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]]:
+    """``count`` runs started over the ``days`` before ``now``, 5,000 at a time, each
+    batch with its evaluations (one per ten runs): (runs rows, evaluations rows) in the
+    orders of RUN_COLUMNS and EVAL_COLUMNS. Both backends draw the same rows from it."""
     vocab = [
         "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(3, 9)))
         for _ in range(3000)
@@ -78,11 +116,8 @@ def seed(db_path: Path, count: int, rng: random.Random, days: float = 90) -> flo
     vocab[:5] = ["paris", "france", "capital", "weather", "invoice"]
     weights = [1.0 / (i + 1) for i in range(len(vocab))]  # Zipf-like, as real text is
     cum_weights = list(itertools.accumulate(weights))  # once, not per choices() call
-    now = time.time()
-    started = time.perf_counter()
-    conn = connect(db_path).conn
-    conn.execute("PRAGMA cache_size = -262144")  # 256 MB: the indexes being filled stay cached
-    batch = []
+    now = time.time() if now is None else now
+    batch: list[tuple[Any, ...]] = []
     for i in range(count):
         status = rng.choice(STATUSES)
         model = rng.choice(MODELS)
@@ -114,29 +149,37 @@ def seed(db_path: Path, count: int, rng: random.Random, days: float = 90) -> flo
             )
         )
         if len(batch) == 5000 or i == count - 1:
-            conn.executemany(
-                "insert into runs (id, session_id, status, model, provider, params, prompt,"
-                " response, started_at, ended_at, latency_ms, input_tokens, output_tokens,"
-                " cost_usd, cost_status, tool_calls, error) values"
-                " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                batch,
-            )
-            conn.executemany(
-                "insert into evaluations (run_id, metric, value, passed, source, created_at)"
-                " values (?, ?, ?, ?, 'api', ?)",
-                [
-                    (
-                        r[0],
-                        rng.choice(("score", "exact_match")),
-                        rng.uniform(1, 5),
-                        rng.choice((0, 1, None)),
-                        r[8] + 1,
-                    )  # fmt: skip
-                    for r in batch[::10]
-                ],
-            )
-            conn.commit()
-            batch.clear()
+            # Drawn after the batch's runs: the batch size is part of the rng sequence.
+            evaluations = [
+                (
+                    r[0],
+                    rng.choice(("score", "exact_match")),
+                    rng.uniform(1, 5),
+                    rng.choice((0, 1, None)),
+                    "api",
+                    r[8] + 1,
+                )  # fmt: skip
+                for r in batch[::10]
+            ]
+            yield batch, evaluations
+            batch = []
+
+
+def seed(db_path: Path, count: int, rng: random.Random, days: float = 90) -> float:
+    """Insert ``count`` runs started over the last ``days``; return the seconds it took."""
+    from app.store import Store
+    from app.store.db import connect
+
+    Store(db_path).close()  # migrations, triggers, indexes
+    started = time.perf_counter()
+    conn = connect(db_path).conn
+    conn.execute("PRAGMA cache_size = -262144")  # 256 MB: the indexes being filled stay cached
+    runs_sql = f"insert into runs ({', '.join(RUN_COLUMNS)}) values ({', '.join('?' * 17)})"
+    evals_sql = f"insert into evaluations ({', '.join(EVAL_COLUMNS)}) values (?, ?, ?, ?, ?, ?)"
+    for runs, evaluations in seed_batches(count, rng, days):
+        conn.executemany(runs_sql, runs)
+        conn.executemany(evals_sql, evaluations)
+        conn.commit()
     conn.execute("analyze")
     conn.commit()
     conn.execute("pragma wal_checkpoint(truncate)")
@@ -150,8 +193,10 @@ def serve(
     old_dashboard: bool = False,
     malloc: str = "both",
     no_pandas: bool = False,
+    database_url: str | None = None,
 ) -> None:
-    """Child process: the app under uvicorn on 127.0.0.1."""
+    """Child process: the app under uvicorn on 127.0.0.1 (its store in PostgreSQL at
+    ``database_url`` when given, else SQLite in ``data_dir``)."""
     if no_pandas:
         # As in the Docker image: pandas comes only with the test extra (datasets),
         # and sqlite-utils imports it whenever it is installed (~65 MB of RSS).
@@ -177,7 +222,12 @@ def serve(
         pages.totals = dashboard_scan.totals
 
     # OTLP/gRPC on as by default, but on a free port: another studio may hold 4317.
-    settings = Settings(data_dir=Path(data_dir), auth=False, otlp_grpc_port=free_port())
+    settings = Settings(
+        data_dir=Path(data_dir),
+        auth=False,
+        otlp_grpc_port=free_port(),
+        database_url=database_url,
+    )
     app = create_app(settings)
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
@@ -208,12 +258,23 @@ def percentile(values: list[float], pct: float) -> float:
     return ordered[min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))]
 
 
-def targets(db_path: Path) -> list[tuple[str, str, dict[str, str]]]:
-    conn = sqlite3.connect(db_path)
-    session_id, session = conn.execute(
-        "select id, name from run_sessions order by runs desc limit 1"
-    ).fetchone()
-    conn.close()
+def busiest_session(db_path: Path, database_url: str | None) -> tuple[int, str]:
+    """The id and name of the session with the most runs, on whichever backend."""
+    sql = "select id, name from run_sessions order by runs desc, id limit 1"
+    if database_url:
+        import psycopg
+
+        with psycopg.connect(database_url) as pg:
+            row = pg.execute(sql).fetchone()
+    else:
+        conn = sqlite3.connect(db_path)
+        row = conn.execute(sql).fetchone()
+        conn.close()
+    assert row is not None, "no session in the database"
+    return int(row[0]), str(row[1])
+
+
+def targets(session_id: int, session: str) -> list[tuple[str, str, dict[str, str]]]:
     week_to = time.strftime("%Y-%m-%d", time.gmtime(time.time() - 30 * DAY))
     week_from = time.strftime("%Y-%m-%d", time.gmtime(time.time() - 37 * DAY))
     htmx = {"HX-Request": "true"}
@@ -277,10 +338,29 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=100_000)
     parser.add_argument("--requests", type=int, default=40, help="timed requests per page")
+    parser.add_argument("--backend", choices=("sqlite", "postgres"), default="sqlite")
     parser.add_argument("--data-dir", help="use (and seed if empty) this directory")
-    parser.add_argument("--keep", action="store_true", help="keep the data directory")
+    parser.add_argument(
+        "--database-url",
+        help="PostgreSQL (implies --backend postgres): use, and seed if empty, this database;"
+        " with --check-seed, the server to make its two databases on (default: a throwaway"
+        " server)",
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the data directory (or PostgreSQL database)"
+    )
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--seed-only", action="store_true", help="seed (or find) the database, measure nothing"
+    )
     parser.add_argument("--days", type=float, default=90, help="spread start times over")
+    parser.add_argument(
+        "--check-seed",
+        type=int,
+        metavar="N",
+        help="PostgreSQL: seed N runs with the triggers and in bulk, compare the rollups and"
+        " session totals cell by cell, exit 1 on any difference (no pages)",
+    )
     parser.add_argument(
         "--old-dashboard", action="store_true", help="also time the previous dashboard (a scan)"
     )
@@ -310,20 +390,51 @@ def main() -> int:
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(args.data_dir, args.port, args.old_dashboard, args.malloc, args.no_pandas)
+        serve(
+            args.data_dir,
+            args.port,
+            args.old_dashboard,
+            args.malloc,
+            args.no_pandas,
+            args.database_url,
+        )
         return 0
+    if args.database_url:
+        args.backend = "postgres"
 
-    data_dir = Path(args.data_dir or tempfile.mkdtemp(prefix="agentop-bench-"))
-    data_dir.mkdir(parents=True, exist_ok=True)
-    db_path = data_dir / "agentop.db"
     print("AgentOp-Studio runs list benchmark")
     print(f"  date          {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}")
-    import os
-
     print(
         f"  machine       nproc {os.cpu_count()}, {platform.machine()}, "
         f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}"
     )
+    if args.check_seed:
+        return check_seed(args)
+    data_dir = Path(args.data_dir or tempfile.mkdtemp(prefix="agentop-bench-"))
+    data_dir.mkdir(parents=True, exist_ok=True)
+    db_path = data_dir / "agentop.db"
+    with contextlib.ExitStack() as cleanup:
+        if args.backend == "postgres":
+            url: str | None = postgres_database(args, cleanup)
+        else:
+            url = None
+            sqlite_database(args, db_path)
+        if not args.seed_only:
+            print(
+                f"  malloc        {args.malloc} (app.store.memory; glibc: its defaults, as before)"
+            )
+            if args.no_pandas:
+                print("  pandas        not importable by the server (as in the Docker image)")
+            measure_and_print(args, data_dir, url)
+    # On PostgreSQL the folder is the server's scratch (--keep keeps the database).
+    if not args.data_dir and not (args.keep and args.backend == "sqlite"):
+        shutil.rmtree(data_dir, ignore_errors=True)
+    print(f"  load average  {open('/proc/loadavg').read().split()[:3]}")
+    return 0
+
+
+def sqlite_database(args: argparse.Namespace, db_path: Path) -> None:
+    """Seed ``db_path`` unless it exists; print what it holds."""
     if db_path.exists():
         conn = sqlite3.connect(db_path)
         have = conn.execute("select count(*) from runs").fetchone()[0]
@@ -336,20 +447,73 @@ def main() -> int:
             f"  seeding       {args.runs:,} runs over {args.days:g} day(s) in {took:.1f} s"
             f" ({args.runs / took:,.0f} runs/s, triggers: rollups, sessions, full-text index)"
         )
-    size = sum(p.stat().st_size for p in data_dir.glob("agentop.db*")) / 1e6
+    size = sum(p.stat().st_size for p in db_path.parent.glob("agentop.db*")) / 1e6
     print(f"  database      {size:.0f} MB (incl. WAL)")
-    print(f"  malloc        {args.malloc} (app.store.memory; glibc: its defaults, as before)")
-    if args.no_pandas:
-        print("  pandas        not importable by the server (as in the Docker image)")
 
+
+def postgres_database(args: argparse.Namespace, cleanup: contextlib.ExitStack) -> str:
+    """The URL of a seeded PostgreSQL database: ``--database-url`` (seeded there if it
+    has no runs yet), else a new one on a throwaway server (kept running with --keep)."""
+    from bench import pg_seed
+    from bench.pg import fresh_database, postgres_server, scalar, server_version
+
+    if args.database_url:
+        url = args.database_url
+        have = scalar(url, "select count(*) from runs") if pg_seed.migrated(url) else 0
+    else:
+        if args.keep:
+            server, cluster = pg_seed.kept_server()
+            print(f"  cluster       {cluster} (kept; stop: {pg_seed.stop_command(cluster)})")
+        else:
+            server = cleanup.enter_context(postgres_server(None))
+        url, have = fresh_database(server, "runs"), 0
+    print(f"  backend       {server_version(url)}, {url}")
+    if have:
+        print(f"  database      reusing it ({have:,} runs)")
+    else:
+        pg_seed.migrate(url)
+        batches = seed_batches(args.runs, random.Random(args.seed), args.days)
+        took = pg_seed.bulk_seed(url, batches, RUN_COLUMNS, EVAL_COLUMNS)
+        print(
+            f"  seeding       {args.runs:,} runs over {args.days:g} day(s) in"
+            f" {took['total']:.1f} s ({args.runs / took['total']:,.0f} runs/s: COPY with the"
+            f" triggers off {took['copy']:.1f} s, rollups and sessions backfilled"
+            f" {took['backfill']:.1f} s, VACUUM ANALYZE {took['vacuum']:.1f} s)"
+        )
+    size = scalar(url, "select pg_database_size(current_database())") / 1e6
+    print(f"  database      {size:.0f} MB (pg_database_size)")
+    if args.keep:
+        print(f"  kept          {url} (reuse: --database-url {url})")
+    return str(url)
+
+
+def check_seed(args: argparse.Namespace) -> int:
+    """--check-seed N: the bulk seeding against the triggers (bench/pg_seed.py)."""
+    from bench import pg_seed
+    from bench.pg import postgres_server, server_version
+
+    now = time.time()  # one clock for both, so that both put each run in the same hour
+
+    def batches() -> Iterator[tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]]:
+        return seed_batches(args.check_seed, random.Random(args.seed), args.days, now)
+
+    with postgres_server(args.database_url) as server:
+        print(f"  backend       {server_version(server)}, check of the bulk seeding")
+        print(f"  runs          {args.check_seed:,} over {args.days:g} day(s), seed {args.seed}")
+        return pg_seed.check_seed(server, batches, RUN_COLUMNS, EVAL_COLUMNS, keep=args.keep)
+
+
+def measure_and_print(args: argparse.Namespace, data_dir: Path, url: str | None) -> None:
+    """Serve the seeded database, time the pages, print the tables and the RSS."""
     results = serve_and_measure(
         data_dir,
-        targets(db_path),
+        targets(*busiest_session(data_dir / "agentop.db", url)),
         args.requests,
         args.ingest_seconds,
         args.idle_seconds,
         malloc=args.malloc,
         no_pandas=args.no_pandas,
+        database_url=url,
     )
     print_table("page (server in a child process, 127.0.0.1)", results[0])
     print(f"  ({args.requests} timed requests each, after 2 warm-up requests;")
@@ -365,13 +529,11 @@ def main() -> int:
             f" {spans / args.ingest_seconds:,.0f}/s)"
         )
     if args.old_dashboard:
-        old = serve_and_measure(data_dir, DASHBOARDS, args.old_requests, old_dashboard=True)
+        old = serve_and_measure(
+            data_dir, DASHBOARDS, args.old_requests, old_dashboard=True, database_url=url
+        )
         print_table("previous dashboard (a scan of the window)", old[0])
         print(f"  ({args.old_requests} timed requests each, after 2 warm-up requests)")
-    if not args.keep and not args.data_dir:
-        shutil.rmtree(data_dir, ignore_errors=True)
-    print(f"  load average  {open('/proc/loadavg').read().split()[:3]}")
-    return 0
 
 
 def print_table(title: str, results: Timings) -> None:
@@ -423,7 +585,7 @@ def ingest_rss(url: str, pid: int, seconds: float) -> tuple[float, int]:
 
     import httpx
 
-    from bench.ingest import build_request
+    from bench.otlp_load import build_request
 
     stop = time.monotonic() + seconds
     sent = [0, 0]
@@ -458,6 +620,7 @@ def serve_and_measure(
     old_dashboard: bool = False,
     malloc: str = "both",
     no_pandas: bool = False,
+    database_url: str | None = None,
 ) -> tuple[Timings, Memory]:
     port = free_port()
     cmd = [
@@ -471,6 +634,7 @@ def serve_and_measure(
     ]
     cmd += ["--old-dashboard"] if old_dashboard else []
     cmd += ["--malloc", malloc] + (["--no-pandas"] if no_pandas else [])
+    cmd += ["--database-url", database_url] if database_url else []
     proc = subprocess.Popen(cmd, cwd=str(ROOT))
     url = f"http://127.0.0.1:{port}"
     try:

@@ -346,3 +346,26 @@ def test_pages_and_api_read_the_same_after_migrating_old_rows(client, tool_run):
         lambda db: db.execute("select count(*) from events where run_id = ?", [tool_run]).fetchone()
     )
     assert rows[0] < len(published) / 4
+
+
+def test_the_recorder_folds_each_call_from_the_pieces_it_wrote(db):
+    """The live path: the recorder hands each call's pieces, as it wrote them, to the fold
+    (no read-back); the log then reads back as the events a fed run published."""
+    import asyncio
+
+    from app.runs.recorder import Recorder
+    from app.store.live import Broker
+
+    make_run(db, "live")
+
+    async def run() -> None:
+        recorder = Recorder(db, Broker(), "live")
+        for event in a_run():
+            await recorder.emit(event)
+        await db.settle()  # the folds wait for a quiet writer
+
+    asyncio.run(run())
+    kinds = [r["type"] for r in q(db, "select type from events where run_id = 'live'")]
+    assert kinds.count("deltas") == 2
+    assert "token" not in kinds and "tool_call_delta" not in kinds
+    assert read_all(db, "live", 0, 1000) == record(db, "fed", a_run())

@@ -534,3 +534,15 @@ def test_replicas_share_the_csrf_secret(pg_url, tmp_path):
     assert first == second and len(first) > 40
     assert not (tmp_path / "a" / "secret.key").exists()  # nothing per replica on disk
     assert query(pg_url, "select count(*) from studio_secrets") == [(1,)]
+
+
+def test_a_studio_moved_from_sqlite_keeps_its_csrf_secret(pg_url, tmp_path):
+    """After copy-db the data dir still holds SQLite's secret.key: PostgreSQL adopts it."""
+    from app.auth.secret import csrf_secret
+    from app.core.settings import Settings
+
+    on_sqlite = Settings(data_dir=tmp_path / "studio").secret()
+    on_postgres = Settings(data_dir=tmp_path / "studio", database_url=pg_url)
+    other_replica = Settings(data_dir=tmp_path / "other", database_url=pg_url)
+    assert csrf_secret(on_postgres) == on_sqlite
+    assert csrf_secret(other_replica) == on_sqlite

@@ -4,7 +4,9 @@ On SQLite it is a file in the data dir (``Settings.secret``). On PostgreSQL
 replicas have data dirs of their own, so the secret lives in the database
 (``studio_secrets``, migration 0016): the first replica to start stores one,
 every other reads that one back, and a form one replica served is accepted by
-any other.
+any other. A studio moved from SQLite (``agentop copy-db``) keeps its data dir,
+so the first start on PostgreSQL stores that ``secret.key``: forms open in a
+browser across the switch stay valid.
 """
 
 from __future__ import annotations
@@ -34,8 +36,10 @@ def csrf_secret(settings: Settings) -> str:
     """The secret that signs CSRF tokens (see the module docstring)."""
     if not settings.database_url:
         return settings.secret()
+    kept = settings.data_dir / "secret.key"  # the SQLite studio's, after copy-db
+    candidate = kept.read_text().strip() if kept.is_file() else secrets.token_urlsafe(48)
     store = Store(settings.db_path, url=settings.database_url)
     try:
-        return str(store.write_sync(shared_secret, CSRF, secrets.token_urlsafe(48)))
+        return str(store.write_sync(shared_secret, CSRF, candidate))
     finally:
         store.close()

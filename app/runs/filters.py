@@ -216,11 +216,14 @@ def filtered_runs(
 def count_filtered(db: Database, f: RunFilter, cap: int = COUNT_CAP) -> tuple[int, bool]:
     """How many runs match, counted up to ``cap``; and whether there are more than that.
 
-    All runs are counted exactly (``count(*)`` walks the smallest index); a
-    filtered count stops at the cap, so a search matching most runs stays cheap.
+    All runs are counted exactly from the daily rollup, which the triggers keep
+    with one row per day and model (``count(*)`` walks an index of every run:
+    60-80 ms at 1M runs on PostgreSQL); a filtered count stops at the cap, so a
+    search matching most runs stays cheap.
     """
     if not f.active:
-        return db.execute("select count(*) from runs").fetchone()[0], False
+        total = db.execute("select sum(runs) from rollup_runs_day").fetchone()[0]
+        return int(total or 0), False
     source, args, _ = _matching(f, is_postgres(db))
     n = db.execute(
         f"select count(*) from (select 1 from {source} limit ?) as matched", [*args, cap + 1]

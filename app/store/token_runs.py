@@ -303,7 +303,9 @@ def fold_written(
         "delete from events where run_id = ? and seq between ? and ?"
         " and (type in ('token', 'tool_call_delta')"
         "  or (type = 'deltas' and json_extract(payload, '$.msg') is null))"
-        " returning case when type = 'deltas' then json_extract(payload, '$.n') else 1 end",
+        # cast: PostgreSQL's json_extract gives text, and a CASE has one type.
+        " returning case when type = 'deltas' then cast(json_extract(payload, '$.n') as integer)"
+        " else 1 end",
         [run_id, first, last],
     ).fetchall()
     if sum(n if type(n) is int else -len(pieces) for (n,) in deleted) != len(pieces):

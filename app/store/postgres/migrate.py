@@ -4,7 +4,8 @@ PostgreSQL starts from ``baseline.sql``: the schema SQLite has after its
 migrations m0001..m0015, in one script (there is no older PostgreSQL studio to
 bring forward step by step). A later migration adds a ``NNNN_name.sql`` file
 here beside its SQLite twin ``app/store/migrations/mNNNN_name.py``; both record
-their name in ``_migrations``. ``compat.sql`` (SQLite's functions) is applied at
+their name in ``_migrations``. A migration for PostgreSQL alone (an index
+SQLite has implicitly) has no twin. ``compat.sql`` (SQLite's functions) is applied at
 every start.
 
 Several replicas may start at once: the advisory lock makes one of them migrate
@@ -24,6 +25,7 @@ HERE = Path(__file__).parent
 MIGRATIONS = [
     ("0015_baseline", HERE / "baseline.sql"),
     ("0016_replicas", HERE / "0016_replicas.sql"),
+    ("0017_page_order", HERE / "0017_page_order.sql"),  # PostgreSQL only: see the file
 ]
 
 
