@@ -165,15 +165,17 @@ def create_app(
             app.state.retention.start()
 
     async def stop(app: Litestar) -> None:
+        experiments = getattr(app.state, "experiments", None)
+        if experiments is not None:  # before the runner: they wait on its runs
+            await experiments.shutdown()
+        runner = getattr(app.state, "runner", None)
+        if runner is not None:  # with the watchdog, heartbeat, relay and integrations on
+            await runner.drain(settings.drain_s)
         for name in ("sweeper", "watchdog", "retention"):
             periodic = getattr(app.state, name, None)
             if periodic is not None:
                 await periodic.stop()
-        experiments = getattr(app.state, "experiments", None)
-        if experiments is not None:  # before the runner: they wait on its runs
-            await experiments.shutdown()
         await stop_integrations(app)
-        runner = getattr(app.state, "runner", None)
         if runner is not None:
             await runner.shutdown()
         relay = getattr(app.state, "relay", None)

@@ -1,5 +1,7 @@
 """Runs across the server's life: shutdown mid-run, the HTML stream, body limits."""
 
+import time
+
 import pytest
 
 from tests.conftest import MISTRAL_MODEL, api_client, wait_for_run
@@ -9,18 +11,23 @@ from tests.receivers import wait_until
 pytestmark = pytest.mark.both_backends
 
 
+def start_streaming(client) -> str:  # type: ignore[no-untyped-def]
+    """Start a run of the fake model's next reply; its id once it is streaming."""
+    run_id = client.post("/api/runs", json={"prompt": "long", "model": MISTRAL_MODEL}).json()[
+        "run_id"
+    ]
+    wait_until(
+        lambda: client.get(f"/api/runs/{run_id}").json()["run"]["status"] == "running",
+        10,
+        f"run {run_id} to stream",
+    )
+    return str(run_id)
+
+
 def test_shutdown_mid_run_marks_it_interrupted(settings, keys, fake_mistral):
     fake_mistral.add(Reply(text="x" * 400, chunk_size=2, delay_s=0.02))
     with api_client(settings, keys["admin"]) as client:
-        run_id = client.post("/api/runs", json={"prompt": "long", "model": MISTRAL_MODEL}).json()[
-            "run_id"
-        ]
-        # Wait until it is streaming, then stop the server under it.
-        wait_until(
-            lambda: client.get(f"/api/runs/{run_id}").json()["run"]["status"] == "running",
-            10,
-            f"run {run_id} to stream",
-        )
+        run_id = start_streaming(client)  # then stop the server under it
     with api_client(settings, keys["admin"]) as client:
         detail = client.get(f"/api/runs/{run_id}").json()
         assert detail["run"]["status"] == "interrupted"
@@ -29,6 +36,32 @@ def test_shutdown_mid_run_marks_it_interrupted(settings, keys, fake_mistral):
         events = client.get(f"/api/runs/{run_id}/events").text.replace("\r\n", "\n")
         last_event = events.rstrip().split("\n\n")[-1]
         assert "event: run_interrupted" in last_event
+
+
+def test_a_draining_stop_lets_the_run_finish(settings, keys, fake_mistral):
+    """AGENTOP_DRAIN_S: a server stopped mid-run (a replica in a rolling update) lets the
+    run finish before it exits, instead of interrupting it."""
+    fake_mistral.add(Reply(text="x" * 300, chunk_size=2, delay_s=0.02))  # ~3 s of streaming
+    settings.drain_s = 60
+    with api_client(settings, keys["admin"]) as client:
+        run_id = start_streaming(client)
+        stopping = time.monotonic()
+    waited = time.monotonic() - stopping
+    settings.drain_s = 0
+    with api_client(settings, keys["admin"]) as client:
+        detail = client.get(f"/api/runs/{run_id}").json()
+        assert detail["run"]["status"] == "succeeded", detail["run"]
+        assert detail["run"]["response"] == "x" * 300
+        events = client.get(f"/api/runs/{run_id}/events").text.replace("\r\n", "\n")
+        assert "event: run_finished" in events.rstrip().split("\n\n")[-1]
+    assert 0.5 < waited < 60  # it waited for the run, not for the whole drain time
+
+
+def test_a_stopping_server_takes_no_new_run(client):
+    client.app.state.runner.stopping = True  # as drain() sets it
+    r = client.post("/api/runs", json={"prompt": "hi", "model": MISTRAL_MODEL})
+    assert r.status_code == 503
+    assert "stopping" in r.json()["detail"]
 
 
 def test_html_stream_renders_the_partials_and_ends(client, fake_mistral):

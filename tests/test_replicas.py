@@ -50,7 +50,9 @@ def _free_port() -> int:
 class Replica:
     """One ``agentop serve`` subprocess; its output is collected line by line."""
 
-    def __init__(self, name: str, url: str, data_dir: Path, mistral_url: str) -> None:
+    def __init__(
+        self, name: str, url: str, data_dir: Path, mistral_url: str, **env_extra: str
+    ) -> None:
         self.name = name
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -61,6 +63,7 @@ class Replica:
             AGENTOP_REPLICA_LEASE_S=str(LEASE_S),
             MISTRAL_API_KEY="k",
             MISTRAL_SERVER_URL=mistral_url,
+            **env_extra,
         )
         self.lines: list[str] = []
         self.proc = subprocess.Popen(
@@ -225,6 +228,37 @@ def test_otlp_sent_to_b_is_listed_on_a(replicas, admin_key):
         return any(r.get("source") == "otlp" for r in runs)
 
     wait_until(listed, 10, "A to list the ingested run")
+
+
+def test_a_replica_stopped_mid_run_lets_it_finish_while_b_streams_it(replicas, admin_key, tmp_path):
+    """A rolling update: replica C gets SIGTERM mid-run and drains (AGENTOP_DRAIN_S); the
+    run ends succeeded, and a browser following it on B sees every event once."""
+    _, b, url, mistral = replicas
+    c = Replica("C", url, tmp_path / "c", mistral.url, AGENTOP_DRAIN_S="60")
+    try:
+        wait_until(c.healthy, 60, "replica C to answer")
+        mistral.add(Reply(text="drain " * 100, chunk_size=5, delay_s=0.1))  # ~2 s of streaming
+        r = httpx.post(
+            f"{c.url}/api/runs",
+            headers={"X-API-Key": admin_key},
+            json={"prompt": "Finish it.", "model": "mistral-small-latest", "tools": []},
+            timeout=30,
+        )
+        assert r.status_code in (200, 201), r.text
+        run_id = r.json()["run_id"]
+        follower = Follower(b.url, admin_key, f"/api/runs/{run_id}/events")
+        wait_until(lambda: len(follower.events) > 3, 30, "B to follow some events")
+        c.proc.send_signal(signal.SIGTERM)
+        # uvicorn exits by the signal it stopped on, once shut down.
+        assert c.proc.wait(60) in (0, -signal.SIGTERM), "\n".join(c.lines[-30:])
+        assert follower.done.wait(20), "B's follower did not see the end"
+        assert follower.events[-1][1] == "run_finished", follower.events[-3:]
+        seqs = [int(i) for i, _, _ in follower.events if i is not None]
+        assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), seqs
+        assert run_status(b.url, admin_key, run_id) == "succeeded"
+        assert any("letting 1 run(s) finish" in line for line in c.lines), c.lines[-20:]
+    finally:
+        c.stop()
 
 
 def test_a_killed_mid_run_is_swept_by_b_after_the_lease(replicas, admin_key):

@@ -49,6 +49,15 @@ class TaskSet(Generic[K]):
         task.cancel(reason)
         await asyncio.wait({task}, timeout=grace_s)
 
+    async def drain(self, timeout_s: float) -> int:
+        """Wait up to ``timeout_s`` for every task to end on its own (tasks spawned
+        meanwhile too); how many are still running then."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while self._tasks and (left := deadline - loop.time()) > 0:
+            await asyncio.wait(set(self._tasks.values()), timeout=left)
+        return len(self._tasks)
+
     async def cancel_all(self) -> None:
         tasks = list(self._tasks.values())
         for task in tasks:

@@ -21,3 +21,10 @@ class RunQueueFull(InputError):
     def __init__(self, message: str, retry_after: int = 5) -> None:
         super().__init__(message, 429)
         self.retry_after = retry_after
+
+
+class ServerStopping(InputError):
+    """The server is stopping and lets its runs finish: new ones go elsewhere (503)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, 503)

@@ -90,6 +90,9 @@ class Settings(EnvSettings):
     )
     # A replica whose heartbeat is older than this is gone: another one ends its runs
     replica_lease_s: float = Field(default=30.0, ge=1, validation_alias="AGENTOP_REPLICA_LEASE_S")
+    # On stop, runs in flight may finish for this long before they are interrupted (0: at
+    # once, as Ctrl-C expects; a replica in a rolling update sets it below its grace period)
+    drain_s: float = Field(default=0.0, ge=0, le=86400, validation_alias="AGENTOP_DRAIN_S")
     # OTLP/gRPC ingest, on the host the web server binds (0 = off; needs the otel-grpc extra)
     otlp_grpc_port: int = Field(
         default=4317, ge=0, le=65535, validation_alias="AGENTOP_OTLP_GRPC_PORT"

@@ -23,7 +23,7 @@ from agents.providers.local import LocalProvider
 from agents.providers.mistral import MistralProvider, RetryPolicy
 from agents.tools import DEFAULT_TOOL_THREADS, Tool, ToolPool, load_tool
 from app.core.background import TaskSet
-from app.core.errors import InputError, RunQueueFull
+from app.core.errors import InputError, RunQueueFull, ServerStopping
 from app.runs.input import RunInput
 from app.runs.recorder import Recorder
 from app.runs.subagents import make_delegate
@@ -73,6 +73,7 @@ class Runner:
         # Fine-tuned models registered once their job succeeded (app/finetune/jobs.py); served by Mistral.
         self.registered_models: list[str] = []
         self.tasks: TaskSet[str] = TaskSet()
+        self.stopping = False  # drain(): no new runs
         self._slots = asyncio.Semaphore(max_concurrent)
         # Runs that take a slot, running or queued for one: past the slots
         # plus ``max_queued``, start() refuses with RunQueueFull.
@@ -136,6 +137,11 @@ class Runner:
         ``agent``); ``after(run_id)`` is awaited when the run has ended (not
         when it is interrupted by a stop).
         """
+        if self.stopping and parent_kind != "agent":
+            raise ServerStopping(
+                "this server is stopping and takes no new runs; start the run again"
+                " (another replica, or this one once it is back)"
+            )
         request = run_input.request
         provider = self.provider_for(request.model)
         # A child run works for a parent that holds a slot already: taking one
@@ -244,7 +250,24 @@ class Runner:
         """Stop a run in progress, recorded interrupted with ``reason``; wait for it to end."""
         await self.tasks.cancel(run_id, reason, grace_s)
 
+    async def drain(self, timeout_s: float) -> None:
+        """Stop taking runs and let those in flight finish, for up to ``timeout_s``.
+
+        A replica stopped by a rolling update drains (``AGENTOP_DRAIN_S``): its
+        runs end as they would have, and browsers following them reconnect to
+        another replica, which relays their events. Child runs of a running
+        agent are still started: their parent waits for them.
+        """
+        self.stopping = True
+        if timeout_s <= 0 or not len(self.tasks):
+            return
+        log.info("stopping: letting %d run(s) finish, up to %g s", len(self.tasks), timeout_s)
+        left = await self.tasks.drain(timeout_s)
+        if left:
+            log.warning("stopping: %d run(s) still running are interrupted", left)
+
     async def shutdown(self) -> None:
+        self.stopping = True
         await self.tasks.cancel_all()
         self.tool_pool.shutdown()
         await self.local.close()  # the local models' worker processes
