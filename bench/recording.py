@@ -728,11 +728,9 @@ async def _sse_on_backend(args: argparse.Namespace, tmp: Path) -> dict[str, Any]
     with postgres_server(args.database_url) as server:
         url = fresh_database(server, "sse")
         print(f"  database                {server_version(url)}, a fresh database")
-        args.database_url = url
-        try:
-            return await _sse(args, tmp)
+        try:  # the servers get the fresh database, not the server's own
+            return await _sse(argparse.Namespace(**{**vars(args), "database_url": url}), tmp)
         finally:
-            args.database_url = None
             drop_database(server, url)
 
 

@@ -36,7 +36,7 @@ def csrf_secret(settings: Settings) -> str:
     """The secret that signs CSRF tokens (see the module docstring)."""
     if not settings.database_url:
         return settings.secret()
-    kept = settings.data_dir / "secret.key"  # the SQLite studio's, after copy-db
+    kept = settings.secret_path  # the SQLite studio's, after copy-db
     candidate = kept.read_text().strip() if kept.is_file() else secrets.token_urlsafe(48)
     store = Store(settings.db_path, url=settings.database_url)
     try:

@@ -132,13 +132,18 @@ class Settings(EnvSettings):
     def db_path(self) -> Path:
         return self.data_dir / "agentop.db"
 
+    @property
+    def secret_path(self) -> Path:
+        """Where :meth:`secret` keeps the SQLite studio's secret."""
+        return self.data_dir / "secret.key"
+
     def secret(self) -> str:
         """A per-install secret (CSRF tokens) in the data dir, created on first use.
 
         On PostgreSQL the studio keeps it in the database instead, shared by its
         replicas (``app.auth.secret``).
         """
-        path = self.data_dir / "secret.key"
+        path = self.secret_path
         if not path.exists():
             self.data_dir.mkdir(parents=True, exist_ok=True)
             path.write_text(secrets.token_urlsafe(48))

@@ -259,7 +259,7 @@ class Runner:
         agent are still started: their parent waits for them.
         """
         self.stopping = True
-        if timeout_s <= 0 or not len(self.tasks):
+        if timeout_s <= 0 or not self.tasks:
             return
         log.info("stopping: letting %d run(s) finish, up to %g s", len(self.tasks), timeout_s)
         left = await self.tasks.drain(timeout_s)

@@ -38,6 +38,13 @@ def _params(start: float, size: int, count: int, **more: Any) -> dict[str, Any]:
     return {"start": int(start), "end": int(start) + int(size) * int(count), **more}
 
 
+def total_runs(db: Database) -> int:
+    """Every run, counted exactly: the triggers add each run to one row of the day
+    rollup and take it away when it is deleted (``count(*)`` walks an index of every
+    run: 60-80 ms at 1M runs on PostgreSQL)."""
+    return int(db.execute("SELECT coalesce(sum(runs), 0) FROM rollup_runs_day").fetchone()[0])
+
+
 def kpis(db: Database) -> dict[str, Any]:
     """All-time KPIs: runs, tokens, cost, unpriced and usage-unknown runs, failed, active."""
     row = db.execute(
