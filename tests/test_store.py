@@ -583,3 +583,16 @@ def test_a_write_that_reads_first_waits_for_another_process_instead_of_failing(t
     finally:
         server.close()
         cli.close()
+
+
+def test_a_deferred_write_queued_to_an_idle_writer_runs(db):
+    """A deferrable write (a fold, the settle barrier) queued while the writer waits with
+    nothing else to do runs once it is quiet, without a live write to wake it (PostgreSQL
+    has no WAL checkpoint to wake the writer now and then)."""
+
+    async def scenario() -> None:
+        await db.flush()  # a live write: then the writer waits, with nothing set aside
+        await asyncio.sleep(0.2)
+        await asyncio.wait_for(db.settle(), 5)
+
+    asyncio.run(scenario())

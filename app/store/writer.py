@@ -170,6 +170,10 @@ class GroupWriter:
                 self._last_live = time.monotonic()
                 return item
             self._deferred.append((time.monotonic(), item))
+            if block:
+                # Back to the loop once quiet, to run it: waiting on for a live write
+                # (timeout None) would hold it until the next one arrives, or forever.
+                timeout = QUIET_S
 
     def _idle_turn(self) -> bool:
         """Whether a deferred write runs now: the writer has been quiet, or it waited too long."""
