@@ -11,9 +11,10 @@ from litestar.response import Template
 
 from app.dashboard.charts import DEFAULT_RANGE, checked_range, dashboard_charts
 from app.runs.form import form_context
+from app.runs.live_lists import first_rows
 from app.runs.runner import Runner
 from app.store import Store
-from app.store.runs import list_runs, totals
+from app.store.runs import totals
 
 
 class DashboardPage(Controller):
@@ -29,7 +30,7 @@ class DashboardPage(Controller):
     ) -> Template:
         charts = await store.read(dashboard_charts, checked_range(range_key))
         kpis = await store.read(totals)
-        recent = await store.read(list_runs, 10, 0)
+        recent = await first_rows(store, compact=True)
         return Template(
             "dashboard.html",
             context={

@@ -21,6 +21,7 @@ from app.runs.context import run_detail_or_404, run_list
 from app.runs.filters import FILTER_PARAMS, parse_filters
 from app.runs.form import form_context, run_from_form
 from app.runs.input import to_run_input
+from app.runs.live_lists import PAGE_SIZE
 from app.runs.runner import Runner
 from app.runs.stream import resume_point, run_event_stream
 from app.sessions.queries import session_names
@@ -32,8 +33,6 @@ from app.traces.context import run_trace, trace_card
 from app.web.deps import existing_run
 from app.web.htmx import is_htmx, redirect_to
 from app.web.views import thread_items
-
-PAGE_SIZE = 50
 
 
 class PagesController(Controller):
