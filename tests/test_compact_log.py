@@ -235,6 +235,37 @@ def test_memory_snapshots_are_deltas_and_rebuild_whole(db):
     assert "new" not in db.read_sync(get_snapshot, "m", 2)["scratch"]  # a removed key
 
 
+def test_a_snapshot_delta_tells_apart_values_that_compare_equal(db):
+    """1, 1.0 and true are == in Python but not the same JSON value: each change is kept.
+    A step written by another connection (another replica) is built on, not the one this
+    connection remembers."""
+    from app.memory.snapshots import all_snapshots
+    from app.store.snapshot_deltas import insert_snapshot
+
+    make_run(db, "eq")
+    user = {"role": "user", "content": "hi"}
+    scratches = [{"n": 1, "f": 2.0}, {"n": True, "f": 2}, {"n": 1.0, "f": 2}]
+    for step, scratch in enumerate(scratches):
+        snap = {"step": step, "label": f"s{step}", "messages": [user], "scratch": scratch}
+        db.write_sync(insert_snapshot, "eq", step + 1, T0 + step, snap)
+    # Another writer adds step 3 behind this connection's back.
+    other = Store(db.path, url=db.url)
+    try:
+        later = {"step": 3, "label": "s3", "messages": [user, user], "scratch": {"n": 2}}
+        other.write_sync(insert_snapshot, "eq", 4, T0 + 3, later)
+    finally:
+        other.close()
+    last = {"step": 4, "label": "s4", "messages": [user, user, user], "scratch": {"n": 2}}
+    db.write_sync(insert_snapshot, "eq", 5, T0 + 4, last)
+
+    whole = db.read_sync(all_snapshots, "eq")
+    got = [(s["scratch"], len(s["messages"])) for s in whole]
+    expected = [*((sc, 1) for sc in scratches), ({"n": 2}, 2), ({"n": 2}, 3)]
+    assert json.dumps(got) == json.dumps(expected)  # JSON text: 1, 1.0 and true kept apart
+    rows = q(db, "select kept from memory_snapshots where run_id = 'eq' order by step")
+    assert [r["kept"] for r in rows] == [None, 1, 1, 1, 2]  # deltas on the right steps
+
+
 @pytest.mark.sqlite_only
 def test_migration_converts_old_rows(db):
     published = record(db, "old", a_run())

@@ -29,6 +29,7 @@ from sqlite_utils import Database
 
 from app.store import Store
 from app.store.db import StorageUnavailable
+from app.store.writer import Chain
 
 
 @pytest.fixture
@@ -108,6 +109,43 @@ def test_a_storage_failure_fails_its_write_and_degrades_the_store(store: Store):
     store.write_sync(insert, 2)
     assert store.health.ok
     assert rows(store.path) == [2]
+
+
+def test_a_chain_stops_at_its_first_storage_failure(store: Store):
+    """Writes queued without waiting, one run's: after a lost one, the later ones are not made."""
+
+    def second(db: Database) -> None:
+        insert(db, 2)
+
+    def full(fn: object) -> None:
+        if fn is second:  # this write is lost: the disk is full
+            raise sqlite3.OperationalError("database or disk is full")
+
+    outcomes: list[tuple[int, str]] = []
+
+    def done(k: int):  # noqa: ANN202
+        return lambda _result, error: outcomes.append((k, type(error).__name__))
+
+    async def queued() -> None:
+        run, other = Chain(), Chain()
+        store.before_write = full
+        store.queue(insert, 1, on_done=done(1), wait=False, chain=run)
+        store.queue(second, on_done=done(2), wait=False, chain=run)
+        store.queue(insert, 3, on_done=done(3), wait=False, chain=run)
+        store.queue(insert, 4, on_done=done(4), wait=False, chain=other)
+        store.queue(insert, 5, on_done=done(5), wait=False)
+        await store.flush()
+
+    asyncio.run(queued())
+    # 3 was not written after 2 was lost (no hole in the chain); other writes go on.
+    assert rows(store.path) == [1, 4, 5]
+    assert outcomes == [
+        (1, "NoneType"),
+        (2, "StorageUnavailable"),
+        (3, "StorageUnavailable"),
+        (4, "NoneType"),
+        (5, "NoneType"),
+    ]
 
 
 def test_maintenance_runs_with_no_transaction_open(store: Store):

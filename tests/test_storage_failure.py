@@ -213,6 +213,34 @@ def test_disk_full_mid_run_ends_the_run_and_the_studio_recovers(live_server, app
         assert http.post("/v1/traces", json=otlp_trace()).status_code == 200
 
 
+def test_an_event_that_cannot_be_recorded_fails_its_run_without_a_hole(client, app, provider):
+    """Not a storage failure: one event's own write fails (a bug, a constraint). The loop
+    did not wait for that event, yet the run ends failed, saying so, and nothing after
+    the lost event is stored as if it had not been lost."""
+    store: Store = app.state.store
+    broken = {"left": 1}
+
+    def break_once(fn: Callable[..., Any]) -> None:
+        if fn is record_event and broken["left"]:
+            broken["left"] = 0
+            raise ValueError("this event breaks a projection")
+
+    run_id = start_run(client)
+    assert provider.waiting.wait(10)
+    store.before_write = break_once
+    provider.gate.set()
+    detail = wait_for_run(client, run_id)
+    store.before_write = None
+    assert detail["run"]["status"] == "failed"
+    assert "this event breaks a projection" in detail["run"]["error"]
+    stored = store.read_sync(events_after, run_id, 0, 1000)
+    kinds = [e["type"] for e in stored]
+    # The call's end was lost: nothing after it but the run's failure.
+    before = ["run_started", "message", "memory_snapshot", "llm_call_started"]
+    assert kinds[:4] == before and set(kinds[4:-1]) == {"token"} and kinds[-1] == "run_failed"
+    assert [m["role"] for m in detail["messages"]] == ["user"]
+
+
 def test_end_of_the_run_is_retried_until_it_can_be_written(client, app, provider):
     store: Store = app.state.store
     failures = {"left": 2}  # the event write, then the first try at writing the run's end

@@ -4,11 +4,17 @@ It implements the agent loop's ``EventSink``. Writing before publishing is
 what lets a late or reconnecting viewer replay from SQLite and then follow
 the broker without gaps or duplicates.
 
-Writes go through the store's group-commit writer. Most events are awaited
-(the loop goes on once the event is durable); streamed ones (tokens, pieces
-of tool-call arguments) are queued without waiting, since the writer
-commits in queue order: the next awaited event, at the latest, proves them
-durable. Every event is published from its commit's callback, in order.
+Writes go through the store's group-commit writer, which commits in queue
+order. Only the events around something outside the studio are awaited
+(``AWAITED_EVENTS``: a model or a tool is about to be called or has answered,
+or the run has ended): the loop goes on once that event, and so every one
+before it, is durable. The others are queued without waiting, which spares
+the loop a round trip to the writer thread per event; a write that fails is
+seen by the next event, and the run's later writes are not made (one
+``Chain`` per run), so its log never goes on past a lost event. Streamed
+pieces (tokens, pieces of tool-call arguments) are also buffered while the
+run's previous write commits. Every event is published from its commit's
+callback, in order.
 
 When the store cannot write an event, the run is over: the recorder ends it
 ``failed`` through writes of its own (retried with backoff, else kept by the
@@ -41,6 +47,7 @@ from app.store.events import (
 from app.store.failures import as_failed, fail_active_run
 from app.store.live import Broker, LiveEvent
 from app.store.runs import get_run
+from app.store.writer import Chain
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +61,22 @@ END_BACKOFF_S = (0.2, 2.0)  # first wait, longest wait
 # model faster than the disk is slowed down rather than buffered without bound).
 MAX_IN_FLIGHT = 1000
 
+# Events the loop waits to be durable before it goes on: those around a call outside
+# the studio (after a storage failure no model or tool is called; a crash loses
+# neither that one was asked nor what it answered and cost, which alerts read), and the
+# run's end (whoever started it reads its outcome next). Waiting for these also spaces
+# out a run's heavier writes, so others' tokens are not queued behind a burst of them.
+AWAITED_EVENTS = frozenset(
+    {
+        "llm_call_started",
+        "llm_call_finished",
+        "tool_call_started",
+        "tool_call_finished",
+        "run_finished",
+        "run_failed",
+    }
+)
+
 
 class Recorder:
     def __init__(self, store: Store, broker: Broker, run_id: str, last_seq: int = 0) -> None:
@@ -65,6 +88,12 @@ class Recorder:
         self.storage_failure: StorageUnavailable | None = None
         # A streamed write that failed: the next event ends the run instead.
         self._stream_failure: StorageUnavailable | None = None
+        # An event that was not awaited and could not be written for another reason (a
+        # bug, a constraint): the next event fails the run with it, as if it had waited.
+        self._write_error: BaseException | None = None
+        # The run's writes, in order: after one fails, the later ones are not written
+        # (the log has no hole) and fail too.
+        self._chain = Chain()
         self._in_flight_count = 0
         # Streamed pieces not yet queued, and streamed writes queued but not yet committed.
         self._streamed: list[tuple[int, dict]] = []
@@ -81,6 +110,9 @@ class Recorder:
         if self._stream_failure is not None:
             await self._end_failed(self._stream_failure)
             raise self._stream_failure
+        if self._write_error is not None and payload["type"] != "run_failed":
+            error = self._write_error  # kept: the run's later writes fail with it too
+            raise RuntimeError(f"an event of this run could not be recorded: {error}") from error
         self.seq += 1
         seq = self.seq
         if payload["type"] in STREAMED_EVENTS:
@@ -104,17 +136,33 @@ class Recorder:
         done = functools.partial(self._written, seq)
         # Shielded: a run cancelled mid-write (server shutdown) still commits
         # the event it was writing, so the log never has a hole.
-        write = self.store.queue(record_event, self.run_id, seq, payload, on_done=done)
-        assert write is not None
-        try:
-            await asyncio.shield(write)
-        except asyncio.CancelledError:
-            await self._settle(write)
-            raise
-        except StorageUnavailable as exc:
-            await self._end_failed(exc)
-            raise
-        self._in_flight_count = 0  # every earlier queued write is committed too
+        awaited = payload["type"] in AWAITED_EVENTS
+        write = self.store.queue(
+            record_event,
+            self.run_id,
+            seq,
+            payload,
+            on_done=done,
+            wait=awaited,
+            # The run's failure is recorded even after a lost event (its error says why).
+            chain=None if payload["type"] == "run_failed" else self._chain,
+        )
+        if awaited:
+            assert write is not None
+            try:
+                await asyncio.shield(write)
+            except asyncio.CancelledError:
+                await self._settle(write)
+                raise
+            except StorageUnavailable as exc:
+                await self._end_failed(exc)
+                raise
+            self._in_flight_count = 0  # every earlier queued write is committed too
+        else:
+            self._in_flight_count += 1
+            if self._in_flight_count >= MAX_IN_FLIGHT:
+                self._in_flight_count = 0
+                await asyncio.shield(self.store.flush())  # back-pressure, as for pieces
         if payload["type"] == "message" and len(self._pieces) > 1:
             # The call's answer is stored: its pieces can become one row. Deferrable, so
             # a burst of calls ending together does not stall the others' live writes.
@@ -126,6 +174,7 @@ class Recorder:
                 self._pieces,
                 wait=False,
                 idle=True,
+                chain=self._chain,
             )
         if payload["type"] == "message":
             self._pieces = []
@@ -142,6 +191,7 @@ class Recorder:
             batch,
             on_done=functools.partial(self._streamed_written, batch),
             wait=False,
+            chain=self._chain,
         )
 
     def _streamed_written(
@@ -169,7 +219,9 @@ class Recorder:
         elif isinstance(error, StorageUnavailable) and self._stream_failure is None:
             self._stream_failure = error
         elif not isinstance(error, StorageUnavailable):
-            log.error("run %s: event %d could not be recorded: %s", self.run_id, seq, error)
+            if self._write_error is None:  # the run's later writes fail with it, unlogged
+                log.error("run %s: event %d could not be recorded: %s", self.run_id, seq, error)
+                self._write_error = error
 
     async def _settle(self, write: asyncio.Future[Any]) -> None:
         """Finish the write a cancellation interrupted (its callback publishes it)."""

@@ -37,7 +37,7 @@ from app.store.backend import DATABASE_ERRORS, is_postgres_url, require_psycopg
 from app.store.failures import fail_active_run, touch_probe
 from app.store.memory import IdleTrim, bound_malloc_retention
 from app.store.migrations import apply_migrations
-from app.store.writer import Done, GroupWriter, Write
+from app.store.writer import Chain, Done, GroupWriter, Write
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -277,6 +277,7 @@ class Store:
         on_done: Done | None = None,
         wait: bool = True,
         idle: bool = False,
+        chain: Chain | None = None,
     ) -> asyncio.Future[Any] | None:
         """Queue ``fn(db, *args)`` for the next batch; ``on_done(result, error)`` runs on this
         loop once the batch is committed (or failed), before the returned future settles.
@@ -284,11 +285,14 @@ class Store:
         With ``wait=False`` no future is made: the caller learns the outcome from
         ``on_done`` only (the recorder's token writes, which nothing awaits one by one).
         With ``idle=True`` the write may wait for a moment when nothing else is queued
-        (compaction, which no caller waits for).
+        (compaction, which no caller waits for). Writes of one ``chain`` (a run's events)
+        are not run once an earlier one met a storage failure (``writer.Chain``).
         """
         loop = asyncio.get_running_loop()
         future = loop.create_future() if wait else None
-        write = Write(fn, args, {}, loop=loop, future=future, on_done=on_done, idle=idle)
+        write = Write(
+            fn, args, {}, loop=loop, future=future, on_done=on_done, idle=idle, chain=chain
+        )
         self._writer.submit(write)
         return future
 

@@ -22,17 +22,22 @@ rebuilds the snapshot exactly (key order included).
 
 from __future__ import annotations
 
+import collections
 import json
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 from sqlite_utils import Database
 
-from app.store.rows import decode_json, encode_json
+from app.store.rows import compact_json, decode_json, encode_json
 
 # A content shorter than this is stored as is: a reference would not be smaller.
 MIN_REF = 64
+# Runs whose latest step the writer keeps rebuilt, per connection (see last_memory).
+REMEMBERED_RUNS = 64
 
 
 @dataclass
@@ -126,22 +131,48 @@ def with_refs(
     return stored, refs
 
 
+def _json_value(value: Any) -> Any:
+    """``value`` as the JSON value a reader gets back (msgspec, or ``json`` for NaN and such)."""
+    text = compact_json(value)
+    try:
+        return msgspec.json.decode(text)
+    except msgspec.DecodeError:
+        return json.loads(text)
+
+
+_ENCODE = msgspec.json.Encoder().encode
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Whether two JSON values are one: ``==`` alone takes 1, 1.0 and true for the same.
+
+    ``==`` first, which also tells NaN from null (msgspec writes both as null),
+    then their JSON texts.
+    """
+    if a != b:
+        return False
+    try:
+        return _ENCODE(a) == _ENCODE(b)
+    except (TypeError, ValueError, OverflowError):
+        return compact_json(a) == compact_json(b)
+
+
 def delta(
     before: Memory, messages: list[Any], scratch: dict[str, Any]
 ) -> tuple[int, list[Any], dict[str, Any], list[str]] | None:
     """``(kept, changed messages, scratch set, scratch removed)`` from ``before`` to the new
     state, or None when only a whole row says it exactly."""
-    old = [encode_json(m) for m in before.messages]
+    old = before.messages
     kept = 0
     for message in messages:
-        if kept >= len(old) or old[kept] != encode_json(message):
+        if kept >= len(old) or not _same(old[kept], message):
             break
         kept += 1
     changed = messages[kept:]
     set_keys = {
         k: v
         for k, v in scratch.items()
-        if k not in before.scratch or encode_json(before.scratch[k]) != encode_json(v)
+        if k not in before.scratch or not _same(before.scratch[k], v)
     }
     removed = [k for k in before.scratch if k not in scratch]
     rebuilt = {k: v for k, v in before.scratch.items() if k not in removed}
@@ -151,8 +182,44 @@ def delta(
     return kept, changed, set_keys, removed
 
 
+# The latest step of the runs a connection wrote snapshots for, rebuilt: a run's next
+# snapshot would otherwise read and rebuild every step before it (a run's snapshots
+# would cost the square of its length). Checked against the stored latest step.
+_REMEMBERED: weakref.WeakKeyDictionary[Database, collections.OrderedDict[str, Memory]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _remember(db: Database, run_id: str, memory: Memory) -> None:
+    runs = _REMEMBERED.setdefault(db, collections.OrderedDict())
+    runs[run_id] = memory
+    runs.move_to_end(run_id)
+    while len(runs) > REMEMBERED_RUNS:
+        runs.popitem(last=False)
+
+
+def _remembered(db: Database, run_id: str) -> Memory | None:
+    """The run's latest step as this connection wrote it, if it still is the latest stored.
+
+    Steps are unique per run and only ever added (or deleted with their run), so
+    the same latest step number means the same row; a write rolled back, another
+    replica's write or a deleted run shows as another number.
+    """
+    runs = _REMEMBERED.get(db)
+    memory = None if runs is None else runs.get(run_id)
+    if memory is None:
+        return None
+    latest = db.execute(
+        "select max(step) from memory_snapshots where run_id = ?", [run_id]
+    ).fetchone()[0]
+    return memory if latest is not None and latest == memory.step else None
+
+
 def last_memory(db: Database, run_id: str) -> Memory:
     """The run's latest step rebuilt (an empty memory before its first snapshot)."""
+    remembered = _remembered(db, run_id)
+    if remembered is not None:
+        return remembered
     rows = db.query(
         "select step, messages, scratch, kept, scratch_removed, refs from memory_snapshots"
         " where run_id = ? order by step",
@@ -187,12 +254,13 @@ def insert_snapshot(
     """Store the snapshot ``event`` (number ``seq``) as a delta on the run's previous step,
     its long message contents as references to the run's messages."""
     # As JSON values: what a reader gets back, and what the delta compares.
-    messages = json.loads(encode_json(list(event.get("messages") or [])))
-    scratch = json.loads(encode_json(event.get("scratch") or {}))
+    messages = _json_value(list(event.get("messages") or []))
+    scratch = _json_value(event.get("scratch") or {})
     before = last_memory(db, run_id)
     step = event["step"]
     change = None
-    if isinstance(scratch, dict) and (before.step is None or step > before.step):
+    latest = before.step is None or step > before.step
+    if isinstance(scratch, dict) and latest:
         change = delta(before, messages, scratch) if before.step is not None else None
     row: dict[str, Any] = {
         "run_id": run_id,
@@ -220,3 +288,5 @@ def insert_snapshot(
     columns = ", ".join(row)
     marks = ", ".join("?" * len(row))
     db.execute(f"insert into memory_snapshots ({columns}) values ({marks})", list(row.values()))
+    if latest and isinstance(step, int) and isinstance(scratch, dict):
+        _remember(db, run_id, Memory(step, messages, scratch))

@@ -73,6 +73,20 @@ Done = Callable[[Any, BaseException | None], None]
 
 
 @dataclass(eq=False)
+class Chain:
+    """Writes that build on one another in queue order (one run's events).
+
+    Once one of them fails (a storage failure, or its own error), the later
+    ones fail with the same error without running, so a run's log never goes
+    on past an event it lost: callers that do not wait for each write (the
+    recorder) learn of the failure a few writes later, and what is stored up
+    to then has no hole.
+    """
+
+    failure: BaseException | None = None
+
+
+@dataclass(eq=False)
 class Write:
     """One queued call: ``fn(db, *args, **kwargs)``, in a batch or (``alone``) outside one."""
 
@@ -84,6 +98,7 @@ class Write:
     on_done: Done | None = None
     alone: bool = False  # maintenance: runs with no transaction open (VACUUM, pragmas)
     idle: bool = False  # deferrable (compaction): runs alone when nothing else waits
+    chain: Chain | None = None
 
 
 _STOP = object()
@@ -273,7 +288,7 @@ class GroupWriter:
             # every queued write is told so, one batch at a time.
             failure = self._as_failure(exc)
             self._after_commit(False)
-            _deliver([(first, None, failure)])
+            _deliver(_failed([first], failure))
             return
         done: list[tuple[Write, Any, BaseException | None]] = []
         storage_failed = False
@@ -285,7 +300,7 @@ class GroupWriter:
             except _TransactionLost as lost:  # what ran before in this batch is lost too
                 failure = self._as_failure(lost.error)
                 self._after_commit(False)
-                _deliver([(w, None, failure) for w, _, _ in done] + [(item, None, failure)])
+                _deliver(_failed([*(w for w, _, _ in done), item], failure))
                 return
             done.append(outcome)
             storage_failed |= storage
@@ -304,7 +319,7 @@ class GroupWriter:
                 conn.execute("ROLLBACK")
             failure = self._as_failure(exc)
             self._after_commit(False)
-            _deliver([(w, None, failure) for w, _, _ in done])
+            _deliver(_failed([w for w, _, _ in done], failure))
             return
         self.commits += 1
         self._after_commit(not storage_failed)
@@ -314,6 +329,9 @@ class GroupWriter:
         self, db: Database, item: Write
     ) -> tuple[tuple[Write, Any, BaseException | None], bool]:
         """Run one write in its savepoint: its outcome, and whether it met a storage failure."""
+        chain = item.chain
+        if chain is not None and chain.failure is not None:
+            return (item, None, chain.failure), False  # an earlier write of its chain was lost
         conn = db.conn
         conn.execute("SAVEPOINT w")
         try:
@@ -328,9 +346,21 @@ class GroupWriter:
             failure = self._as_failure(exc)
             # A storage failure is the store's; any other error (a constraint, a bug) is
             # the function's own, and its caller's problem only.
+            if chain is not None:
+                chain.failure = failure
             return (item, None, failure), failure is not exc
         conn.execute("RELEASE w")
         return (item, result, None), False
+
+
+def _failed(
+    writes: list[Write], failure: BaseException
+) -> list[tuple[Write, Any, BaseException | None]]:
+    """The outcomes of ``writes`` lost to a storage failure; their chains stop there."""
+    for write in writes:
+        if write.chain is not None and write.chain.failure is None:
+            write.chain.failure = failure
+    return [(write, None, failure) for write in writes]
 
 
 def _checkpoint(db: Database) -> bool:
