@@ -182,6 +182,42 @@ def test_run_rule_is_one_alert_per_run(db):
     assert db.write_sync(check_run, "x") == []
 
 
+def test_the_alerts_page_shows_odd_rule_rows(app, page_client):
+    """Rule rows with missing numbers read as "—" on the page, not as $0 or a 500."""
+    for sql in (
+        "insert into alert_rules (name, kind, created_at) values ('no threshold', 'run_cost', 0)",
+        "insert into alert_rules (name, kind, threshold_usd, created_at)"
+        " values ('no window', 'window_cost', 1.0, 0)",
+        "insert into alert_rules (name, kind, created_at) values ('no baseline', 'baseline', 0)",
+    ):
+        app.state.store.write_sync(lambda d, sql=sql: d.execute(sql))
+    r = page_client.get("/alerts")
+    assert r.status_code == 200, r.text[:500]
+    assert "a run costs more than —" in r.text and "within — min" in r.text
+    assert "—× the average of the previous — runs" in r.text
+
+
+def test_a_rule_row_that_cannot_be_checked_is_skipped(db, caplog):
+    """A rule row the form could not make (no threshold: a hand-edited database) must not
+    stop the other rules, nor raise for every run that ends."""
+    db.write_sync(
+        lambda d: d.execute(
+            "insert into alert_rules (name, kind, created_at) values ('odd', 'run_cost', 0)"
+        )
+    )
+    db.write_sync(
+        lambda d: d.execute(
+            "insert into alert_rules (name, kind, threshold_usd, created_at) values ('no window', 'window_cost', 1.0, 0)"
+        )
+    )
+    db.write_sync(create_rule, RuleCreate(name="big", kind="run_cost", threshold_usd=0.5))
+    finished_run(db, "x", 0.9, 1_800_000_000.0)
+    [alert_id] = db.write_sync(check_run, "x")
+    [alert] = db.read_sync(list_alerts)
+    assert alert["id"] == alert_id and "big" in alert["message"]
+    assert caplog.text.count("cannot be checked") == 2
+
+
 @pytest.mark.parametrize(
     ("body", "message"),
     [

@@ -1,5 +1,6 @@
 """Team access: roles per route class, revocation, sessions, CSRF, headers, rate limit."""
 
+import httpx
 import pytest
 from bs4 import BeautifulSoup
 from litestar.testing import TestClient
@@ -88,19 +89,29 @@ def test_bearer_header_works(anon, keys):
 
 
 def test_revocation_takes_effect_at_once(app, keys):
-    with TestClient(app) as admin, TestClient(app) as member:
-        login(admin, keys["admin"])
-        login(member, keys["member"])  # a browser session of the member key
-        assert member.get("/runs").status_code == 200
-        assert member.get("/api/runs", headers={"X-API-Key": keys["member"]}).status_code == 200
-        r = admin.post(
-            "/settings/keys/revoke", data={"name": "member-key", "_csrf_token": csrf(admin)}
+    # Two browsers on one running app: one client whose cookie jar is swapped. Two
+    # entered clients would start the app twice, and the first start's PostgreSQL relay
+    # threads were left running after the test.
+    with TestClient(app) as client:
+        login(client, keys["member"])  # a browser session of the member key
+        member = httpx.Cookies(client.cookies)
+        client.cookies = httpx.Cookies()
+        login(client, keys["admin"])
+        admin = httpx.Cookies(client.cookies)
+
+        client.cookies = member
+        assert client.get("/runs").status_code == 200
+        assert client.get("/api/runs", headers={"X-API-Key": keys["member"]}).status_code == 200
+        client.cookies = admin
+        r = client.post(
+            "/settings/keys/revoke", data={"name": "member-key", "_csrf_token": csrf(client)}
         )
         assert r.status_code == 200
         row = BeautifulSoup(r.text, "html.parser").find("td", string="member-key").parent
         assert "revoked" in row.text
-        assert member.get("/api/runs", headers={"X-API-Key": keys["member"]}).status_code == 401
-        r = member.get("/runs", headers={"Accept": "text/html"}, follow_redirects=False)
+        client.cookies = member
+        assert client.get("/api/runs", headers={"X-API-Key": keys["member"]}).status_code == 401
+        r = client.get("/runs", headers={"Accept": "text/html"}, follow_redirects=False)
         assert r.status_code == 303  # the session died with its key
 
 

@@ -19,6 +19,7 @@ the replicas), so two runs finishing together cannot both open one.
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -28,6 +29,8 @@ from app.alerts.bodies import MIN_BASELINE_RUNS, NEEDS, RuleCreate
 from app.core.formats import format_exact
 from app.pricing.costs import format_cost
 from app.store.backend import is_postgres
+
+log = logging.getLogger(__name__)
 
 
 def create_rule(db: Database, body: RuleCreate) -> dict[str, Any]:
@@ -68,19 +71,22 @@ def delete_rule(db: Database, rule_id: int) -> bool:
     return True
 
 
+def _shown(value: Any, show: Any) -> str:
+    """``show(value)`` for a number; "—" for what a rule row lacks (a hand-edited database)."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return show(value) if number else "—"
+
+
 def describe_rule(rule: dict[str, Any]) -> str:
+    threshold = _shown(rule.get("threshold_usd"), lambda v: format_cost(v, "priced"))
     if rule["kind"] == "run_cost":
-        return f"a run costs more than {format_cost(rule['threshold_usd'], 'priced')}"
+        return f"a run costs more than {threshold}"
     if rule["kind"] == "window_cost":
-        minutes = rule["window_s"] / 60
-        return (
-            f"runs cost more than {format_cost(rule['threshold_usd'], 'priced')}"
-            f" within {minutes:g} min"
-        )
-    return (
-        f"a run costs more than {format_exact(rule['multiplier'])}× the average of the previous"
-        f" {rule['baseline_runs']} runs"
-    )
+        minutes = _shown(rule.get("window_s"), lambda v: f"{v / 60:g}")
+        return f"runs cost more than {threshold} within {minutes} min"
+    multiplier = _shown(rule.get("multiplier"), format_exact)
+    runs = _shown(rule.get("baseline_runs"), lambda v: f"{v:g}")
+    return f"a run costs more than {multiplier}× the average of the previous {runs} runs"
 
 
 # --- checking -----------------------------------------------------------------
@@ -173,7 +179,13 @@ def check_run(db: Database, run_id: str, now: float | None = None) -> list[int]:
     new: list[int] = []
     for rule in db.execute("select * from alert_rules where enabled = 1").fetchall():
         rule = dict(rule)
-        fires, value, limit = _evaluate(db, rule, run)
+        try:
+            fires, value, limit = _evaluate(db, rule, run)
+        except (TypeError, ValueError, KeyError) as exc:
+            # A rule row the form could not have made (a hand-edited database, an old
+            # version): it is skipped, and the other rules are still checked.
+            log.warning("alert rule %s cannot be checked (%r): %s", rule.get("id"), rule, exc)
+            continue
         if rule["kind"] == "run_cost":
             fingerprint = f"rule{rule['id']}:run:{run_id}"
             seen = db.execute(
