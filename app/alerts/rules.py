@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from sqlite_utils import Database
@@ -71,7 +72,7 @@ def delete_rule(db: Database, rule_id: int) -> bool:
     return True
 
 
-def _shown(value: Any, show: Any) -> str:
+def _shown(value: Any, show: Callable[[Any], str]) -> str:
     """``show(value)`` for a number; "—" for what a rule row lacks (a hand-edited database)."""
     number = isinstance(value, (int, float)) and not isinstance(value, bool)
     return show(value) if number else "—"

@@ -57,8 +57,9 @@ END_ATTEMPTS = 4
 END_BACKOFF_S = (0.2, 2.0)  # first wait, longest wait
 
 
-# Streamed events after which the recorder waits for the writer (back-pressure: a
-# model faster than the disk is slowed down rather than buffered without bound).
+# Writes queued without waiting after which the recorder waits for the writer
+# (back-pressure: a model faster than the disk is slowed down rather than buffered
+# without bound).
 MAX_IN_FLIGHT = 1000
 
 # Events the loop waits to be durable before it goes on: those around a call outside
@@ -86,14 +87,13 @@ class Recorder:
         self.seq = last_seq  # the last sequence number handed out
         self.published_seq = last_seq  # the last one durable and published
         self.storage_failure: StorageUnavailable | None = None
-        # A streamed write that failed: the next event ends the run instead.
-        self._stream_failure: StorageUnavailable | None = None
-        # An event that was not awaited and could not be written for another reason (a
-        # bug, a constraint): the next event fails the run with it, as if it had waited.
-        self._write_error: BaseException | None = None
         # The run's writes, in order: after one fails, the later ones are not written
-        # (the log has no hole) and fail too.
+        # (the log has no hole) and fail with the same error.
         self._chain = Chain()
+        # That first error, as a write not awaited reported it (in order, on this loop):
+        # the next event ends the run failed (a storage failure), or fails it with the
+        # error (a bug, a constraint), as if the loop had waited for that write.
+        self._write_failure: BaseException | None = None
         self._in_flight_count = 0
         # Streamed pieces not yet queued, and streamed writes queued but not yet committed.
         self._streamed: list[tuple[int, dict]] = []
@@ -107,12 +107,14 @@ class Recorder:
     async def emit_dict(self, payload: dict) -> None:
         if self.storage_failure is not None:
             raise self.storage_failure  # the run was ended failed: nothing more is recorded
-        if self._stream_failure is not None:
-            await self._end_failed(self._stream_failure)
-            raise self._stream_failure
-        if self._write_error is not None and payload["type"] != "run_failed":
-            error = self._write_error  # kept: the run's later writes fail with it too
-            raise RuntimeError(f"an event of this run could not be recorded: {error}") from error
+        failure = self._write_failure
+        if isinstance(failure, StorageUnavailable):
+            await self._end_failed(failure)
+            raise failure
+        if failure is not None and payload["type"] != "run_failed":
+            raise RuntimeError(
+                f"an event of this run could not be recorded: {failure}"
+            ) from failure
         self.seq += 1
         seq = self.seq
         if payload["type"] in STREAMED_EVENTS:
@@ -122,15 +124,9 @@ class Recorder:
             # writes (one writer, one queue), published from the commit's callback.
             self._streamed.append((seq, payload))
             self._pieces.append((seq, payload))
-            self._in_flight_count += 1
-            if self._in_flight_count < MAX_IN_FLIGHT:
-                if not self._streaming:
-                    self._flush_streamed()
-                return
-            self._in_flight_count = 0
-            self._flush_streamed()
-            # Back-pressure: wait for the writer to catch up.
-            await asyncio.shield(self.store.flush())
+            if not self._streaming:
+                self._flush_streamed()
+            await self._hold_back()
             return
         self._flush_streamed()  # earlier pieces first: the writer keeps queue order
         done = functools.partial(self._written, seq)
@@ -159,10 +155,7 @@ class Recorder:
                 raise
             self._in_flight_count = 0  # every earlier queued write is committed too
         else:
-            self._in_flight_count += 1
-            if self._in_flight_count >= MAX_IN_FLIGHT:
-                self._in_flight_count = 0
-                await asyncio.shield(self.store.flush())  # back-pressure, as for pieces
+            await self._hold_back()
         if payload["type"] == "message" and len(self._pieces) > 1:
             # The call's answer is stored: its pieces can become one row. Deferrable, so
             # a burst of calls ending together does not stall the others' live writes.
@@ -178,6 +171,16 @@ class Recorder:
             )
         if payload["type"] == "message":
             self._pieces = []
+
+    async def _hold_back(self) -> None:
+        """Count a write queued without waiting; after ``MAX_IN_FLIGHT`` of them, wait for
+        the writer to catch up (back-pressure)."""
+        self._in_flight_count += 1
+        if self._in_flight_count < MAX_IN_FLIGHT:
+            return
+        self._in_flight_count = 0
+        self._flush_streamed()
+        await asyncio.shield(self.store.flush())
 
     def _flush_streamed(self) -> None:
         """Queue the buffered pieces as one write."""
@@ -216,12 +219,10 @@ class Recorder:
             event, run = stored
             self.published_seq = max(self.published_seq, seq)
             self.broker.publish(LiveEvent(self.run_id, seq, event["type"], event, run))
-        elif isinstance(error, StorageUnavailable) and self._stream_failure is None:
-            self._stream_failure = error
-        elif not isinstance(error, StorageUnavailable):
-            if self._write_error is None:  # the run's later writes fail with it, unlogged
+        elif self._write_failure is None:  # the run's later writes fail with it, unlogged
+            self._write_failure = error
+            if not isinstance(error, StorageUnavailable):  # the store logs its own failures
                 log.error("run %s: event %d could not be recorded: %s", self.run_id, seq, error)
-                self._write_error = error
 
     async def _settle(self, write: asyncio.Future[Any]) -> None:
         """Finish the write a cancellation interrupted (its callback publishes it)."""

@@ -286,7 +286,7 @@ class Store:
         ``on_done`` only (the recorder's token writes, which nothing awaits one by one).
         With ``idle=True`` the write may wait for a moment when nothing else is queued
         (compaction, which no caller waits for). Writes of one ``chain`` (a run's events)
-        are not run once an earlier one met a storage failure (``writer.Chain``).
+        are not run once an earlier one failed (``writer.Chain``).
         """
         loop = asyncio.get_running_loop()
         future = loop.create_future() if wait else None
